@@ -1,0 +1,60 @@
+//! One error type for every connector. Its kind decides the exit code, so the
+//! same classification drives what Airflow sees and what an operator reads.
+
+use std::process::ExitCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A user-facing failure. Every message is one line that says what was wrong
+/// and what to do; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags, dates, config or environment (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Credentials missing, rejected or expired (exit 3).
+    #[error("{0}")]
+    Auth(String),
+    /// The platform API failed after retries or answered something unusable (exit 4).
+    #[error("{0}")]
+    Upstream(String),
+    /// Reading or writing the output or state location failed (exit 5).
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl Error {
+    /// Documented exit codes: 0 ok, 2 usage/config, 3 auth, 4 upstream API error, 5 storage.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Auth(_) => 3,
+            Error::Upstream(_) => 4,
+            Error::Storage(_) => 5,
+        }
+    }
+
+    pub fn exit(&self) -> ExitCode {
+        ExitCode::from(self.exit_code())
+    }
+
+    pub fn storage(context: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
+        Error::Storage(one_line(&format!("{context}: {err}")))
+    }
+}
+
+/// Collapses a multi-line message (nested causes, response bodies) into one line.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for part in s
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out
+}

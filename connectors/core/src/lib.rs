@@ -1,0 +1,21 @@
+//! What every crest source connector shares, so that a connector is only its
+//! API's shape: HTTP with retry, backoff and pacing ([`http`], [`pacing`]),
+//! date windows ([`window`]), incremental state ([`state`]), the raw Parquet
+//! writer and run manifest ([`raw`], [`manifest`], [`storage`]) and the CLI
+//! skeleton with logging, progress and exit codes ([`cli`]).
+
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod manifest;
+pub mod pacing;
+pub mod raw;
+pub mod secret;
+pub mod state;
+pub mod storage;
+pub mod window;
+
+pub use error::{Error, Result};
+pub use reqwest;
+pub use secret::Secret;

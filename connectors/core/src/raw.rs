@@ -1,0 +1,239 @@
+//! The raw writer: Arrow record batches → Parquet (zstd) files in
+//! `{out}/raw/{platform}/{report}/date=YYYY-MM-DD/{run_id}-{n}.parquet`.
+//!
+//! One file holds one account × one date, so a later run can replace exactly
+//! that account's day. Files are encoded in memory (bounded by
+//! `max_rows_per_file`) and appear with a single atomic `put`; every file
+//! carries its identity in the Parquet key-value metadata (`crest.*`).
+
+use crate::storage::Location;
+use crate::{Error, Result};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{Date32Type, SchemaRef};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A committed raw file, as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RawFile {
+    /// Relative to the output location.
+    pub path: String,
+    pub account_id: String,
+    pub date: NaiveDate,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Metadata keys written into every raw file.
+pub const META_ACCOUNT: &str = "crest.account_id";
+pub const META_RUN: &str = "crest.run_id";
+pub const META_PLATFORM: &str = "crest.platform";
+pub const META_REPORT: &str = "crest.report";
+pub const META_EXTRACTED_AT: &str = "crest.extracted_at";
+
+/// Where a platform's report lives under the output location.
+pub fn partition_dir(platform: &str, report: &str, date: NaiveDate) -> String {
+    format!("raw/{platform}/{report}/date={date}")
+}
+
+/// Everything a slice writer needs to name and label its files.
+pub struct FileIdentity<'a> {
+    pub platform: &'a str,
+    pub report: &'a str,
+    pub run_id: &'a str,
+    pub account_id: &'a str,
+    pub extracted_at: &'a str,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+/// Writes one account's rows for one slice, split by the date column.
+/// Nothing is visible until [`SliceWriter::finish`]; [`SliceWriter::abort`]
+/// removes files a roll-over already put.
+pub struct SliceWriter<'a> {
+    out: &'a Location,
+    id: FileIdentity<'a>,
+    schema: SchemaRef,
+    date_column: usize,
+    props: WriterProperties,
+    max_rows_per_file: u64,
+    next_n: &'a AtomicU64,
+    open: BTreeMap<NaiveDate, OpenFile>,
+    written: Vec<RawFile>,
+}
+
+impl<'a> SliceWriter<'a> {
+    pub fn new(
+        out: &'a Location,
+        id: FileIdentity<'a>,
+        schema: SchemaRef,
+        date_column: &str,
+        next_n: &'a AtomicU64,
+    ) -> Result<Self> {
+        let date_column = schema
+            .index_of(date_column)
+            .map_err(|e| Error::Config(format!("raw schema has no date column: {e}")))?;
+        let meta = vec![
+            KeyValue::new(META_ACCOUNT.to_string(), id.account_id.to_string()),
+            KeyValue::new(META_RUN.to_string(), id.run_id.to_string()),
+            KeyValue::new(META_PLATFORM.to_string(), id.platform.to_string()),
+            KeyValue::new(META_REPORT.to_string(), id.report.to_string()),
+            KeyValue::new(META_EXTRACTED_AT.to_string(), id.extracted_at.to_string()),
+        ];
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_size(64 * 1024)
+            .set_key_value_metadata(Some(meta))
+            .build();
+        Ok(SliceWriter {
+            out,
+            id,
+            schema,
+            date_column,
+            props,
+            max_rows_per_file: 1_000_000,
+            next_n,
+            open: BTreeMap::new(),
+            written: Vec::new(),
+        })
+    }
+
+    pub fn with_max_rows_per_file(mut self, rows: u64) -> Self {
+        self.max_rows_per_file = rows.max(1);
+        self
+    }
+
+    /// Appends a batch; rows are routed to their date's file.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let dates = batch
+            .column(self.date_column)
+            .as_primitive_opt::<Date32Type>()
+            .ok_or_else(|| Error::Config("raw date column must be Date32".into()))?;
+        if dates.null_count() > 0 {
+            return Err(Error::Upstream("a report row has no date".into()));
+        }
+        let first = dates.value(0);
+        if dates.values().iter().all(|d| *d == first) {
+            return self.write_date(first, batch.clone()).await;
+        }
+        let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for (i, d) in dates.values().iter().enumerate() {
+            groups.entry(*d).or_default().push(i as u32);
+        }
+        for (day, idx) in groups {
+            let idx = UInt32Array::from(idx);
+            let part = arrow::compute::take_record_batch(batch, &idx)
+                .map_err(|e| Error::Upstream(format!("cannot split a report page by date: {e}")))?;
+            self.write_date(day, part).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_date(&mut self, day: i32, batch: RecordBatch) -> Result<()> {
+        let date = Date32Type::to_naive_date(day);
+        if !self.open.contains_key(&date) {
+            let writer =
+                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
+                    .map_err(|e| Error::storage("cannot start a Parquet file", e))?;
+            self.open.insert(date, OpenFile { writer, rows: 0 });
+        }
+        let full = {
+            let file = self.open.get_mut(&date).expect("inserted above");
+            file.writer
+                .write(&batch)
+                .map_err(|e| Error::storage("cannot encode Parquet", e))?;
+            file.rows += batch.num_rows() as u64;
+            file.rows >= self.max_rows_per_file
+        };
+        if full {
+            let file = self.open.remove(&date).expect("present");
+            let raw = self.put(date, file).await?;
+            self.written.push(raw);
+        }
+        Ok(())
+    }
+
+    async fn put(&self, date: NaiveDate, file: OpenFile) -> Result<RawFile> {
+        let bytes = file
+            .writer
+            .into_inner()
+            .map_err(|e| Error::storage("cannot finish a Parquet file", e))?;
+        let n = self.next_n.fetch_add(1, Ordering::Relaxed);
+        let path = format!(
+            "{}/{}-{n}.parquet",
+            partition_dir(self.id.platform, self.id.report, date),
+            self.id.run_id
+        );
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let len = bytes.len() as u64;
+        self.out.put(&path, Bytes::from(bytes)).await?;
+        Ok(RawFile {
+            path,
+            account_id: self.id.account_id.to_string(),
+            date,
+            rows: file.rows,
+            bytes: len,
+            sha256,
+        })
+    }
+
+    /// Puts every open file; returns all files of this slice.
+    pub async fn finish(mut self) -> Result<Vec<RawFile>> {
+        let open = std::mem::take(&mut self.open);
+        for (date, file) in open {
+            match self.put(date, file).await {
+                Ok(raw) => self.written.push(raw),
+                Err(e) => {
+                    self.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// Removes whatever this slice already put (best effort: a resumed run
+    /// also removes its own uncommitted files).
+    pub async fn abort(mut self) {
+        for f in std::mem::take(&mut self.written) {
+            if let Err(e) = self.out.delete(&f.path).await {
+                tracing::warn!(error = %e, path = %f.path, "cannot remove an uncommitted file");
+            }
+        }
+    }
+}
+
+/// Reads the account a raw file belongs to from its Parquet footer.
+pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
+    use parquet::arrow::async_reader::ParquetObjectReader;
+    use parquet::arrow::ParquetRecordBatchStreamBuilder;
+    let reader = ParquetObjectReader::new(out.store().clone(), out.path(rel));
+    let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(path = %rel, error = %e, "cannot read a raw file's footer; leaving it");
+            return Ok(None);
+        }
+    };
+    let kv = builder.metadata().file_metadata().key_value_metadata();
+    Ok(kv.and_then(|kv| {
+        kv.iter()
+            .find(|k| k.key == META_ACCOUNT)
+            .and_then(|k| k.value.clone())
+    }))
+}

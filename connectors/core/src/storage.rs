@@ -1,0 +1,237 @@
+//! Output locations: a plain path, `file://`, `s3://`, `gs://`, `az://` or
+//! `memory://`, all through `object_store`. A `put` is atomic on each of them
+//! (local files are written aside and renamed; object stores commit on PUT),
+//! which is what the raw writer and the manifest rely on.
+
+use crate::{Error, Result};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, PutPayload};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    display: String,
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl Location {
+    /// Opens a folder-like location. Local folders are created if missing.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(Error::Config(
+                "an output location is empty: give a path or a URL".into(),
+            ));
+        }
+        let display = spec.trim_end_matches('/').to_string();
+        let Some((scheme, _)) = spec.split_once("://") else {
+            return Self::local(std::path::Path::new(spec), display);
+        };
+        let url = url::Url::parse(spec)
+            .map_err(|e| Error::Config(format!("'{spec}' is not a valid URL: {e}")))?;
+        let prefix = Path::from_url_path(url.path())
+            .map_err(|e| Error::Config(format!("'{spec}' has an invalid path: {e}")))?;
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| Error::Config(format!("'{spec}' is not a local file URL")))?;
+                return Self::local(&path, display);
+            }
+            "memory" => Arc::new(object_store::memory::InMemory::new()),
+            "s3" | "s3a" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(spec)
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot open {spec}: {e}")))?,
+            ),
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(spec)
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot open {spec}: {e}")))?,
+            ),
+            "az" | "abfs" | "abfss" | "azure" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(spec)
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot open {spec}: {e}")))?,
+            ),
+            other => {
+                return Err(Error::Config(format!(
+                    "'{spec}': unsupported scheme '{other}://'; use a path, file://, s3://, gs:// or az://"
+                )))
+            }
+        };
+        Ok(Location {
+            store,
+            prefix,
+            display,
+        })
+    }
+
+    fn local(path: &std::path::Path, display: String) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::storage(format!("cannot create {}", path.display()), e))?;
+        let abs = std::fs::canonicalize(path)
+            .map_err(|e| Error::storage(format!("cannot open {}", path.display()), e))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
+            .map_err(|e| Error::storage(format!("cannot open {}", abs.display()), e))?;
+        Ok(Location {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            display,
+        })
+    }
+
+    /// A location over an existing store (tests, embedding).
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, display: &str) -> Self {
+        Location {
+            store,
+            prefix: Path::from(prefix),
+            display: display.to_string(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The object path of `rel` (a `/`-separated path below this location).
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.child(part);
+        }
+        p
+    }
+
+    /// `rel` relative to this location, for manifests.
+    pub fn relative(&self, path: &Path) -> String {
+        match path.prefix_match(&self.prefix) {
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => path.to_string(),
+        }
+    }
+
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(rel), PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::storage(format!("cannot write {}/{rel}", self.display), e))
+    }
+
+    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.path(rel)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| Error::storage(format!("cannot read {}/{rel}", self.display), e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(
+                format!("cannot read {}/{rel}", self.display),
+                e,
+            )),
+        }
+    }
+
+    pub async fn put_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::storage(format!("cannot encode {rel}"), e))?;
+        self.put(rel, Bytes::from(bytes)).await
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
+        match self.get(rel).await? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                Error::Storage(format!(
+                    "{}/{rel} is not valid crest JSON ({e}); move it away to start over",
+                    self.display
+                ))
+            }),
+        }
+    }
+
+    /// Deletes `rel`; a missing object is not an error (deletes are retried on resume).
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(
+                format!("cannot delete {}/{rel}", self.display),
+                e,
+            )),
+        }
+    }
+
+    /// Objects directly or indirectly below `rel`.
+    pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = self.path(rel);
+        self.store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("cannot list {}/{rel}", self.display), e))
+    }
+
+    /// Proves the location is writable before any API call is made, so an
+    /// unwritable `--out` fails fast and leaves nothing behind.
+    pub async fn probe_writable(&self, run_id: &str) -> Result<()> {
+        let rel = format!("_runs/.probe-{run_id}");
+        self.put(&rel, Bytes::from_static(b"ok")).await?;
+        self.delete(&rel).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_put_get_list_delete_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::parse(dir.path().join("out").to_str().unwrap()).unwrap();
+        loc.put("a/b/c.json", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            loc.get("a/b/c.json").await.unwrap().unwrap().as_ref(),
+            b"{}"
+        );
+        let listed = loc.list("a").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(loc.relative(&listed[0].location), "a/b/c.json");
+        loc.delete("a/b/c.json").await.unwrap();
+        loc.delete("a/b/c.json").await.unwrap();
+        assert!(loc.get("a/b/c.json").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn unknown_scheme_is_a_config_error() {
+        assert!(matches!(
+            Location::parse("ftp://x/y"),
+            Err(Error::Config(_))
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! `crest-sandbox serve`: the simulated platform APIs on a local port.
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use crest_sandbox::faults::FaultPlan;
+use crest_sandbox::world::WorldConfig;
+use crest_sandbox::{Sandbox, SandboxConfig};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "crest-sandbox",
+    version,
+    about = "Simulated ad platform APIs (TikTok Business API v1.3) with seeded data and fault injection",
+    after_help = "Examples:\n  crest-sandbox serve --port 8787\n  crest-sandbox serve --port 8787 --seed 7 --creators 500 --days 90 --qps 10\n  crest-sandbox serve --port 8787 --faults 'rate_limit@5x3,truncated@9,drop%40'\n\nThe TikTok API accepts the access token 'sandbox-token' (change it with --tiktok-token)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the simulated APIs until interrupted.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// Seed of the synthetic world: same seed, same data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Creators in the roster.
+    #[arg(long, default_value_t = 60)]
+    creators: usize,
+    /// Days of data, ending yesterday (UTC) unless --first-day is given.
+    #[arg(long, default_value_t = 60)]
+    days: u32,
+    /// First day with data (YYYY-MM-DD).
+    #[arg(long, value_parser = crest_sandbox_date)]
+    first_day: Option<NaiveDate>,
+    /// Ad accounts (TikTok advertisers).
+    #[arg(long, default_value_t = 2)]
+    advertisers: usize,
+    /// Up to this many ads per creator.
+    #[arg(long, default_value_t = 3)]
+    ads_per_creator: usize,
+    /// Faults to inject: KIND@N, KIND@NxCOUNT or KIND%EVERY, comma separated
+    /// (rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token).
+    #[arg(long, default_value = "")]
+    faults: String,
+    /// Requests per second allowed before the platform's rate-limit error.
+    #[arg(long)]
+    qps: Option<f64>,
+    /// Delay of a `slow` fault, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    slow_ms: u64,
+    /// Reports larger than this many rows are refused as too large (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    max_rows_per_query: u64,
+    /// Access token the TikTok API accepts.
+    #[arg(long, default_value = "sandbox-token")]
+    tiktok_token: String,
+}
+
+fn crest_sandbox_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("'{s}' is not a date; use YYYY-MM-DD"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CREST_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let Command::Serve(args) = cli.command;
+    let faults: FaultPlan = match args.faults.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --faults: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let first_day = args.first_day.unwrap_or_else(|| {
+        chrono::Utc::now().date_naive() - chrono::Days::new(args.days.max(1) as u64)
+    });
+    let config = SandboxConfig {
+        world: WorldConfig {
+            seed: args.seed,
+            creators: args.creators,
+            days: args.days.max(1),
+            first_day,
+            advertisers: args.advertisers.max(1),
+            ads_per_creator: args.ads_per_creator.max(1),
+        },
+        faults,
+        qps: args.qps,
+        slow: Duration::from_millis(args.slow_ms),
+        tiktok_token: args.tiktok_token,
+        max_rows_per_query: args.max_rows_per_query,
+        port: args.port,
+    };
+    let sandbox = match Sandbox::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            return ExitCode::from(2);
+        }
+    };
+    let w = sandbox.world();
+    let last = w.date(w.config.days - 1);
+    println!("crest-sandbox listening on {}", sandbox.base_url());
+    println!(
+        "data: {} .. {} ({} creators, {} ads)",
+        w.config.first_day,
+        last,
+        w.creators.len(),
+        w.ads.len()
+    );
+    for a in &w.advertisers {
+        println!(
+            "tiktok advertiser {} ({}, {})",
+            a.advertiser_id, a.currency, a.timezone
+        );
+    }
+    sandbox.serve_until_ctrl_c().await;
+    ExitCode::SUCCESS
+}

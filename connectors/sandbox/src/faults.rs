@@ -69,7 +69,7 @@ impl FaultPlan {
         self.rules.iter().find_map(|(kind, when)| {
             let hit = match *when {
                 When::At { from, count } => n >= from && n < from + count,
-                When::Every(p) => n % p == 0,
+                When::Every(p) => n.is_multiple_of(p),
             };
             hit.then_some(*kind)
         })

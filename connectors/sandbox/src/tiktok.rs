@@ -66,14 +66,17 @@ impl Level {
     }
 }
 
-/// Per advertiser and level: each reporting entity and the ads it sums.
+/// A reporting entity (ad, ad group, campaign, advertiser): its id and the ads it sums.
+type Entity = (String, Vec<usize>);
+
+/// Per advertiser and level: each reporting entity.
 pub(crate) struct Index {
-    entities: HashMap<(usize, Level), Vec<(String, Vec<usize>)>>,
+    entities: HashMap<(usize, Level), Vec<Entity>>,
 }
 
 impl Index {
     pub fn new(world: &World) -> Index {
-        let mut entities: HashMap<(usize, Level), Vec<(String, Vec<usize>)>> = HashMap::new();
+        let mut entities: HashMap<(usize, Level), Vec<Entity>> = HashMap::new();
         for (a, adv) in world.advertisers.iter().enumerate() {
             let ads: Vec<usize> = (0..world.ads.len())
                 .filter(|i| world.ad_advertiser(&world.ads[*i]) == a)
@@ -84,8 +87,8 @@ impl Index {
                     .map(|i| (world.ads[*i].ad_id.to_string(), vec![*i]))
                     .collect(),
             );
-            let mut by_group: Vec<(String, Vec<usize>)> = Vec::new();
-            let mut by_campaign: Vec<(String, Vec<usize>)> = Vec::new();
+            let mut by_group: Vec<Entity> = Vec::new();
+            let mut by_campaign: Vec<Entity> = Vec::new();
             for (g, group) in world.adgroups.iter().enumerate() {
                 if world.campaigns[group.campaign].advertiser != a {
                     continue;

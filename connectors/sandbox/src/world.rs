@@ -258,12 +258,12 @@ impl World {
                 let campaign = &campaigns[adgroups[adgroup].campaign];
                 let days = config.days.max(1);
                 // Most ads run the whole window; some start late or stop early.
-                let active_from = if r % 4 == 0 {
+                let active_from = if r.is_multiple_of(4) {
                     ((r >> 8) % (days as u64 / 3 + 1)) as u32
                 } else {
                     0
                 };
-                let active_to = if r % 7 == 0 {
+                let active_to = if r.is_multiple_of(7) {
                     (active_from + 1 + ((r >> 16) % days as u64) as u32).min(days - 1)
                 } else {
                     days - 1
@@ -338,7 +338,7 @@ impl World {
         let impressions = (reach_scale * (5.0 + (r % 400) as f64 / 10.0)) as u64 + (r >> 40) % 50;
         // CTR between 0.2 % and 3 %; some days no click at all.
         let ctr_bp = 20 + (r >> 8) % 280;
-        let clicks = if (r >> 20) % 23 == 0 {
+        let clicks = if (r >> 20).is_multiple_of(23) {
             0
         } else {
             impressions * ctr_bp / 10_000
@@ -347,7 +347,7 @@ impl World {
         let cpm_cents = 200 + (r >> 24) % 1_200;
         let spend_cents = impressions * cpm_cents / 1_000;
         let converts = self.adgroups[ad.adgroup].optimization_goal == "CONVERT";
-        let conversions = converts.then(|| clicks * ((r2 % 12) as u64) / 100);
+        let conversions = converts.then(|| clicks * (r2 % 12) / 100);
         let value = conversions.map(|c| c * (1_500 + (r2 >> 8) % 6_000));
         let video_plays = impressions * (40 + (r2 >> 16) % 40) / 100;
         Some(AdMetrics {

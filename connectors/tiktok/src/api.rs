@@ -36,7 +36,7 @@ pub fn classify(code: i64, message: &str, request_id: &str) -> Verdict {
         40001 => Verdict::Auth(format!(
             "{detail}: the token has no permission for this advertiser; check --advertiser-id and the token's authorized advertisers"
         )),
-        40100..=40199 => Verdict::Auth(format!(
+        40101..=40199 => Verdict::Auth(format!(
             "{detail}: the access token was rejected or has expired; create a new one and set TIKTOK_ACCESS_TOKEN"
         )),
         40067 => Verdict::TooLarge(detail),

@@ -77,9 +77,7 @@ impl ExtractArgs {
 
     pub fn retry_policy(&self) -> Result<RetryPolicy> {
         if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
-            return Err(Error::Config(
-                "--timeout-secs must be a positive number".into(),
-            ));
+            return Err(Error::Config("--timeout-secs must be a positive number".into()));
         }
         if self.max_attempts == 0 {
             return Err(Error::Config("--max-attempts must be at least 1".into()));
@@ -107,13 +105,11 @@ pub fn parse<P: Parser>() -> std::result::Result<P, ExitCode> {
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
-                    Err(
-                        if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                            ExitCode::from(2)
-                        } else {
-                            ExitCode::SUCCESS
-                        },
-                    )
+                    Err(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
                 }
                 _ => {
                     let rendered = e.render().to_string();
@@ -134,9 +130,7 @@ static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
 static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 fn active_bar() -> Option<ProgressBar> {
-    ACTIVE_BAR
-        .get()
-        .and_then(|m| m.lock().ok().and_then(|b| b.clone()))
+    ACTIVE_BAR.get().and_then(|m| m.lock().ok().and_then(|b| b.clone()))
 }
 
 struct BarAwareStderr;
@@ -158,9 +152,7 @@ pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let _ = LOG_FORMAT.set(format);
     let filter = EnvFilter::try_from_env("CREST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -210,11 +202,9 @@ impl Progress {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix} [{bar:30}] {pos}/{len} days · {msg} · {elapsed_precise}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} days · {msg} · {elapsed_precise}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));

@@ -46,11 +46,7 @@ impl Error {
 /// Collapses a multi-line message (nested causes, response bodies) into one line.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for part in s
-        .split(['\n', '\r'])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
+    for part in s.split(['\n', '\r']).map(str::trim).filter(|p| !p.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }

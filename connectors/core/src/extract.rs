@@ -81,11 +81,7 @@ pub struct ExtractPlan {
     pub options: serde_json::Value,
 }
 
-pub async fn run_extract<S: ReportSource>(
-    source: &S,
-    plan: ExtractPlan,
-    progress: &Progress,
-) -> Result<RunManifest> {
+pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progress: &Progress) -> Result<RunManifest> {
     let ExtractPlan {
         out,
         accounts,
@@ -115,9 +111,10 @@ pub async fn run_extract<S: ReportSource>(
 
     let mut work: Vec<(String, DateRange)> = Vec::new();
     for account in &accounts {
-        let Some(eff) = state.as_ref().map_or(Some(range), |s| {
-            s.effective_range(account, range, lookback_days)
-        }) else {
+        let Some(eff) = state
+            .as_ref()
+            .map_or(Some(range), |s| s.effective_range(account, range, lookback_days))
+        else {
             tracing::info!(account = %account, "already complete through the requested end; nothing to read");
             continue;
         };
@@ -137,14 +134,7 @@ pub async fn run_extract<S: ReportSource>(
         let result = {
             let mut writer = run.slice_writer(&account, source.schema(), source.date_column())?;
             let fetched = source
-                .fetch_slice(
-                    &account,
-                    slice,
-                    run.run_id(),
-                    run.extracted_at(),
-                    &mut writer,
-                    progress,
-                )
+                .fetch_slice(&account, slice, run.run_id(), run.extracted_at(), &mut writer, progress)
                 .await;
             match fetched {
                 Ok(_) => writer.finish().await.map_err(SliceError::Failed),
@@ -156,8 +146,7 @@ pub async fn run_extract<S: ReportSource>(
         };
         match result {
             Ok(files) => {
-                run.commit_slice(&account, slice, files, stats.snapshot())
-                    .await?;
+                run.commit_slice(&account, slice, files, stats.snapshot()).await?;
                 if let Some(state) = state.as_mut() {
                     state.advance(&account, slice.end, run.run_id()).await?;
                 }
@@ -193,8 +182,6 @@ pub async fn run_extract<S: ReportSource>(
             }
         }
     }
-    let state_json = state
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s.state()).ok());
+    let state_json = state.as_ref().and_then(|s| serde_json::to_value(s.state()).ok());
     run.finish(stats.snapshot(), state_json).await
 }

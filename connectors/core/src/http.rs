@@ -58,9 +58,7 @@ impl From<ApiError> for Error {
         match e {
             ApiError::Auth(m) => Error::Auth(m),
             ApiError::BadRequest(m) => Error::Config(m),
-            ApiError::TooLarge(m) | ApiError::Exhausted(m) | ApiError::Fatal(m) => {
-                Error::Upstream(m)
-            }
+            ApiError::TooLarge(m) | ApiError::Exhausted(m) | ApiError::Fatal(m) => Error::Upstream(m),
         }
     }
 }
@@ -186,12 +184,7 @@ impl ApiClient {
     }
 
     /// Sends a JSON request until `classify` accepts the decoded `T`.
-    pub async fn send_json<T, B, C>(
-        &self,
-        label: &str,
-        build: B,
-        classify: C,
-    ) -> Result<T, ApiError>
+    pub async fn send_json<T, B, C>(&self, label: &str, build: B, classify: C) -> Result<T, ApiError>
     where
         T: DeserializeOwned,
         B: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
@@ -252,21 +245,11 @@ impl ApiClient {
             };
             match verdict {
                 // A parser that accepts a body returns its value instead.
-                Verdict::Ok => {
-                    return Err(ApiError::Fatal(format!(
-                        "{label}: response accepted but not decoded"
-                    )))
-                }
+                Verdict::Ok => return Err(ApiError::Fatal(format!("{label}: response accepted but not decoded"))),
                 Verdict::Auth(m) => return Err(ApiError::Auth(self.scrub(&m))),
-                Verdict::BadRequest(m) => {
-                    return Err(ApiError::BadRequest(self.scrub(&format!("{label}: {m}"))))
-                }
-                Verdict::TooLarge(m) => {
-                    return Err(ApiError::TooLarge(self.scrub(&format!("{label}: {m}"))))
-                }
-                Verdict::Fatal(m) => {
-                    return Err(ApiError::Fatal(self.scrub(&format!("{label}: {m}"))))
-                }
+                Verdict::BadRequest(m) => return Err(ApiError::BadRequest(self.scrub(&format!("{label}: {m}")))),
+                Verdict::TooLarge(m) => return Err(ApiError::TooLarge(self.scrub(&format!("{label}: {m}")))),
+                Verdict::Fatal(m) => return Err(ApiError::Fatal(self.scrub(&format!("{label}: {m}")))),
                 Verdict::Retry {
                     reason,
                     after,
@@ -307,9 +290,7 @@ impl ApiClient {
     {
         let response = match build(&self.http).send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                return Attempt::Unreachable(format!("cannot connect: {}", error_chain(&e)))
-            }
+            Err(e) if e.is_connect() => return Attempt::Unreachable(format!("cannot connect: {}", error_chain(&e))),
             Err(e) => return Attempt::Verdict(transport_retry(&e)),
         };
         let status = response.status();
@@ -389,23 +370,13 @@ fn strip_queries(s: &str) -> String {
 }
 
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(
-        delta
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
+    Some(delta.to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
 }
 
 fn body_snippet(body: &[u8]) -> String {

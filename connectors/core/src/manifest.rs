@@ -78,12 +78,7 @@ pub struct Run {
 
 impl Run {
     /// Opens a new run, or resumes the unfinished run with the same inputs.
-    pub async fn open(
-        out: Location,
-        platform: &str,
-        report: &str,
-        inputs: serde_json::Value,
-    ) -> Result<Run> {
+    pub async fn open(out: Location, platform: &str, report: &str, inputs: serde_json::Value) -> Result<Run> {
         let key = {
             let canon = serde_json::to_vec(&(platform, report, &inputs)).unwrap_or_default();
             hex::encode(&Sha256::digest(&canon)[..12])
@@ -225,8 +220,7 @@ impl Run {
 
     fn refresh_counters(&mut self, api: CallCounts) {
         self.manifest.api = self.api_total(api);
-        self.manifest.elapsed_ms =
-            self.prior_elapsed_ms + self.started.elapsed().as_millis() as u64;
+        self.manifest.elapsed_ms = self.prior_elapsed_ms + self.started.elapsed().as_millis() as u64;
         self.manifest.next_file_number = self.next_n.load(Ordering::Relaxed);
     }
 
@@ -302,15 +296,9 @@ impl Run {
 
     /// After a kill, files put after the last checkpoint belong to no slice: remove them.
     async fn remove_uncommitted_files(&self) -> Result<()> {
-        let committed: BTreeSet<&str> = self
-            .manifest
-            .files
-            .iter()
-            .map(|f| f.path.as_str())
-            .collect();
+        let committed: BTreeSet<&str> = self.manifest.files.iter().map(|f| f.path.as_str()).collect();
         let own = format!("{}-", self.manifest.run_id);
-        let range: Option<DateRange> =
-            serde_json::from_value(self.manifest.inputs["range"].clone()).ok();
+        let range: Option<DateRange> = serde_json::from_value(self.manifest.inputs["range"].clone()).ok();
         let Some(range) = range else { return Ok(()) };
         for date in range.dates() {
             let dir = raw::partition_dir(&self.manifest.platform, &self.manifest.report, date);
@@ -327,11 +315,7 @@ impl Run {
     }
 
     /// Writes the manifest (last) and removes the checkpoint.
-    pub async fn finish(
-        mut self,
-        api: CallCounts,
-        state: Option<serde_json::Value>,
-    ) -> Result<RunManifest> {
+    pub async fn finish(mut self, api: CallCounts, state: Option<serde_json::Value>) -> Result<RunManifest> {
         self.refresh_counters(api);
         self.manifest.status = RunStatus::Succeeded;
         self.manifest.finished_at = Some(Utc::now());

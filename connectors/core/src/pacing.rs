@@ -27,12 +27,8 @@ impl Pacer {
     /// `max_qps` of `None` (or 0) means no steady budget; the brake still applies.
     pub fn new(max_qps: Option<f64>) -> Self {
         let qps = max_qps.filter(|q| *q > 0.0 && q.is_finite());
-        let interval = qps.map_or(Duration::from_millis(100), |q| {
-            Duration::from_secs_f64(1.0 / q)
-        });
-        let limiter = qps
-            .and_then(|_| Quota::with_period(interval))
-            .map(RateLimiter::direct);
+        let interval = qps.map_or(Duration::from_millis(100), |q| Duration::from_secs_f64(1.0 / q));
+        let limiter = qps.and_then(|_| Quota::with_period(interval)).map(RateLimiter::direct);
         Pacer {
             limiter,
             interval,
@@ -109,11 +105,7 @@ mod tests {
             pacer.ready().await;
         }
         // 6 requests at 20/s need at least 5 intervals of 50 ms.
-        assert!(
-            t.elapsed() >= Duration::from_millis(240),
-            "{:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() >= Duration::from_millis(240), "{:?}", t.elapsed());
     }
 
     #[tokio::test]

@@ -9,13 +9,14 @@
 use crate::storage::Location;
 use crate::{Error, Result};
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::datatypes::{Date32Type, SchemaRef};
+use arrow::datatypes::{DataType, Date32Type, SchemaRef};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -92,11 +93,19 @@ impl<'a> SliceWriter<'a> {
             KeyValue::new(META_REPORT.to_string(), id.report.to_string()),
             KeyValue::new(META_EXTRACTED_AT.to_string(), id.extracted_at.to_string()),
         ];
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .set_max_row_group_size(64 * 1024)
-            .set_key_value_metadata(Some(meta))
-            .build();
+        // Dictionaries pay off for repeated strings (ids, names, URLs), not for
+        // metrics, where they cost CPU for little size.
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_max_row_group_size(128 * 1024)
+            .set_dictionary_enabled(false)
+            .set_key_value_metadata(Some(meta));
+        for field in schema.fields() {
+            if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+            }
+        }
+        let props = props.build();
         Ok(SliceWriter {
             out,
             id,
@@ -128,18 +137,38 @@ impl<'a> SliceWriter<'a> {
             return Err(Error::Upstream("a report row has no date".into()));
         }
         let first = dates.value(0);
+        let mut touched = Vec::new();
         if dates.values().iter().all(|d| *d == first) {
-            return self.write_date(first, batch.clone()).await;
+            touched.push(first);
+            self.write_date(first, batch.clone()).await?;
+        } else {
+            let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+            for (i, d) in dates.values().iter().enumerate() {
+                groups.entry(*d).or_default().push(i as u32);
+            }
+            for (day, idx) in groups {
+                let idx = UInt32Array::from(idx);
+                let part = arrow::compute::take_record_batch(batch, &idx)
+                    .map_err(|e| Error::Upstream(format!("cannot split a report page by date: {e}")))?;
+                touched.push(day);
+                self.write_date(day, part).await?;
+            }
         }
-        let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
-        for (i, d) in dates.values().iter().enumerate() {
-            groups.entry(*d).or_default().push(i as u32);
-        }
-        for (day, idx) in groups {
-            let idx = UInt32Array::from(idx);
-            let part = arrow::compute::take_record_batch(batch, &idx)
-                .map_err(|e| Error::Upstream(format!("cannot split a report page by date: {e}")))?;
-            self.write_date(day, part).await?;
+        self.settle(&touched)
+    }
+
+    /// Reports are served in date order as a rule: a date this batch did not
+    /// touch is probably complete, so its open row group is encoded now. That
+    /// keeps memory to about one date's encoder state, whatever the slice size
+    /// (out-of-order rows still land correctly, in another row group).
+    fn settle(&mut self, touched: &[i32]) -> Result<()> {
+        for (date, file) in self.open.iter_mut() {
+            let day = Date32Type::from_naive_date(*date);
+            if file.writer.in_progress_rows() > 0 && !touched.contains(&day) {
+                file.writer
+                    .flush()
+                    .map_err(|e| Error::storage("cannot encode Parquet", e))?;
+            }
         }
         Ok(())
     }
@@ -147,9 +176,8 @@ impl<'a> SliceWriter<'a> {
     async fn write_date(&mut self, day: i32, batch: RecordBatch) -> Result<()> {
         let date = Date32Type::to_naive_date(day);
         if !self.open.contains_key(&date) {
-            let writer =
-                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
-                    .map_err(|e| Error::storage("cannot start a Parquet file", e))?;
+            let writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
+                .map_err(|e| Error::storage("cannot start a Parquet file", e))?;
             self.open.insert(date, OpenFile { writer, rows: 0 });
         }
         let full = {
@@ -231,9 +259,5 @@ pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
         }
     };
     let kv = builder.metadata().file_metadata().key_value_metadata();
-    Ok(kv.and_then(|kv| {
-        kv.iter()
-            .find(|k| k.key == META_ACCOUNT)
-            .and_then(|k| k.value.clone())
-    }))
+    Ok(kv.and_then(|kv| kv.iter().find(|k| k.key == META_ACCOUNT).and_then(|k| k.value.clone())))
 }

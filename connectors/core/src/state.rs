@@ -36,22 +36,14 @@ impl StateStore {
     pub async fn open(url: &str) -> Result<Self> {
         let url = url.trim();
         let (dir, name) = match url.rsplit_once('/') {
-            Some((d, n))
-                if !n.is_empty() && !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") =>
-            {
-                (d, n)
-            }
+            Some((d, n)) if !n.is_empty() && !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => (d, n),
             Some((d, n)) if !n.is_empty() && d.ends_with("//") => {
                 return Err(Error::Config(format!(
                     "--state {url}: give a file inside a bucket, e.g. {d}bucket/{n}"
                 )))
             }
             None if !url.is_empty() => (".", url),
-            _ => {
-                return Err(Error::Config(format!(
-                    "--state '{url}' does not name a file"
-                )))
-            }
+            _ => return Err(Error::Config(format!("--state '{url}' does not name a file"))),
         };
         let location = Location::parse(dir)?;
         let state: IncrementalState = location.get_json(name).await?.unwrap_or(IncrementalState {
@@ -78,12 +70,7 @@ impl StateStore {
 
     /// The part of `requested` this run should read for `account`: from the day
     /// after the last completed date, minus `lookback_days`, never before the request.
-    pub fn effective_range(
-        &self,
-        account: &str,
-        requested: DateRange,
-        lookback_days: u32,
-    ) -> Option<DateRange> {
+    pub fn effective_range(&self, account: &str, requested: DateRange, lookback_days: u32) -> Option<DateRange> {
         match self.state.accounts.get(account) {
             None => Some(requested),
             Some(s) => {
@@ -128,11 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("state/tiktok.json");
         let url = url.to_str().unwrap();
-        let req = DateRange::new(
-            parse_date("2026-01-01").unwrap(),
-            parse_date("2026-01-31").unwrap(),
-        )
-        .unwrap();
+        let req = DateRange::new(parse_date("2026-01-01").unwrap(), parse_date("2026-01-31").unwrap()).unwrap();
         let mut store = StateStore::open(url).await.unwrap();
         assert_eq!(store.effective_range("a", req, 7), Some(req));
         store
@@ -149,11 +132,7 @@ mod tests {
         assert_eq!(eff.start, parse_date("2026-01-14").unwrap());
         assert_eq!(eff.end, req.end);
         assert_eq!(store.effective_range("b", req, 7), Some(req));
-        let done = DateRange::new(
-            parse_date("2025-12-01").unwrap(),
-            parse_date("2025-12-31").unwrap(),
-        )
-        .unwrap();
+        let done = DateRange::new(parse_date("2025-12-01").unwrap(), parse_date("2025-12-31").unwrap()).unwrap();
         assert_eq!(store.effective_range("a", done, 7), None);
     }
 }

@@ -43,10 +43,9 @@ impl Location {
         let Some((scheme, _)) = spec.split_once("://") else {
             return Self::local(std::path::Path::new(spec), display);
         };
-        let url = url::Url::parse(spec)
-            .map_err(|e| Error::Config(format!("'{spec}' is not a valid URL: {e}")))?;
-        let prefix = Path::from_url_path(url.path())
-            .map_err(|e| Error::Config(format!("'{spec}' has an invalid path: {e}")))?;
+        let url = url::Url::parse(spec).map_err(|e| Error::Config(format!("'{spec}' is not a valid URL: {e}")))?;
+        let prefix =
+            Path::from_url_path(url.path()).map_err(|e| Error::Config(format!("'{spec}' has an invalid path: {e}")))?;
         let store: Arc<dyn ObjectStore> = match scheme {
             "file" => {
                 let path = url
@@ -79,18 +78,13 @@ impl Location {
                 )))
             }
         };
-        Ok(Location {
-            store,
-            prefix,
-            display,
-        })
+        Ok(Location { store, prefix, display })
     }
 
     fn local(path: &std::path::Path, display: String) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::storage(format!("cannot create {}", path.display()), e))?;
-        let abs = std::fs::canonicalize(path)
-            .map_err(|e| Error::storage(format!("cannot open {}", path.display()), e))?;
+        std::fs::create_dir_all(path).map_err(|e| Error::storage(format!("cannot create {}", path.display()), e))?;
+        let abs =
+            std::fs::canonicalize(path).map_err(|e| Error::storage(format!("cannot open {}", path.display()), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .map_err(|e| Error::storage(format!("cannot open {}", abs.display()), e))?;
         Ok(Location {
@@ -125,10 +119,7 @@ impl Location {
     /// `rel` relative to this location, for manifests.
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
-            Some(parts) => parts
-                .map(|p| p.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/"),
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
             None => path.to_string(),
         }
     }
@@ -149,16 +140,12 @@ impl Location {
                 .map(Some)
                 .map_err(|e| Error::storage(format!("cannot read {}/{rel}", self.display), e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::storage(
-                format!("cannot read {}/{rel}", self.display),
-                e,
-            )),
+            Err(e) => Err(Error::storage(format!("cannot read {}/{rel}", self.display), e)),
         }
     }
 
     pub async fn put_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(value)
-            .map_err(|e| Error::storage(format!("cannot encode {rel}"), e))?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::storage(format!("cannot encode {rel}"), e))?;
         self.put(rel, Bytes::from(bytes)).await
     }
 
@@ -178,10 +165,7 @@ impl Location {
     pub async fn delete(&self, rel: &str) -> Result<()> {
         match self.store.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(
-                format!("cannot delete {}/{rel}", self.display),
-                e,
-            )),
+            Err(e) => Err(Error::storage(format!("cannot delete {}/{rel}", self.display), e)),
         }
     }
 
@@ -212,13 +196,8 @@ mod tests {
     async fn local_put_get_list_delete_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::parse(dir.path().join("out").to_str().unwrap()).unwrap();
-        loc.put("a/b/c.json", Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        assert_eq!(
-            loc.get("a/b/c.json").await.unwrap().unwrap().as_ref(),
-            b"{}"
-        );
+        loc.put("a/b/c.json", Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(loc.get("a/b/c.json").await.unwrap().unwrap().as_ref(), b"{}");
         let listed = loc.list("a").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(loc.relative(&listed[0].location), "a/b/c.json");
@@ -229,9 +208,6 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_a_config_error() {
-        assert!(matches!(
-            Location::parse("ftp://x/y"),
-            Err(Error::Config(_))
-        ));
+        assert!(matches!(Location::parse("ftp://x/y"), Err(Error::Config(_))));
     }
 }

@@ -24,10 +24,7 @@ impl DateRange {
     }
 
     pub fn single(day: NaiveDate) -> Self {
-        DateRange {
-            start: day,
-            end: day,
-        }
+        DateRange { start: day, end: day }
     }
 
     pub fn days(&self) -> u64 {
@@ -78,10 +75,7 @@ impl DateRange {
     /// The part of this range on or after `day`, if any.
     pub fn from_day(&self, day: NaiveDate) -> Option<DateRange> {
         let start = self.start.max(day);
-        (start <= self.end).then_some(DateRange {
-            start,
-            end: self.end,
-        })
+        (start <= self.end).then_some(DateRange { start, end: self.end })
     }
 }
 
@@ -114,10 +108,7 @@ mod tests {
         let r = DateRange::new(d("2026-01-01"), d("2026-03-05")).unwrap();
         let slices = r.split(30);
         assert_eq!(slices.len(), 3);
-        assert_eq!(
-            slices[0],
-            DateRange::new(d("2026-01-01"), d("2026-01-30")).unwrap()
-        );
+        assert_eq!(slices[0], DateRange::new(d("2026-01-01"), d("2026-01-30")).unwrap());
         assert_eq!(slices[2].end, d("2026-03-05"));
         let days: u64 = slices.iter().map(DateRange::days).sum();
         assert_eq!(days, r.days());

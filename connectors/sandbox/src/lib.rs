@@ -114,16 +114,10 @@ impl AppState {
 }
 
 /// Sends a JSON body, broken the way `fault` says (truncated, dropped) if any.
-pub(crate) fn deliver(
-    status: StatusCode,
-    body: Vec<u8>,
-    fault: Option<FaultKind>,
-) -> Response<Body> {
+pub(crate) fn deliver(status: StatusCode, body: Vec<u8>, fault: Option<FaultKind>) -> Response<Body> {
     let len = body.len();
     let json = HeaderValue::from_static("application/json;charset=utf-8");
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, json);
+    let mut builder = Response::builder().status(status).header(header::CONTENT_TYPE, json);
     let body = match fault {
         Some(FaultKind::Truncated) => {
             let cut = len / 2;
@@ -145,9 +139,7 @@ pub(crate) fn deliver(
         }
         _ => Body::from(body),
     };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    builder.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 /// A running sandbox. Dropping it stops the server.

@@ -68,17 +68,13 @@ struct ServeArgs {
 }
 
 fn crest_sandbox_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("'{s}' is not a date; use YYYY-MM-DD"))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("'{s}' is not a date; use YYYY-MM-DD"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CREST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CREST_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = match Cli::try_parse() {
@@ -96,9 +92,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let first_day = args.first_day.unwrap_or_else(|| {
-        chrono::Utc::now().date_naive() - chrono::Days::new(args.days.max(1) as u64)
-    });
+    let first_day = args
+        .first_day
+        .unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Days::new(args.days.max(1) as u64));
     let config = SandboxConfig {
         world: WorldConfig {
             seed: args.seed,
@@ -133,10 +129,7 @@ async fn main() -> ExitCode {
         w.ads.len()
     );
     for a in &w.advertisers {
-        println!(
-            "tiktok advertiser {} ({}, {})",
-            a.advertiser_id, a.currency, a.timezone
-        );
+        println!("tiktok advertiser {} ({}, {})", a.advertiser_id, a.currency, a.timezone);
     }
     sandbox.serve_until_ctrl_c().await;
     ExitCode::SUCCESS

@@ -93,11 +93,7 @@ impl Index {
                 if world.campaigns[group.campaign].advertiser != a {
                     continue;
                 }
-                let members: Vec<usize> = ads
-                    .iter()
-                    .copied()
-                    .filter(|i| world.ads[*i].adgroup == g)
-                    .collect();
+                let members: Vec<usize> = ads.iter().copied().filter(|i| world.ads[*i].adgroup == g).collect();
                 if !members.is_empty() {
                     by_group.push((group.adgroup_id.clone(), members));
                 }
@@ -117,10 +113,7 @@ impl Index {
             }
             entities.insert((a, Level::AdGroup), by_group);
             entities.insert((a, Level::Campaign), by_campaign);
-            entities.insert(
-                (a, Level::Advertiser),
-                vec![(adv.advertiser_id.clone(), ads)],
-            );
+            entities.insert((a, Level::Advertiser), vec![(adv.advertiser_id.clone(), ads)]);
         }
         Index { entities }
     }
@@ -151,8 +144,7 @@ pub fn truth(
 ) -> Totals {
     let index = Index::new(world);
     let mut t = Totals::default();
-    let (Some(a), Some(level)) = (world.advertiser_index(advertiser_id), Level::parse(level))
-    else {
+    let (Some(a), Some(level)) = (world.advertiser_index(advertiser_id), Level::parse(level)) else {
         return t;
     };
     for date in start.iter_days().take_while(|d| *d <= end) {
@@ -187,12 +179,7 @@ fn entity_day(world: &World, members: &[usize], date: NaiveDate) -> Option<AdMet
     sum
 }
 
-fn entity_hour(
-    world: &World,
-    members: &[usize],
-    date: NaiveDate,
-    hour: usize,
-) -> Option<AdMetrics> {
+fn entity_hour(world: &World, members: &[usize], date: NaiveDate, hour: usize) -> Option<AdMetrics> {
     let mut sum: Option<AdMetrics> = None;
     for i in members {
         if let Some(hours) = world.ad_hours(*i, date) {
@@ -202,10 +189,12 @@ fn entity_hour(
     sum
 }
 
-fn is_active(world: &World, members: &[usize], date: NaiveDate) -> bool {
-    members
-        .iter()
-        .any(|i| world.is_active(&world.ads[*i], date))
+fn is_active(world: &World, members: &[usize], day_offset: Option<u32>) -> bool {
+    let Some(d) = day_offset else { return false };
+    members.iter().any(|i| {
+        let ad = &world.ads[*i];
+        ad.active_from <= d && d <= ad.active_to
+    })
 }
 
 /// The metrics this simulated API knows; anything else is a bad parameter.
@@ -290,10 +279,7 @@ fn metric_value(name: &str, m: &AdMetrics, seed: u64) -> String {
             if m.video_plays == 0 {
                 dash()
             } else {
-                ratio2(
-                    200 + (crate::world::mix(seed ^ m.video_plays) % 600) as u128,
-                    100,
-                )
+                ratio2(200 + (crate::world::mix(seed ^ m.video_plays) % 600) as u128, 100)
             }
         }
         "likes" => m.likes.to_string(),
@@ -306,10 +292,8 @@ fn metric_value(name: &str, m: &AdMetrics, seed: u64) -> String {
 }
 
 fn envelope(code: i64, message: &str, data: Value, request_id: &str) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"code": code, "message": message, "request_id": request_id, "data": data}),
-    )
-    .unwrap_or_default()
+    serde_json::to_vec(&json!({"code": code, "message": message, "request_id": request_id, "data": data}))
+        .unwrap_or_default()
 }
 
 struct ApiError(i64, String);
@@ -327,10 +311,7 @@ async fn serve(
     params: &Params,
     handler: impl FnOnce(&AppState, &Params) -> Result<Vec<u8>, ApiError>,
 ) -> Response<Body> {
-    let seq = state
-        .stats
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let seq = state.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     let request_id = format!("2026{:016X}", crate::world::mix(seq));
     let fault = match state.admit() {
         Admission::OverBudget => {
@@ -344,29 +325,11 @@ async fn serve(
         }
         Admission::Serve(f) => f,
     };
-    let error = |code: i64, msg: &str| {
-        deliver(
-            StatusCode::OK,
-            envelope(code, msg, json!({}), &request_id),
-            None,
-        )
-    };
+    let error = |code: i64, msg: &str| deliver(StatusCode::OK, envelope(code, msg, json!({}), &request_id), None);
     match fault {
-        Some(FaultKind::RateLimit) => {
-            return error(
-                RATE_LIMITED,
-                "Too many requests. Please retry in some time.",
-            )
-        }
-        Some(FaultKind::ServerError) => {
-            return error(SERVER_ERROR, "System error. Please try again later.")
-        }
-        Some(FaultKind::ExpiredToken) => {
-            return error(
-                INVALID_TOKEN,
-                "Access token has expired. Please re-authorize.",
-            )
-        }
+        Some(FaultKind::RateLimit) => return error(RATE_LIMITED, "Too many requests. Please retry in some time."),
+        Some(FaultKind::ServerError) => return error(SERVER_ERROR, "System error. Please try again later."),
+        Some(FaultKind::ExpiredToken) => return error(INVALID_TOKEN, "Access token has expired. Please re-authorize."),
         Some(FaultKind::Http500) => {
             return deliver(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -375,11 +338,7 @@ async fn serve(
             )
         }
         Some(FaultKind::Http503) => {
-            let mut r = deliver(
-                StatusCode::SERVICE_UNAVAILABLE,
-                b"Service Unavailable".to_vec(),
-                None,
-            );
+            let mut r = deliver(StatusCode::SERVICE_UNAVAILABLE, b"Service Unavailable".to_vec(), None);
             r.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("1"));
             return r;
@@ -387,15 +346,9 @@ async fn serve(
         Some(FaultKind::Slow) => tokio::time::sleep(state.config.slow).await,
         _ => {}
     }
-    let token = headers
-        .get("Access-Token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let token = headers.get("Access-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
     if token.is_empty() || token != state.config.tiktok_token {
-        return error(
-            INVALID_TOKEN,
-            "The access token is invalid or has been revoked.",
-        );
+        return error(INVALID_TOKEN, "The access token is invalid or has been revoked.");
     }
     match handler(state, params) {
         Ok(data_json) => {
@@ -417,11 +370,7 @@ fn json_array(params: &Params, key: &str) -> Result<Option<Vec<String>>, ApiErro
         None => Ok(None),
         Some(raw) => serde_json::from_str::<Vec<String>>(raw)
             .map(Some)
-            .map_err(|_| {
-                bad(format!(
-                    "{key}: Invalid value. It should be a JSON array of strings."
-                ))
-            }),
+            .map_err(|_| bad(format!("{key}: Invalid value. It should be a JSON array of strings."))),
     }
 }
 
@@ -447,12 +396,10 @@ fn advertiser(state: &AppState, params: &Params) -> Result<usize, ApiError> {
     let id = params
         .get("advertiser_id")
         .ok_or_else(|| bad("advertiser_id: Missing data for required field."))?;
-    state.world.advertiser_index(id).ok_or_else(|| {
-        ApiError(
-            NO_PERMISSION,
-            format!("No permission to operate advertiser {id}."),
-        )
-    })
+    state
+        .world
+        .advertiser_index(id)
+        .ok_or_else(|| ApiError(NO_PERMISSION, format!("No permission to operate advertiser {id}.")))
 }
 
 fn page_info(page: u64, size: u64, total: u64) -> Value {
@@ -463,15 +410,10 @@ fn date_param(params: &Params, key: &str) -> Result<NaiveDate, ApiError> {
     let raw = params
         .get(key)
         .ok_or_else(|| bad(format!("{key}: Missing data for required field.")))?;
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| bad(format!("{key}: Not a valid date (YYYY-MM-DD).")))
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad(format!("{key}: Not a valid date (YYYY-MM-DD).")))
 }
 
-async fn report(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
-) -> Response<Body> {
+async fn report(State(state): State<Shared>, headers: HeaderMap, Query(params): Query<Params>) -> Response<Body> {
     state
         .stats
         .report_requests
@@ -484,12 +426,10 @@ fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {
     if params.get("report_type").map(String::as_str) != Some("BASIC") {
         return Err(bad("report_type: Only BASIC is supported here."));
     }
-    let level = params
-        .get("data_level")
-        .and_then(|l| Level::parse(l))
-        .ok_or_else(|| bad("data_level: Must be one of AUCTION_AD, AUCTION_ADGROUP, AUCTION_CAMPAIGN, AUCTION_ADVERTISER."))?;
-    let dims = json_array(params, "dimensions")?
-        .ok_or_else(|| bad("dimensions: Missing data for required field."))?;
+    let level = params.get("data_level").and_then(|l| Level::parse(l)).ok_or_else(|| {
+        bad("data_level: Must be one of AUCTION_AD, AUCTION_ADGROUP, AUCTION_CAMPAIGN, AUCTION_ADVERTISER.")
+    })?;
+    let dims = json_array(params, "dimensions")?.ok_or_else(|| bad("dimensions: Missing data for required field."))?;
     let hourly = dims.iter().any(|d| d == "stat_time_hour");
     let daily = dims.iter().any(|d| d == "stat_time_day");
     if dims.len() != 2 || !dims.iter().any(|d| d == level.id_dimension()) || hourly == daily {
@@ -498,8 +438,7 @@ fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {
             level.id_dimension()
         )));
     }
-    let metrics = json_array(params, "metrics")?
-        .unwrap_or_else(|| vec!["spend".into(), "impressions".into()]);
+    let metrics = json_array(params, "metrics")?.unwrap_or_else(|| vec!["spend".into(), "impressions".into()]);
     if let Some(unknown) = metrics.iter().find(|m| !METRICS.contains(&m.as_str())) {
         return Err(bad(format!("metrics: Invalid metric field: {unknown}.")));
     }
@@ -525,19 +464,17 @@ fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {
         .iter_days()
         .take_while(|d| *d <= end)
         .map(|d| {
+            let offset = world.day_offset(d);
             (
                 d,
                 (0..entities.len())
-                    .filter(|e| is_active(world, &entities[*e].1, d))
+                    .filter(|e| is_active(world, &entities[*e].1, offset))
                     .collect(),
             )
         })
         .collect();
     let buckets = if hourly { 24 } else { 1 };
-    let total: u64 = per_day
-        .iter()
-        .map(|(_, act)| act.len() as u64 * buckets)
-        .sum();
+    let total: u64 = per_day.iter().map(|(_, act)| act.len() as u64 * buckets).sum();
     let limit = state.config.max_rows_per_query;
     if limit > 0 && total > limit {
         return Err(ApiError(
@@ -574,31 +511,17 @@ fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {
             if emitted > 0 {
                 out.push(',');
             }
-            let _ = write!(
-                out,
-                "{{\"dimensions\":{{\"{}\":\"{id}\",",
-                level.id_dimension()
-            );
+            let _ = write!(out, "{{\"dimensions\":{{\"{}\":\"{id}\",", level.id_dimension());
             if hourly {
-                let _ = write!(
-                    out,
-                    "\"stat_time_hour\":\"{date} {hour:02}:00:00\"}},\"metrics\":{{"
-                );
+                let _ = write!(out, "\"stat_time_hour\":\"{date} {hour:02}:00:00\"}},\"metrics\":{{");
             } else {
-                let _ = write!(
-                    out,
-                    "\"stat_time_day\":\"{date} 00:00:00\"}},\"metrics\":{{"
-                );
+                let _ = write!(out, "\"stat_time_day\":\"{date} 00:00:00\"}},\"metrics\":{{");
             }
             for (i, name) in metrics.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                let _ = write!(
-                    out,
-                    "\"{name}\":\"{}\"",
-                    metric_value(name, &m, world.config.seed)
-                );
+                let _ = write!(out, "\"{name}\":\"{}\"", metric_value(name, &m, world.config.seed));
             }
             out.push_str("}}");
             emitted += 1;
@@ -609,11 +532,7 @@ fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {
     Ok(out.into_bytes())
 }
 
-async fn ads(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
-) -> Response<Body> {
+async fn ads(State(state): State<Shared>, headers: HeaderMap, Query(params): Query<Params>) -> Response<Body> {
     serve(&state, &headers, &params, |state, params| {
         let a = advertiser(state, params)?;
         let (page, size) = paging(params)?;
@@ -651,11 +570,7 @@ async fn ads(
     .await
 }
 
-async fn adgroups(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
-) -> Response<Body> {
+async fn adgroups(State(state): State<Shared>, headers: HeaderMap, Query(params): Query<Params>) -> Response<Body> {
     serve(&state, &headers, &params, |state, params| {
         let a = advertiser(state, params)?;
         let (page, size) = paging(params)?;
@@ -705,12 +620,10 @@ async fn advertiser_info(
             .ok_or_else(|| bad("advertiser_ids: Missing data for required field."))?;
         let mut list = Vec::new();
         for id in &ids {
-            let a = state.world.advertiser_index(id).ok_or_else(|| {
-                ApiError(
-                    NO_PERMISSION,
-                    format!("No permission to operate advertiser {id}."),
-                )
-            })?;
+            let a = state
+                .world
+                .advertiser_index(id)
+                .ok_or_else(|| ApiError(NO_PERMISSION, format!("No permission to operate advertiser {id}.")))?;
             let adv = &state.world.advertisers[a];
             list.push(json!({
                 "advertiser_id": adv.advertiser_id,
@@ -721,8 +634,7 @@ async fn advertiser_info(
                 "status": "STATUS_ENABLE",
             }));
         }
-        serde_json::to_vec(&json!({"list": list}))
-            .map_err(|e| ApiError(SERVER_ERROR, e.to_string()))
+        serde_json::to_vec(&json!({"list": list})).map_err(|e| ApiError(SERVER_ERROR, e.to_string()))
     })
     .await
 }

@@ -13,9 +13,9 @@ pub fn mix(mut x: u64) -> u64 {
 }
 
 fn h(seed: u64, parts: &[u64]) -> u64 {
-    parts.iter().fold(mix(seed), |acc, p| {
-        mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D))
-    })
+    parts
+        .iter()
+        .fold(mix(seed), |acc, p| mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D)))
 }
 
 #[derive(Debug, Clone)]
@@ -121,8 +121,7 @@ impl AdMetrics {
         self.spend_cents += o.spend_cents;
         self.reach += o.reach;
         self.conversions = add_opt(self.conversions, o.conversions);
-        self.conversion_value_cents =
-            add_opt(self.conversion_value_cents, o.conversion_value_cents);
+        self.conversion_value_cents = add_opt(self.conversion_value_cents, o.conversion_value_cents);
         self.video_plays += o.video_plays;
         self.watched_2s += o.watched_2s;
         self.watched_6s += o.watched_6s;
@@ -151,12 +150,10 @@ pub struct World {
 }
 
 const FIRST: &[&str] = &[
-    "maya", "leo", "zoe", "kai", "nina", "omar", "ivy", "jules", "ari", "sam", "noor", "tess",
-    "remy", "lina", "theo",
+    "maya", "leo", "zoe", "kai", "nina", "omar", "ivy", "jules", "ari", "sam", "noor", "tess", "remy", "lina", "theo",
 ];
 const SECOND: &[&str] = &[
-    "makes", "cooks", "lifts", "glows", "travels", "styles", "reads", "plays", "paints", "runs",
-    "bakes", "builds",
+    "makes", "cooks", "lifts", "glows", "travels", "styles", "reads", "plays", "paints", "runs", "bakes", "builds",
 ];
 const PRODUCTS: &[&str] = &[
     "serum",
@@ -168,13 +165,7 @@ const PRODUCTS: &[&str] = &[
     "candle",
     "blender",
 ];
-const CLICK_WINDOWS: &[&str] = &[
-    "SEVEN_DAYS",
-    "SEVEN_DAYS",
-    "SEVEN_DAYS",
-    "FOURTEEN_DAYS",
-    "ONE_DAY",
-];
+const CLICK_WINDOWS: &[&str] = &["SEVEN_DAYS", "SEVEN_DAYS", "SEVEN_DAYS", "FOURTEEN_DAYS", "ONE_DAY"];
 const VIEW_WINDOWS: &[&str] = &["ONE_DAY", "ONE_DAY", "ONE_DAY", "SEVEN_DAYS", "OFF"];
 
 impl World {
@@ -207,8 +198,7 @@ impl World {
                     ("EUR", "Europe/Berlin")
                 };
                 Advertiser {
-                    advertiser_id: (7_000_000_000_000_000_000u64
-                        + h(seed, &[2, i as u64]) % 1_000_000_000_000_000_000)
+                    advertiser_id: (7_000_000_000_000_000_000u64 + h(seed, &[2, i as u64]) % 1_000_000_000_000_000_000)
                         .to_string(),
                     name: format!("Brand {} {}", (b'A' + (i % 26) as u8) as char, currency),
                     currency,
@@ -220,13 +210,11 @@ impl World {
         let mut adgroups = Vec::new();
         for (a, _) in advertisers.iter().enumerate() {
             for c in 0..3u64 {
-                let product =
-                    PRODUCTS[(h(seed, &[3, a as u64, c]) % PRODUCTS.len() as u64) as usize];
+                let product = PRODUCTS[(h(seed, &[3, a as u64, c]) % PRODUCTS.len() as u64) as usize];
                 let slug = format!("{product}_launch_{}", c + 1);
                 campaigns.push(Campaign {
                     advertiser: a,
-                    campaign_id: (1_800_000_000_000_000_000u64
-                        + h(seed, &[4, a as u64, c]) % 100_000_000_000_000_000)
+                    campaign_id: (1_800_000_000_000_000_000u64 + h(seed, &[4, a as u64, c]) % 100_000_000_000_000_000)
                         .to_string(),
                     name: format!("{} launch {} — creators", product, c + 1),
                     slug,
@@ -236,8 +224,7 @@ impl World {
                     let r = h(seed, &[5, a as u64, c, g]);
                     adgroups.push(AdGroup {
                         campaign,
-                        adgroup_id: (1_810_000_000_000_000_000u64 + r % 10_000_000_000_000_000)
-                            .to_string(),
+                        adgroup_id: (1_810_000_000_000_000_000u64 + r % 10_000_000_000_000_000).to_string(),
                         name: format!("{product} creators {}", g + 1),
                         optimization_goal: if g == 3 { "REACH" } else { "CONVERT" },
                         click_window: CLICK_WINDOWS[(r >> 8) as usize % CLICK_WINDOWS.len()],
@@ -250,8 +237,7 @@ impl World {
         let mut ads = Vec::new();
         for (ci, creator) in creators.iter().enumerate() {
             let adv = ci % advertisers.len();
-            let n_ads =
-                1 + (h(seed, &[6, ci as u64]) % config.ads_per_creator.max(1) as u64) as usize;
+            let n_ads = 1 + (h(seed, &[6, ci as u64]) % config.ads_per_creator.max(1) as u64) as usize;
             for k in 0..n_ads {
                 let r = h(seed, &[7, ci as u64, k as u64]);
                 let adgroup = adv * groups_per_adv + (r % groups_per_adv as u64) as usize;
@@ -302,9 +288,7 @@ impl World {
 
     pub fn day_offset(&self, date: NaiveDate) -> Option<u32> {
         let off = (date - self.config.first_day).num_days();
-        (0..self.config.days as i64)
-            .contains(&off)
-            .then_some(off as u32)
+        (0..self.config.days as i64).contains(&off).then_some(off as u32)
     }
 
     pub fn date(&self, offset: u32) -> NaiveDate {

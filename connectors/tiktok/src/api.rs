@@ -91,6 +91,9 @@ pub struct Ad {
     /// Absent on Smart+ ads: such ads are kept, with a null modify time.
     #[serde(default)]
     pub modify_time: Option<String>,
+    /// `modify_time` as seconds since the epoch (UTC), parsed once when loaded.
+    #[serde(skip)]
+    pub modify_ts: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -107,6 +110,11 @@ pub struct AdGroup {
     pub click_attribution_window: Option<String>,
     #[serde(default)]
     pub view_attribution_window: Option<String>,
+    /// The windows in days, derived once when loaded.
+    #[serde(skip)]
+    pub click_days: Option<i32>,
+    #[serde(skip)]
+    pub view_days: Option<i32>,
 }
 
 /// One report row, borrowed from the response body.
@@ -220,10 +228,16 @@ pub struct Metrics<'a>(pub Vec<(Cow<'a, str>, Text<'a>)>);
 
 impl<'a> Metrics<'a> {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The metric requested at `position`: served in request order as a rule,
+    /// so the lookup is usually one comparison.
+    pub fn get_at(&self, position: usize, name: &str) -> Option<&str> {
+        match self.0.get(position) {
+            Some((k, v)) if k == name => Some(v.as_str()),
+            _ => self.get(name),
+        }
     }
 }
 
@@ -236,7 +250,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Metrics<'a> {
                 f.write_str("a metrics object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(24));
                 while let Some(k) = map.next_key::<Cow<'de, str>>()? {
                     let v: Text<'de> = map.next_value()?;
                     out.push((k, v));
@@ -258,10 +272,7 @@ mod tests {
             r#"{"dimensions":{"ad_id":1790000000000002948,"stat_time_day":"2026-01-01 00:00:00"},"metrics":{"spend":"1.50","cpc":"-"}}"#,
         )
         .unwrap();
-        assert_eq!(
-            row.dimensions.ad_id.unwrap().as_str(),
-            "1790000000000002948"
-        );
+        assert_eq!(row.dimensions.ad_id.unwrap().as_str(), "1790000000000002948");
         assert_eq!(row.metrics.get("cpc"), Some("-"));
         assert_eq!(row.metrics.get("spend"), Some("1.50"));
     }
@@ -270,10 +281,7 @@ mod tests {
     fn codes_are_classified() {
         assert!(matches!(
             classify(40100, "", ""),
-            Verdict::Retry {
-                rate_limited: true,
-                ..
-            }
+            Verdict::Retry { rate_limited: true, .. }
         ));
         assert!(matches!(
             classify(50002, "", ""),

@@ -12,7 +12,7 @@ use api::{AdGroup, AdvertiserInfo, Envelope, Listing, ReportEnvelope, API_PREFIX
 use arrow::datatypes::SchemaRef;
 use crest_core::cli::Progress;
 use crest_core::extract::{ReportSource, SliceError};
-use crest_core::http::{malformed, ApiClient, CallStats, Verdict};
+use crest_core::http::{malformed, ApiClient, ApiError, CallStats, Verdict};
 use crest_core::raw::SliceWriter;
 use crest_core::reqwest;
 use crest_core::window::DateRange;
@@ -87,10 +87,73 @@ pub struct TikTokConfig {
 }
 
 pub struct TikTokSource {
-    config: TikTokConfig,
-    client: ApiClient,
+    inner: Arc<Inner>,
     schema: SchemaRef,
     meta: Mutex<HashMap<String, Arc<Meta>>>,
+}
+
+/// What a report page task needs; shared so pages decode on every core while
+/// the slice writer encodes Parquet.
+struct Inner {
+    config: TikTokConfig,
+    client: ApiClient,
+}
+
+impl Inner {
+    /// One report page, decoded straight from the borrowed body into a batch.
+    async fn report_page(
+        self: Arc<Self>,
+        ctx: Arc<schema::PageContext>,
+        range: DateRange,
+        page: u64,
+    ) -> std::result::Result<(api::PageInfo, arrow::array::RecordBatch), ApiError> {
+        let time_dim = if ctx.hourly { "stat_time_hour" } else { "stat_time_day" };
+        let params = [
+            ("advertiser_id", ctx.advertiser_id.clone()),
+            ("report_type", "BASIC".to_string()),
+            ("data_level", self.config.level.data_level().to_string()),
+            (
+                "dimensions",
+                serde_json::to_string(&[self.config.level.id_dimension(), time_dim]).unwrap_or_default(),
+            ),
+            ("metrics", serde_json::to_string(&ctx.metrics).unwrap_or_default()),
+            ("start_date", range.start.to_string()),
+            ("end_date", range.end.to_string()),
+            ("page", page.to_string()),
+            ("page_size", self.config.page_size.to_string()),
+        ];
+        let url = self.url("report/integrated/get");
+        let label = format!(
+            "GET {API_PREFIX}/report/integrated/get/ advertiser_id={} {}..{} page={page}",
+            ctx.advertiser_id, range.start, range.end
+        );
+        let token = self.config.token.expose();
+        let result = self
+            .client
+            .send(
+                &label,
+                |c: &reqwest::Client| c.get(&url).header("Access-Token", token).query(&params),
+                |body: &[u8]| {
+                    let env: ReportEnvelope = serde_json::from_slice(body).map_err(|e| malformed(body, e))?;
+                    match api::classify(env.code, &env.message, &env.request_id) {
+                        Verdict::Ok => {}
+                        v => return Err(v),
+                    }
+                    let data = env.data.ok_or_else(|| malformed(body, "code 0 without data"))?;
+                    let batch = schema::page_to_batch(&ctx, &data.list).map_err(|e| malformed(body, e))?;
+                    Ok((data.page_info, batch))
+                },
+            )
+            .await?;
+        Ok(result)
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!(
+            "{}{API_PREFIX}/{endpoint}/",
+            self.config.base_url.as_str().trim_end_matches('/')
+        )
+    }
 }
 
 /// Base URLs come from the environment; a bad one is a config error.
@@ -118,30 +181,19 @@ impl TikTokSource {
         let schema = schema::raw_schema(&config.metrics);
         let client = client.with_secret(config.token.clone());
         Ok(TikTokSource {
-            config,
-            client,
+            inner: Arc::new(Inner { config, client }),
             schema,
             meta: Mutex::new(HashMap::new()),
         })
     }
 
-    fn url(&self, endpoint: &str) -> String {
-        format!(
-            "{}{API_PREFIX}/{endpoint}/",
-            self.config.base_url.as_str().trim_end_matches('/')
-        )
-    }
-
     /// GET an endpoint whose data is a plain JSON object.
-    async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        params: &[(&str, String)],
-    ) -> Result<T> {
-        let url = self.url(endpoint);
+    async fn get<T: serde::de::DeserializeOwned>(&self, endpoint: &str, params: &[(&str, String)]) -> Result<T> {
+        let url = self.inner.url(endpoint);
         let label = format!("GET {API_PREFIX}/{endpoint}/ {}", describe(params));
-        let token = self.config.token.expose();
+        let token = self.inner.config.token.expose();
         let env: Envelope<T> = self
+            .inner
             .client
             .send_json(
                 &label,
@@ -157,11 +209,7 @@ impl TikTokSource {
     }
 
     /// Every page of a listing endpoint, following `page_info.total_page`.
-    async fn list_all<T: serde::de::DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        advertiser: &str,
-    ) -> Result<Vec<T>> {
+    async fn list_all<T: serde::de::DeserializeOwned>(&self, endpoint: &str, advertiser: &str) -> Result<Vec<T>> {
         let mut out = Vec::new();
         let mut page = 1u64;
         loop {
@@ -181,9 +229,7 @@ impl TikTokSource {
 
     pub async fn advertiser_info(&self, ids: &[String]) -> Result<Vec<AdvertiserInfo>> {
         let ids_json = serde_json::to_string(ids).unwrap_or_default();
-        let listing: Listing<AdvertiserInfo> = self
-            .get("advertiser/info", &[("advertiser_ids", ids_json)])
-            .await?;
+        let listing: Listing<AdvertiserInfo> = self.get("advertiser/info", &[("advertiser_ids", ids_json)]).await?;
         for id in ids {
             if !listing.list.iter().any(|a| a.advertiser_id.as_str() == id) {
                 return Err(Error::Auth(format!(
@@ -195,17 +241,16 @@ impl TikTokSource {
     }
 
     async fn load_meta(&self, advertiser: &str) -> Result<Meta> {
-        let info = self
-            .advertiser_info(&[advertiser.to_string()])
-            .await?
-            .remove(0);
+        let info = self.advertiser_info(&[advertiser.to_string()]).await?.remove(0);
         let mut meta = Meta {
             currency: info.currency,
             timezone: info.timezone,
             ..Meta::default()
         };
-        if self.config.level != Level::Advertiser {
-            for g in self.list_all::<AdGroup>("adgroup/get", advertiser).await? {
+        if self.inner.config.level != Level::Advertiser {
+            for mut g in self.list_all::<AdGroup>("adgroup/get", advertiser).await? {
+                g.click_days = g.click_attribution_window.as_deref().and_then(schema::window_days);
+                g.view_days = g.view_attribution_window.as_deref().and_then(schema::window_days);
                 if let Some(name) = &g.campaign_name {
                     meta.campaign_names
                         .insert(g.campaign_id.as_str().to_string(), name.clone());
@@ -213,72 +258,13 @@ impl TikTokSource {
                 meta.adgroups.insert(g.adgroup_id.as_str().to_string(), g);
             }
         }
-        if self.config.level == Level::Ad {
-            for ad in self.list_all::<api::Ad>("ad/get", advertiser).await? {
+        if self.inner.config.level == Level::Ad {
+            for mut ad in self.list_all::<api::Ad>("ad/get", advertiser).await? {
+                ad.modify_ts = ad.modify_time.as_deref().and_then(schema::parse_modify_time);
                 meta.ads.insert(ad.ad_id.as_str().to_string(), ad);
             }
         }
         Ok(meta)
-    }
-
-    /// One report page, decoded straight from the borrowed body into a batch.
-    async fn report_page(
-        &self,
-        ctx: &schema::PageContext<'_>,
-        range: DateRange,
-        page: u64,
-    ) -> std::result::Result<(api::PageInfo, arrow::array::RecordBatch), SliceError> {
-        let time_dim = if ctx.hourly {
-            "stat_time_hour"
-        } else {
-            "stat_time_day"
-        };
-        let params = [
-            ("advertiser_id", ctx.advertiser_id.to_string()),
-            ("report_type", "BASIC".to_string()),
-            ("data_level", self.config.level.data_level().to_string()),
-            (
-                "dimensions",
-                serde_json::to_string(&[self.config.level.id_dimension(), time_dim])
-                    .unwrap_or_default(),
-            ),
-            (
-                "metrics",
-                serde_json::to_string(ctx.metrics).unwrap_or_default(),
-            ),
-            ("start_date", range.start.to_string()),
-            ("end_date", range.end.to_string()),
-            ("page", page.to_string()),
-            ("page_size", self.config.page_size.to_string()),
-        ];
-        let url = self.url("report/integrated/get");
-        let label = format!(
-            "GET {API_PREFIX}/report/integrated/get/ advertiser_id={} {}..{} page={page}",
-            ctx.advertiser_id, range.start, range.end
-        );
-        let token = self.config.token.expose();
-        let result = self
-            .client
-            .send(
-                &label,
-                |c: &reqwest::Client| c.get(&url).header("Access-Token", token).query(&params),
-                |body: &[u8]| {
-                    let env: ReportEnvelope =
-                        serde_json::from_slice(body).map_err(|e| malformed(body, e))?;
-                    match api::classify(env.code, &env.message, &env.request_id) {
-                        Verdict::Ok => {}
-                        v => return Err(v),
-                    }
-                    let data = env
-                        .data
-                        .ok_or_else(|| malformed(body, "code 0 without data"))?;
-                    let batch =
-                        schema::page_to_batch(ctx, &data.list).map_err(|e| malformed(body, e))?;
-                    Ok((data.page_info, batch))
-                },
-            )
-            .await?;
-        Ok(result)
     }
 }
 
@@ -297,16 +283,16 @@ impl ReportSource for TikTokSource {
     }
 
     fn report(&self) -> String {
-        let g = match self.config.granularity {
+        let g = match self.inner.config.granularity {
             Granularity::Day => "daily",
             Granularity::Hour => "hourly",
         };
-        format!("{}_{g}", self.config.level.name())
+        format!("{}_{g}", self.inner.config.level.name())
     }
 
     fn max_slice_days(&self) -> u64 {
         // TikTok accepts up to 30 days per daily query and one day per hourly query.
-        match self.config.granularity {
+        match self.inner.config.granularity {
             Granularity::Day => 30,
             Granularity::Hour => 1,
         }
@@ -321,7 +307,7 @@ impl ReportSource for TikTokSource {
     }
 
     fn call_stats(&self) -> Arc<CallStats> {
-        self.client.stats()
+        self.inner.client.stats()
     }
 
     async fn prepare_account(&self, account: &str) -> Result<serde_json::Value> {
@@ -360,16 +346,16 @@ impl ReportSource for TikTokSource {
         let extracted_at_us = chrono::DateTime::parse_from_rfc3339(extracted_at)
             .map(|t| t.timestamp_micros())
             .map_err(|e| Error::Config(format!("bad extraction time stamp: {e}")))?;
-        let ctx = schema::PageContext {
-            advertiser_id: account,
-            meta: &meta,
-            metrics: &self.config.metrics,
+        let ctx = Arc::new(schema::PageContext {
+            advertiser_id: account.to_string(),
+            meta,
+            metrics: self.inner.config.metrics.clone(),
             schema: self.schema.clone(),
-            hourly: self.config.granularity == Granularity::Hour,
+            hourly: self.inner.config.granularity == Granularity::Hour,
             extracted_at_us,
-            run_id,
-        };
-        let (first_info, first) = self.report_page(&ctx, range, 1).await?;
+            run_id: run_id.to_string(),
+        });
+        let (first_info, first) = self.inner.clone().report_page(ctx.clone(), range, 1).await?;
         let mut rows = first.num_rows() as u64;
         sink.write(&first).await?;
         progress.add_rows(first.num_rows() as u64);
@@ -379,12 +365,13 @@ impl ReportSource for TikTokSource {
         while next_page <= total_pages {
             let planned = next_page..=total_pages;
             next_page = total_pages + 1;
-            let ctx = &ctx;
+            // Each page is fetched and decoded in its own task (any core), in
+            // order, at most `concurrency` ahead of the writer.
             let mut pages = futures::stream::iter(planned)
-                .map(|p| self.report_page(ctx, range, p))
-                .buffered(self.config.concurrency.max(1));
+                .map(|p| tokio::spawn(self.inner.clone().report_page(ctx.clone(), range, p)))
+                .buffered(self.inner.config.concurrency.max(1));
             while let Some(page) = pages.next().await {
-                let (info, batch) = page?;
+                let (info, batch) = page.map_err(|e| Error::Upstream(format!("a report page task failed: {e}")))??;
                 rows += batch.num_rows() as u64;
                 sink.write(&batch).await?;
                 progress.add_rows(batch.num_rows() as u64);

@@ -8,9 +8,7 @@ use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
 use crest_tiktok::schema::DEFAULT_METRICS;
-use crest_tiktok::{
-    parse_base_url, Granularity, Level, TikTokConfig, TikTokSource, DEFAULT_BASE_URL,
-};
+use crest_tiktok::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource, DEFAULT_BASE_URL};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -63,12 +61,7 @@ enum Command {
 #[derive(Args)]
 struct CheckArgs {
     /// Advertiser id (repeatable, or comma separated).
-    #[arg(
-        long = "advertiser-id",
-        required = true,
-        value_delimiter = ',',
-        value_name = "ID"
-    )]
+    #[arg(long = "advertiser-id", required = true, value_delimiter = ',', value_name = "ID")]
     advertiser_ids: Vec<String>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
@@ -78,12 +71,7 @@ struct CheckArgs {
 #[derive(Args)]
 struct TikTokExtractArgs {
     /// Advertiser id (repeatable, or comma separated).
-    #[arg(
-        long = "advertiser-id",
-        required = true,
-        value_delimiter = ',',
-        value_name = "ID"
-    )]
+    #[arg(long = "advertiser-id", required = true, value_delimiter = ',', value_name = "ID")]
     advertiser_ids: Vec<String>,
     #[command(flatten)]
     common: ExtractArgs,
@@ -111,9 +99,7 @@ fn token() -> Result<Secret> {
 }
 
 fn base_url() -> Result<url::Url> {
-    parse_base_url(
-        &std::env::var("CREST_TIKTOK_BASE_URL").unwrap_or_else(|_| DEFAULT_BASE_URL.to_string()),
-    )
+    parse_base_url(&std::env::var("CREST_TIKTOK_BASE_URL").unwrap_or_else(|_| DEFAULT_BASE_URL.to_string()))
 }
 
 fn validate_ids(ids: &[String]) -> Result<Vec<String>> {
@@ -172,16 +158,9 @@ async fn extract(args: TikTokExtractArgs, progress: &Progress) -> Result<()> {
     let base_url = base_url()?;
     let token = token()?;
     let mut metrics: Vec<String> = DEFAULT_METRICS.iter().map(|m| m.to_string()).collect();
-    for m in args
-        .metrics
-        .iter()
-        .map(|m| m.trim())
-        .filter(|m| !m.is_empty())
-    {
+    for m in args.metrics.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
         if !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::Config(format!(
-                "--metrics: '{m}' is not a TikTok metric name"
-            )));
+            return Err(Error::Config(format!("--metrics: '{m}' is not a TikTok metric name")));
         }
         if !metrics.iter().any(|x| x == m) {
             metrics.push(m.to_string());
@@ -245,16 +224,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::init_logging(cli.global.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => {
-            return cli::finish(Err(Error::Config(format!(
-                "cannot start the async runtime: {e}"
-            ))))
-        }
+        Err(e) => return cli::finish(Err(Error::Config(format!("cannot start the async runtime: {e}")))),
     };
     let result = runtime.block_on(async {
         match cli.command {

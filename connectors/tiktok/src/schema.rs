@@ -5,8 +5,8 @@
 use crate::api::ReportRow;
 use crate::Meta;
 use arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder, TimestampSecondBuilder,
+    ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder, TimestampSecondBuilder,
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{NaiveDate, NaiveDateTime};
@@ -173,23 +173,21 @@ enum MetricBuilder {
 }
 
 /// Everything a page conversion needs besides the rows.
-pub struct PageContext<'a> {
-    pub advertiser_id: &'a str,
-    pub meta: &'a Meta,
-    pub metrics: &'a [String],
+pub struct PageContext {
+    pub advertiser_id: String,
+    pub meta: Arc<Meta>,
+    pub metrics: Vec<String>,
     pub schema: SchemaRef,
     pub hourly: bool,
     pub extracted_at_us: i64,
-    pub run_id: &'a str,
+    pub run_id: String,
 }
 
 /// Converts one served page into a typed batch. An unparsable value is an
 /// error naming the row and metric (the caller retries, then reports it).
-pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<RecordBatch, String> {
+pub fn page_to_batch(ctx: &PageContext, rows: &[ReportRow<'_>]) -> Result<RecordBatch, String> {
     let n = rows.len();
-    let mut strings: Vec<StringBuilder> = (0..14)
-        .map(|_| StringBuilder::with_capacity(n, n * 16))
-        .collect();
+    let mut strings: Vec<StringBuilder> = (0..14).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
     let mut dates = Date32Builder::with_capacity(n);
     let mut hours = Int32Builder::with_capacity(n);
     let mut click_days = Int32Builder::with_capacity(n);
@@ -223,11 +221,7 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
             _ => {
                 return Err(format!(
                     "row {i} has no {} dimension",
-                    if ctx.hourly {
-                        "stat_time_hour"
-                    } else {
-                        "stat_time_day"
-                    }
+                    if ctx.hourly { "stat_time_hour" } else { "stat_time_day" }
                 ))
             }
         };
@@ -235,10 +229,7 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
         hours.append_option(hour);
 
         // Resolve the row's entity through the metadata, from the finest id served.
-        let ad = d
-            .ad_id
-            .as_ref()
-            .and_then(|id| ctx.meta.ads.get(id.as_str()));
+        let ad = d.ad_id.as_ref().and_then(|id| ctx.meta.ads.get(id.as_str()));
         let adgroup_id = ad
             .map(|a| a.adgroup_id.as_str())
             .or(d.adgroup_id.as_ref().map(|t| t.as_str()));
@@ -252,7 +243,7 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
             .map(String::as_str);
 
         let values: [Option<&str>; 14] = [
-            Some(ctx.advertiser_id),
+            Some(ctx.advertiser_id.as_str()),
             campaign_id,
             campaign_name,
             adgroup_id,
@@ -270,30 +261,14 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
         for (b, v) in strings.iter_mut().zip(values) {
             b.append_option(v);
         }
-        click_days.append_option(
-            group
-                .and_then(|g| g.click_attribution_window.as_deref())
-                .and_then(window_days),
-        );
-        view_days.append_option(
-            group
-                .and_then(|g| g.view_attribution_window.as_deref())
-                .and_then(window_days),
-        );
-        modify.append_option(
-            ad.and_then(|a| a.modify_time.as_deref())
-                .and_then(parse_modify_time),
-        );
+        click_days.append_option(group.and_then(|g| g.click_days));
+        view_days.append_option(group.and_then(|g| g.view_days));
+        modify.append_option(ad.and_then(|a| a.modify_ts));
 
-        for (b, name) in metrics.iter_mut().zip(ctx.metrics) {
-            let served = row.metrics.get(name);
+        for (position, (b, name)) in metrics.iter_mut().zip(&ctx.metrics).enumerate() {
+            let served = row.metrics.get_at(position, name);
             let value = served.map(str::trim).filter(|v| !v.is_empty() && *v != "-");
-            let bad = |v: &str| {
-                format!(
-                    "row {i}: metric {name} = '{v}' is not a valid {:?}",
-                    metric_kind(name)
-                )
-            };
+            let bad = |v: &str| format!("row {i}: metric {name} = '{v}' is not a valid {:?}", metric_kind(name));
             match b {
                 MetricBuilder::Count(b) => b.append_option(match value {
                     None => None,
@@ -305,12 +280,7 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
                 }),
                 MetricBuilder::Rate(b) => b.append_option(match value {
                     None => None,
-                    Some(v) => Some(
-                        v.parse::<f64>()
-                            .ok()
-                            .filter(|f| f.is_finite())
-                            .ok_or_else(|| bad(v))?,
-                    ),
+                    Some(v) => Some(v.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| bad(v))?),
                 }),
                 MetricBuilder::Text(b) => b.append_option(value),
             }
@@ -320,11 +290,7 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
     let mut it = strings.into_iter();
     let mut next = || -> ArrayRef { Arc::new(it.next().expect("14 string builders").finish()) };
     let advertiser = next();
-    let mut columns: Vec<ArrayRef> = vec![
-        advertiser,
-        Arc::new(dates.finish()),
-        Arc::new(hours.finish()),
-    ];
+    let mut columns: Vec<ArrayRef> = vec![advertiser, Arc::new(dates.finish()), Arc::new(hours.finish())];
     for _ in 0..12 {
         columns.push(next());
     }
@@ -349,18 +315,16 @@ pub fn page_to_batch(ctx: &PageContext<'_>, rows: &[ReportRow<'_>]) -> Result<Re
     let mut run = StringBuilder::with_capacity(n, n * ctx.run_id.len());
     for _ in 0..n {
         extracted.append_value(ctx.extracted_at_us);
-        run.append_value(ctx.run_id);
+        run.append_value(&ctx.run_id);
     }
     columns.push(Arc::new(extracted.finish()));
     columns.push(Arc::new(run.finish()));
-    RecordBatch::try_new(ctx.schema.clone(), columns)
-        .map_err(|e| format!("cannot build a report batch: {e}"))
+    RecordBatch::try_new(ctx.schema.clone(), columns).map_err(|e| format!("cannot build a report batch: {e}"))
 }
 
 fn parse_day(s: &str) -> Result<NaiveDate, String> {
     let day = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| format!("stat_time_day '{s}' is not a date"))
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| format!("stat_time_day '{s}' is not a date"))
 }
 
 fn parse_hour(s: &str) -> Result<(NaiveDate, i32), String> {
@@ -369,7 +333,7 @@ fn parse_hour(s: &str) -> Result<(NaiveDate, i32), String> {
     Ok((t.date(), chrono::Timelike::hour(&t) as i32))
 }
 
-fn parse_modify_time(s: &str) -> Option<i64> {
+pub fn parse_modify_time(s: &str) -> Option<i64> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
         .ok()
         .map(|t| t.and_utc().timestamp())

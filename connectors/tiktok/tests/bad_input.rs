@@ -231,11 +231,7 @@ async fn check_validates_the_token_and_every_advertiser() {
     for id in &ids {
         assert!(stdout.contains(id.as_str()), "{stdout}");
     }
-    let r = run(
-        &sb,
-        &["check", "--advertiser-id", &format!("{},999", ids[0])],
-    )
-    .await;
+    let r = run(&sb, &["check", "--advertiser-id", &format!("{},999", ids[0])]).await;
     assert_eq!(r.status.code(), Some(3), "{}", stderr(&r));
     let mut cmd = command(&sb, &["check", "--advertiser-id", &ids[0]]);
     cmd.env("TIKTOK_ACCESS_TOKEN", "expired");
@@ -249,9 +245,7 @@ async fn help_shows_examples_and_exit_codes() {
     assert_ok(&r);
     let help = String::from_utf8_lossy(&r.stdout);
     assert!(
-        help.contains("Examples:")
-            && help.contains("Exit codes")
-            && help.contains("TIKTOK_ACCESS_TOKEN"),
+        help.contains("Examples:") && help.contains("Exit codes") && help.contains("TIKTOK_ACCESS_TOKEN"),
         "{help}"
     );
 }

@@ -41,27 +41,19 @@ async fn multi_page_multi_slice_extract_matches_the_platform_exactly() {
         .sum();
     assert_eq!(m[0]["rows"], rows);
     assert_eq!(m[0]["status"], "succeeded");
-    assert_eq!(
-        m[0]["slices"].as_array().unwrap().len(),
-        6,
-        "3 slices × 2 advertisers"
-    );
+    assert_eq!(m[0]["slices"].as_array().unwrap().len(), 6, "3 slices × 2 advertisers");
     assert!(checkpoints(std::path::Path::new(&out)).is_empty());
     // Every file named in the manifest exists with the recorded size.
     for f in m[0]["files"].as_array().unwrap() {
         let p = std::path::Path::new(&out).join(f["path"].as_str().unwrap());
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().len(),
-            f["bytes"].as_u64().unwrap()
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), f["bytes"].as_u64().unwrap());
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_survived_with_exact_totals() {
-    let mut cfg = with_faults(
-        "rate_limit@4x3,server_error@9,http_500@11,http_503@13,truncated@15,drop@17,slow@19,truncated@22",
-    );
+    let mut cfg =
+        with_faults("rate_limit@4x3,server_error@9,http_500@11,http_503@13,truncated@15,drop@17,slow@19,truncated@22");
     cfg.slow = Duration::from_secs(3);
     let sb = sandbox(cfg).await;
     let id = advertisers(&sb).remove(0);
@@ -85,10 +77,7 @@ async fn every_fault_is_survived_with_exact_totals() {
         m["api"]
     );
     let err = stderr(&o);
-    assert!(
-        err.contains("retrying request"),
-        "retries are logged at WARN:\n{err}"
-    );
+    assert!(err.contains("retrying request"), "retries are logged at WARN:\n{err}");
     assert!(!err.contains(TOKEN), "the token never appears in logs");
 }
 
@@ -104,21 +93,9 @@ async fn expired_token_stops_with_exit_3_and_a_rerun_resumes_without_duplicates(
     let o = run(&sb, &args).await;
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(
-        err.contains("TIKTOK_ACCESS_TOKEN") && err.contains("resume"),
-        "{err}"
-    );
-    assert_eq!(
-        err.trim()
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .count(),
-        1
-    );
-    assert!(
-        manifests(outp).is_empty(),
-        "no manifest for an unfinished run"
-    );
+    assert!(err.contains("TIKTOK_ACCESS_TOKEN") && err.contains("resume"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.starts_with("error:")).count(), 1);
+    assert!(manifests(outp).is_empty(), "no manifest for an unfinished run");
     assert_eq!(checkpoints(outp).len(), 1);
     let partial = read_report(outp, "ad_daily");
     assert!(!partial.is_empty(), "committed slices are kept");
@@ -180,10 +157,7 @@ async fn a_killed_run_resumes_without_refetching_committed_slices_or_duplicating
         if committed >= 1 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no slice committed in time"
-        );
+        assert!(std::time::Instant::now() < deadline, "no slice committed in time");
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it could be killed"
@@ -237,25 +211,13 @@ async fn dashes_become_nulls_ids_survive_and_smart_plus_ads_are_kept() {
     let (mut zero_click_rows, mut smart_plus_rows) = (0, 0);
     for b in &batches {
         let ad = b.column_by_name("ad_id").unwrap().as_string::<i32>();
-        let clicks = b
-            .column_by_name("clicks")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let cpc = b
-            .column_by_name("cpc")
-            .unwrap()
-            .as_primitive::<Decimal128Type>();
+        let clicks = b.column_by_name("clicks").unwrap().as_primitive::<Int64Type>();
+        let cpc = b.column_by_name("cpc").unwrap().as_primitive::<Decimal128Type>();
         let modify = b.column_by_name("ad_modify_time").unwrap();
-        let url = b
-            .column_by_name("landing_page_url")
-            .unwrap()
-            .as_string::<i32>();
+        let url = b.column_by_name("landing_page_url").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             served.insert(ad.value(i).to_string());
-            assert!(
-                url.value(i).contains("utm_source=tiktok"),
-                "landing URL joined"
-            );
+            assert!(url.value(i).contains("utm_source=tiktok"), "landing URL joined");
             if clicks.value(i) == 0 {
                 zero_click_rows += 1;
                 assert!(cpc.is_null(i), "cpc '-' is null");
@@ -266,9 +228,7 @@ async fn dashes_become_nulls_ids_survive_and_smart_plus_ads_are_kept() {
         }
     }
     assert!(zero_click_rows > 0 && smart_plus_rows > 0);
-    assert!(served
-        .iter()
-        .all(|a| a.parse::<u64>().unwrap() > 1u64 << 53));
+    assert!(served.iter().all(|a| a.parse::<u64>().unwrap() > 1u64 << 53));
     assert!(
         served.is_subset(&expected),
         "every id is exactly an id the platform has"
@@ -294,12 +254,7 @@ async fn hourly_rows_sum_to_the_daily_truth() {
             hourly.spend_cents,
             hourly.conversions
         ),
-        (
-            daily.impressions,
-            daily.clicks,
-            daily.spend_cents,
-            daily.conversions
-        )
+        (daily.impressions, daily.clicks, daily.spend_cents, daily.conversions)
     );
     assert_no_duplicate_keys(&batches, "ad_id");
     let m = &manifests(std::path::Path::new(&out))[0];
@@ -316,12 +271,7 @@ async fn adgroup_and_campaign_levels_match_the_truth() {
     let id = advertisers(&sb).remove(1);
     for (level, data_level, report, column) in [
         ("adgroup", "AUCTION_ADGROUP", "adgroup_daily", "adgroup_id"),
-        (
-            "campaign",
-            "AUCTION_CAMPAIGN",
-            "campaign_daily",
-            "campaign_id",
-        ),
+        ("campaign", "AUCTION_CAMPAIGN", "campaign_daily", "campaign_id"),
     ] {
         let (_tmp, out) = out_dir();
         let mut args = extract_args(&id, "2026-01-01", "2026-02-05", &out);
@@ -372,11 +322,7 @@ async fn the_qps_budget_keeps_clear_of_rate_limit_errors() {
         truth(&sb, &id, "2026-01-01", "2026-01-31", "AUCTION_AD", false)
     );
     assert!(sb.stats().requests > 12);
-    assert_eq!(
-        sb.stats().rate_limited,
-        0,
-        "no rate-limit error while under the budget"
-    );
+    assert_eq!(sb.stats().rate_limited, 0, "no rate-limit error while under the budget");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,10 +383,7 @@ async fn a_range_the_api_calls_too_large_is_split_and_completes() {
         truth(&sb, &id, "2026-01-01", "2026-01-30", "AUCTION_AD", false)
     );
     let m = &manifests(std::path::Path::new(&out))[0];
-    assert!(
-        m["slices"].as_array().unwrap().len() > 1,
-        "the 30-day slice was split"
-    );
+    assert!(m["slices"].as_array().unwrap().len() > 1, "the 30-day slice was split");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,50 +393,23 @@ async fn rerunning_an_interval_replaces_its_data_instead_of_duplicating_it() {
     let (_tmp, out) = out_dir();
     let outp = std::path::Path::new(&out);
     let joined = ids.join(",");
-    assert_ok(
-        &run(
-            &sb,
-            &extract_args(&joined, "2026-01-01", "2026-01-20", &out),
-        )
-        .await,
-    );
+    assert_ok(&run(&sb, &extract_args(&joined, "2026-01-01", "2026-01-20", &out)).await);
     // Only the first advertiser again, overlapping: the second advertiser's files stay.
-    assert_ok(
-        &run(
-            &sb,
-            &extract_args(&ids[0], "2026-01-10", "2026-01-25", &out),
-        )
-        .await,
-    );
+    assert_ok(&run(&sb, &extract_args(&ids[0], "2026-01-10", "2026-01-25", &out)).await);
     let batches = read_report(outp, "ad_daily");
     assert_eq!(
         seen(&batches, &ids[0]),
-        truth(
-            &sb,
-            &ids[0],
-            "2026-01-01",
-            "2026-01-25",
-            "AUCTION_AD",
-            false
-        )
+        truth(&sb, &ids[0], "2026-01-01", "2026-01-25", "AUCTION_AD", false)
     );
     assert_eq!(
         seen(&batches, &ids[1]),
-        truth(
-            &sb,
-            &ids[1],
-            "2026-01-01",
-            "2026-01-20",
-            "AUCTION_AD",
-            false
-        )
+        truth(&sb, &ids[1], "2026-01-01", "2026-01-20", "AUCTION_AD", false)
     );
     assert_no_duplicate_keys(&batches, "ad_id");
     let ms = manifests(outp);
     assert_eq!(ms.len(), 2);
     assert!(
-        ms.iter()
-            .any(|m| m["superseded"].as_array().unwrap().len() == 11),
+        ms.iter().any(|m| m["superseded"].as_array().unwrap().len() == 11),
         "11 days of the first advertiser replaced"
     );
 }
@@ -503,11 +419,7 @@ async fn state_resumes_from_the_last_completed_date_minus_the_lookback() {
     let sb = sandbox(config()).await;
     let id = advertisers(&sb).remove(0);
     let (tmp, out) = out_dir();
-    let state = tmp
-        .path()
-        .join("state/tiktok.json")
-        .to_string_lossy()
-        .into_owned();
+    let state = tmp.path().join("state/tiktok.json").to_string_lossy().into_owned();
     let mut args = extract_args(&id, "2026-01-01", "2026-01-20", &out);
     args.extend(["--state", &state]);
     assert_ok(&run(&sb, &args).await);
@@ -518,10 +430,7 @@ async fn state_resumes_from_the_last_completed_date_minus_the_lookback() {
     args.extend(["--state", &state, "--lookback-days", "3"]);
     assert_ok(&run(&sb, &args).await);
     let ms = manifests(std::path::Path::new(&out));
-    let second = ms
-        .iter()
-        .find(|m| m["inputs"]["lookback_days"] == 3)
-        .unwrap();
+    let second = ms.iter().find(|m| m["inputs"]["lookback_days"] == 3).unwrap();
     assert_eq!(
         second["slices"][0]["start"], "2026-01-18",
         "re-reads 3 days before the last completed date"
@@ -548,10 +457,7 @@ async fn a_malformed_response_is_retried_then_reported_with_its_request() {
         err.contains("GET /open_api/v1.3/advertiser/info/") && err.contains("after 3 attempts"),
         "{err}"
     );
-    assert!(
-        err.contains("malformed") || err.contains("cut off"),
-        "{err}"
-    );
+    assert!(err.contains("malformed") || err.contains("cut off"), "{err}");
     assert!(!err.contains("panicked"));
     assert!(files_under(std::path::Path::new(&out), "parquet").is_empty());
     assert!(manifests(std::path::Path::new(&out)).is_empty());

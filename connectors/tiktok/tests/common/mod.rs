@@ -41,17 +41,11 @@ pub fn with_faults(spec: &str) -> SandboxConfig {
 }
 
 pub async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config)
-        .await
-        .expect("sandbox starts on loopback")
+    Sandbox::start(config).await.expect("sandbox starts on loopback")
 }
 
 pub fn advertisers(sb: &Sandbox) -> Vec<String> {
-    sb.world()
-        .advertisers
-        .iter()
-        .map(|a| a.advertiser_id.clone())
-        .collect()
+    sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect()
 }
 
 pub fn command(sb: &Sandbox, args: &[&str]) -> tokio::process::Command {
@@ -158,26 +152,11 @@ pub struct Seen {
 pub fn seen(batches: &[RecordBatch], advertiser: &str) -> Seen {
     let mut s = Seen::default();
     for b in batches {
-        let adv = b
-            .column_by_name("advertiser_id")
-            .unwrap()
-            .as_string::<i32>();
-        let imps = b
-            .column_by_name("impressions")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let clicks = b
-            .column_by_name("clicks")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let spend = b
-            .column_by_name("spend")
-            .unwrap()
-            .as_primitive::<Decimal128Type>();
-        let conv = b
-            .column_by_name("conversion")
-            .unwrap()
-            .as_primitive::<Int64Type>();
+        let adv = b.column_by_name("advertiser_id").unwrap().as_string::<i32>();
+        let imps = b.column_by_name("impressions").unwrap().as_primitive::<Int64Type>();
+        let clicks = b.column_by_name("clicks").unwrap().as_primitive::<Int64Type>();
+        let spend = b.column_by_name("spend").unwrap().as_primitive::<Decimal128Type>();
+        let conv = b.column_by_name("conversion").unwrap().as_primitive::<Int64Type>();
         let value = b
             .column_by_name("total_complete_payment_rate")
             .unwrap()
@@ -209,16 +188,8 @@ pub fn seen(batches: &[RecordBatch], advertiser: &str) -> Seen {
     s
 }
 
-pub fn truth(
-    sb: &Sandbox,
-    advertiser: &str,
-    start: &str,
-    end: &str,
-    level: &str,
-    hourly: bool,
-) -> Seen {
-    let t =
-        crest_sandbox::tiktok::truth(sb.world(), advertiser, day(start), day(end), level, hourly);
+pub fn truth(sb: &Sandbox, advertiser: &str, start: &str, end: &str, level: &str, hourly: bool) -> Seen {
+    let t = crest_sandbox::tiktok::truth(sb.world(), advertiser, day(start), day(end), level, hourly);
     Seen {
         rows: t.rows,
         impressions: t.impressions,
@@ -235,19 +206,10 @@ pub fn truth(
 pub fn assert_no_duplicate_keys(batches: &[RecordBatch], id_column: &str) {
     let mut keys = HashSet::new();
     for b in batches {
-        let adv = b
-            .column_by_name("advertiser_id")
-            .unwrap()
-            .as_string::<i32>();
+        let adv = b.column_by_name("advertiser_id").unwrap().as_string::<i32>();
         let id = b.column_by_name(id_column).unwrap().as_string::<i32>();
-        let date = b
-            .column_by_name("stat_date")
-            .unwrap()
-            .as_primitive::<Date32Type>();
-        let hour = b
-            .column_by_name("stat_hour")
-            .unwrap()
-            .as_primitive::<Int32Type>();
+        let date = b.column_by_name("stat_date").unwrap().as_primitive::<Date32Type>();
+        let hour = b.column_by_name("stat_hour").unwrap().as_primitive::<Int32Type>();
         for i in 0..b.num_rows() {
             let key = (
                 adv.value(i).to_string(),

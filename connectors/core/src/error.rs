@@ -21,16 +21,20 @@ pub enum Error {
     /// Reading or writing the output or state location failed (exit 5).
     #[error("{0}")]
     Storage(String),
+    /// The data failed a check that must hold, e.g. reconciliation (exit 6).
+    #[error("{0}")]
+    Data(String),
 }
 
 impl Error {
-    /// Documented exit codes: 0 ok, 2 usage/config, 3 auth, 4 upstream API error, 5 storage.
+    /// Documented exit codes: 0 ok, 2 usage/config, 3 auth, 4 upstream API error, 5 storage, 6 data check.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 2,
             Error::Auth(_) => 3,
             Error::Upstream(_) => 4,
             Error::Storage(_) => 5,
+            Error::Data(_) => 6,
         }
     }
 

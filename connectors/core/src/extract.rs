@@ -178,6 +178,7 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
                     Error::Auth(m) => Error::Auth(m + &hint),
                     Error::Upstream(m) => Error::Upstream(m + &hint),
                     Error::Storage(m) => Error::Storage(m + &hint),
+                    Error::Data(m) => Error::Data(m + &hint),
                 });
             }
         }

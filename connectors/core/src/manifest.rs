@@ -198,10 +198,11 @@ impl Run {
         SliceWriter::new(
             &self.out,
             FileIdentity {
+                table: raw::raw_table(&self.manifest.platform, &self.manifest.report),
                 platform: &self.manifest.platform,
                 report: &self.manifest.report,
                 run_id: &self.manifest.run_id,
-                account_id: account,
+                account_id: Some(account),
                 extracted_at: &self.extracted_at,
             },
             schema,
@@ -263,7 +264,7 @@ impl Run {
         let own = format!("{}-", self.manifest.run_id);
         let mut removed = Vec::new();
         for date in range.dates() {
-            let dir = raw::partition_dir(&self.manifest.platform, &self.manifest.report, date);
+            let dir = raw::partition_dir(&raw::raw_table(&self.manifest.platform, &self.manifest.report), date);
             for meta in self.out.list(&dir).await? {
                 let rel = self.out.relative(&meta.location);
                 let name = rel.rsplit('/').next().unwrap_or_default();
@@ -301,7 +302,7 @@ impl Run {
         let range: Option<DateRange> = serde_json::from_value(self.manifest.inputs["range"].clone()).ok();
         let Some(range) = range else { return Ok(()) };
         for date in range.dates() {
-            let dir = raw::partition_dir(&self.manifest.platform, &self.manifest.report, date);
+            let dir = raw::partition_dir(&raw::raw_table(&self.manifest.platform, &self.manifest.report), date);
             for meta in self.out.list(&dir).await? {
                 let rel = self.out.relative(&meta.location);
                 let name = rel.rsplit('/').next().unwrap_or_default();

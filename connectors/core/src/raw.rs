@@ -1,7 +1,9 @@
-//! The raw writer: Arrow record batches → Parquet (zstd) files in
-//! `{out}/raw/{platform}/{report}/date=YYYY-MM-DD/{run_id}-{n}.parquet`.
+//! The partitioned Parquet writer: Arrow record batches → Parquet (zstd) files
+//! in `{out}/{table}/date=YYYY-MM-DD/{run_id}-{n}.parquet`, where `table` is
+//! `raw/{platform}/{report}` for extracts and e.g. `canonical/creator_performance`
+//! for the transform.
 //!
-//! One file holds one account × one date, so a later run can replace exactly
+//! A raw file holds one account × one date, so a later run can replace exactly
 //! that account's day. Files are encoded in memory (bounded by
 //! `max_rows_per_file`) and appear with a single atomic `put`; every file
 //! carries its identity in the Parquet key-value metadata (`crest.*`).
@@ -27,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct RawFile {
     /// Relative to the output location.
     pub path: String,
-    pub account_id: String,
+    /// The account a raw file belongs to; absent for files that hold every account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     pub date: NaiveDate,
     pub rows: u64,
     pub bytes: u64,
@@ -41,17 +45,25 @@ pub const META_PLATFORM: &str = "crest.platform";
 pub const META_REPORT: &str = "crest.report";
 pub const META_EXTRACTED_AT: &str = "crest.extracted_at";
 
-/// Where a platform's report lives under the output location.
-pub fn partition_dir(platform: &str, report: &str, date: NaiveDate) -> String {
-    format!("raw/{platform}/{report}/date={date}")
+/// The table folder of a platform's raw report.
+pub fn raw_table(platform: &str, report: &str) -> String {
+    format!("raw/{platform}/{report}")
+}
+
+/// A table's partition folder for one date.
+pub fn partition_dir(table: &str, date: NaiveDate) -> String {
+    format!("{table}/date={date}")
 }
 
 /// Everything a slice writer needs to name and label its files.
 pub struct FileIdentity<'a> {
+    /// The table folder, e.g. `raw/tiktok/ad_daily`.
+    pub table: String,
     pub platform: &'a str,
     pub report: &'a str,
     pub run_id: &'a str,
-    pub account_id: &'a str,
+    /// `None` for files that hold every account (canonical tables).
+    pub account_id: Option<&'a str>,
     pub extracted_at: &'a str,
 }
 
@@ -86,13 +98,15 @@ impl<'a> SliceWriter<'a> {
         let date_column = schema
             .index_of(date_column)
             .map_err(|e| Error::Config(format!("raw schema has no date column: {e}")))?;
-        let meta = vec![
-            KeyValue::new(META_ACCOUNT.to_string(), id.account_id.to_string()),
+        let mut meta = vec![
             KeyValue::new(META_RUN.to_string(), id.run_id.to_string()),
             KeyValue::new(META_PLATFORM.to_string(), id.platform.to_string()),
             KeyValue::new(META_REPORT.to_string(), id.report.to_string()),
             KeyValue::new(META_EXTRACTED_AT.to_string(), id.extracted_at.to_string()),
         ];
+        if let Some(account) = id.account_id {
+            meta.push(KeyValue::new(META_ACCOUNT.to_string(), account.to_string()));
+        }
         // Dictionaries pay off for repeated strings (ids, names, URLs), not for
         // metrics, where they cost CPU for little size.
         let mut props = WriterProperties::builder()
@@ -202,22 +216,28 @@ impl<'a> SliceWriter<'a> {
             .into_inner()
             .map_err(|e| Error::storage("cannot finish a Parquet file", e))?;
         let n = self.next_n.fetch_add(1, Ordering::Relaxed);
-        let path = format!(
-            "{}/{}-{n}.parquet",
-            partition_dir(self.id.platform, self.id.report, date),
-            self.id.run_id
-        );
+        let path = format!("{}/{}-{n}.parquet", partition_dir(&self.id.table, date), self.id.run_id);
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let len = bytes.len() as u64;
         self.out.put(&path, Bytes::from(bytes)).await?;
         Ok(RawFile {
             path,
-            account_id: self.id.account_id.to_string(),
+            account_id: self.id.account_id.map(str::to_string),
             date,
             rows: file.rows,
             bytes: len,
             sha256,
         })
+    }
+
+    /// Puts the file of `date` now (the caller has no more rows for it), so
+    /// memory does not grow with the number of dates written.
+    pub async fn complete(&mut self, date: NaiveDate) -> Result<()> {
+        if let Some(file) = self.open.remove(&date) {
+            let raw = self.put(date, file).await?;
+            self.written.push(raw);
+        }
+        Ok(())
     }
 
     /// Puts every open file; returns all files of this slice.

@@ -35,18 +35,8 @@ impl StateStore {
     /// Opens the state at `url` (a JSON file; a missing file is an empty state).
     pub async fn open(url: &str) -> Result<Self> {
         let url = url.trim();
-        let (dir, name) = match url.rsplit_once('/') {
-            Some((d, n)) if !n.is_empty() && !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => (d, n),
-            Some((d, n)) if !n.is_empty() && d.ends_with("//") => {
-                return Err(Error::Config(format!(
-                    "--state {url}: give a file inside a bucket, e.g. {d}bucket/{n}"
-                )))
-            }
-            None if !url.is_empty() => (".", url),
-            _ => return Err(Error::Config(format!("--state '{url}' does not name a file"))),
-        };
-        let location = Location::parse(dir)?;
-        let state: IncrementalState = location.get_json(name).await?.unwrap_or(IncrementalState {
+        let (location, name) = crate::storage::split_file(url)?;
+        let state: IncrementalState = location.get_json(&name).await?.unwrap_or(IncrementalState {
             version: 1,
             accounts: BTreeMap::new(),
         });

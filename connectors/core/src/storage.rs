@@ -188,6 +188,27 @@ impl Location {
     }
 }
 
+/// Splits a file URL or path into its folder location and file name.
+pub fn split_file(spec: &str) -> Result<(Location, String)> {
+    let spec = spec.trim();
+    match spec.rsplit_once('/') {
+        Some((dir, name)) if !name.is_empty() && !dir.is_empty() && !dir.ends_with("//") && !dir.ends_with(':') => {
+            Ok((Location::parse(dir)?, name.to_string()))
+        }
+        Some((dir, name)) if !name.is_empty() && dir.ends_with("//") => Err(Error::Config(format!(
+            "'{spec}': give a file inside a bucket, e.g. {dir}bucket/{name}"
+        ))),
+        None if !spec.is_empty() => Ok((Location::parse(".")?, spec.to_string())),
+        _ => Err(Error::Config(format!("'{spec}' does not name a file"))),
+    }
+}
+
+/// Reads a whole file from a path or URL; `None` when it does not exist.
+pub async fn read_file(spec: &str) -> Result<Option<Bytes>> {
+    let (dir, name) = split_file(spec)?;
+    dir.get(&name).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,13 @@ struct Cli {
 enum Command {
     /// Serve the simulated APIs until interrupted.
     Serve(ServeArgs),
+    /// Print the creator roster of a seeded world as CSV (the transform's --roster).
+    Roster {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        creators: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,7 +91,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Roster { seed, creators } => {
+            let world = WorldConfig {
+                seed,
+                creators,
+                ..WorldConfig::default()
+            };
+            print!("{}", crest_sandbox::world::World::new(world).roster_csv());
+            return ExitCode::SUCCESS;
+        }
+    };
     let faults: FaultPlan = match args.faults.parse() {
         Ok(f) => f,
         Err(e) => {

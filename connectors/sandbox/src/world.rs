@@ -81,6 +81,12 @@ pub struct AdGroup {
 pub struct Ad {
     pub adgroup: usize,
     pub creator: usize,
+    /// `false` for the brand's own ads (no creator handle anywhere): a
+    /// transform must keep them and flag them unresolved.
+    pub from_creator: bool,
+    /// Spark Ads identity: `TT_USER` with the creator's handle, or the brand's own `CUSTOMIZED_USER`.
+    pub identity_type: &'static str,
+    pub identity_id: String,
     /// Above 2^53, as TikTok's are: a float would corrupt it.
     pub ad_id: u64,
     pub name: String,
@@ -255,18 +261,22 @@ impl World {
                     days - 1
                 };
                 let idx = ads.len() as u64;
+                // One ad in seventeen is the brand's own, with no creator behind it.
+                let from_creator = r % 17 != 4;
                 let created = config.first_day - Days::new(3);
                 ads.push(Ad {
                     adgroup,
                     creator: ci,
                     ad_id: 1_790_000_000_000_000_000u64 + idx * 7_919 + (r % 7_919),
                     name: format!("{} × {} #{}", creator.handle, campaign.slug, k + 1),
-                    landing_page_url: format!(
-                        "https://shop.example.com/p/{}?utm_source=tiktok&utm_medium=paid_social&utm_campaign={}&utm_content={}",
-                        campaign.slug.split('_').next().unwrap_or("p"),
-                        campaign.slug,
-                        creator.handle
-                    ),
+                    landing_page_url: landing_url(r, &campaign.slug, &creator.handle, from_creator),
+                    from_creator,
+                    identity_type: if from_creator { "TT_USER" } else { "CUSTOMIZED_USER" },
+                    identity_id: if from_creator {
+                        creator.handle.clone()
+                    } else {
+                        "brand_studio".into()
+                    },
                     // One ad in ten is a Smart+ ad: TikTok omits its modify_time.
                     modify_time: (r % 10 != 3).then(|| format!("{created} 0{}:15:00", (r >> 4) % 10)),
                     create_time: format!("{created} 09:00:00"),
@@ -284,6 +294,26 @@ impl World {
             adgroups,
             ads,
         }
+    }
+
+    /// The creator roster a brand would keep, as CSV (the transform's `--roster`).
+    pub fn roster_csv(&self) -> String {
+        let mut out = String::from("creator_id,handle,tiktok_handle,instagram_handle,youtube_channel_id,followers,creator_tier,disclosure_status,utm_aliases\n");
+        for (i, c) in self.creators.iter().enumerate() {
+            // Some rows leave the tier to be derived from followers; some carry an alias.
+            let tier = if i % 3 == 0 { "" } else { c.tier };
+            let alias = if i % 5 == 0 {
+                format!("{}_promo", c.creator_id)
+            } else {
+                String::new()
+            };
+            let disclosure = if i % 11 == 0 { "pending" } else { "disclosed" };
+            out.push_str(&format!(
+                "{},{},{},{},,{},{},{},{}\n",
+                c.creator_id, c.handle, c.handle, c.handle, c.followers, tier, disclosure, alias
+            ));
+        }
+        out
     }
 
     pub fn day_offset(&self, date: NaiveDate) -> Option<u32> {
@@ -405,6 +435,23 @@ impl World {
             };
         }
         Some(out)
+    }
+}
+
+/// A landing URL as creators' links really look: mostly clean, sometimes
+/// without a scheme, with upper-case keys, percent-encoding, UTMs behind a
+/// fragment, a repeated key, or no `utm_content` at all.
+fn landing_url(r: u64, slug: &str, handle: &str, from_creator: bool) -> String {
+    let product = slug.split('_').next().unwrap_or("p");
+    if !from_creator {
+        return format!("https://shop.example.com/p/{product}?utm_source=tiktok&utm_medium=paid_social&utm_campaign={slug}&utm_content=brand_promo");
+    }
+    match (r >> 12) % 9 {
+        1 => format!("shop.example.com/p/{product}?UTM_Source=TikTok&utm_medium=paid_social&UTM_CAMPAIGN={slug}&utm_content=%40{handle}"),
+        2 => format!("https://shop.example.com/p/{product}#/?utm_source=tiktok&utm_campaign={slug}&utm_content={handle}"),
+        3 => format!("https://shop.example.com/p/{product}?utm_content=&utm_content={handle}&utm_source=tiktok&utm_campaign={slug}"),
+        4 => format!("https://shop.example.com/p/{product}?utm_source=tiktok&utm_campaign={slug}"),
+        _ => format!("https://shop.example.com/p/{product}?utm_source=tiktok&utm_medium=paid_social&utm_campaign={slug}&utm_content={handle}"),
     }
 }
 

@@ -217,7 +217,10 @@ async fn dashes_become_nulls_ids_survive_and_smart_plus_ads_are_kept() {
         let url = b.column_by_name("landing_page_url").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             served.insert(ad.value(i).to_string());
-            assert!(url.value(i).contains("utm_source=tiktok"), "landing URL joined");
+            assert!(
+                url.value(i).to_lowercase().contains("utm_source=tiktok"),
+                "landing URL joined"
+            );
             if clicks.value(i) == 0 {
                 zero_click_rows += 1;
                 assert!(cpc.is_null(i), "cpc '-' is null");

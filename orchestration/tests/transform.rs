@@ -1,0 +1,497 @@
+//! `crest transform` on raw TikTok data extracted from the sandbox over HTTP,
+//! checked against the sandbox's truth.
+#![allow(clippy::unwrap_used)]
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use chrono::NaiveDate;
+use crest_core::cli::Progress;
+use crest_core::extract::{run_extract, ExtractPlan};
+use crest_core::http::{ApiClient, RetryPolicy};
+use crest_core::storage::Location;
+use crest_core::window::DateRange;
+use crest_core::Secret;
+use crest_sandbox::world::WorldConfig;
+use crest_sandbox::{Sandbox, SandboxConfig};
+use crest_tiktok::schema::DEFAULT_METRICS;
+use crest_tiktok::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+async fn sandbox() -> Sandbox {
+    let world = WorldConfig {
+        first_day: day("2026-01-01"),
+        days: 40,
+        creators: 40,
+        ..WorldConfig::default()
+    };
+    Sandbox::start(SandboxConfig {
+        world,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Raw TikTok data for every sandbox advertiser, through the real connector over HTTP.
+async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
+    let source = TikTokSource::new(
+        TikTokConfig {
+            base_url: parse_base_url(&sb.base_url()).unwrap(),
+            token: Secret::new(sb.tiktok_token()),
+            level: Level::Ad,
+            granularity: Granularity::Day,
+            metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
+            page_size: 1000,
+            concurrency: 2,
+        },
+        ApiClient::new(RetryPolicy::default(), None).unwrap(),
+    )
+    .unwrap();
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts: sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
+        range: DateRange::new(day(start), day(end)).unwrap(),
+        state: None,
+        lookback_days: 7,
+        options: serde_json::json!({}),
+    };
+    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+}
+
+async fn crest(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(args)
+        .env_remove("CREST_LOG")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_table(dir: &Path) -> Vec<RecordBatch> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+        })
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn write_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let roster = dir.join("roster.csv");
+    std::fs::write(
+        &roster,
+        crest_sandbox::world::World::new(WorldConfig::default()).roster_csv(),
+    )
+    .unwrap();
+    let fx = dir.join("fx.csv");
+    std::fs::write(&fx, "date,currency,rate\n2026-01-02,EUR,1.10\n2026-01-03,EUR,1.125\n").unwrap();
+    (roster, fx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_rows_become_canonical_with_exact_totals_creators_windows_and_fx() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    extract(&sb, &out, "2026-01-01", "2026-01-31").await;
+    let (roster, fx) = write_files(dir.path());
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-31",
+        "--roster",
+        roster.to_str().unwrap(),
+        "--fx",
+        fx.to_str().unwrap(),
+        "--reporting-currency",
+        "usd",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("reconciled") && summary.contains("unresolved creator"),
+        "{summary}"
+    );
+
+    let batches = read_table(&out.join("canonical/creator_performance"));
+    let world = sb.world();
+    let mut seen: BTreeMap<String, (u64, i64, i64, i128, i128)> = BTreeMap::new();
+    let ads: HashMap<String, &crest_sandbox::world::Ad> = world.ads.iter().map(|a| (a.ad_id.to_string(), a)).collect();
+    let (mut unresolved, mut native, mut unnormalized, mut with_conversions) = (0, 0, 0, 0);
+    for b in &batches {
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (account, ad_id, creator, tier, basis, currency) = (
+            s("account_id"),
+            s("ad_id"),
+            s("creator_id"),
+            s("creator_tier"),
+            s("attribution_basis"),
+            s("currency"),
+        );
+        let i64c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int64Type>().clone();
+        let dec = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Decimal128Type>().clone();
+        let (imps, clicks, spend, conv, reporting) = (
+            i64c("impressions"),
+            i64c("clicks"),
+            dec("spend"),
+            dec("conversions"),
+            dec("spend_reporting"),
+        );
+        let windows = (
+            b.column_by_name("click_window_days")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone(),
+            b.column_by_name("view_window_days")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone(),
+        );
+        let date = b.column_by_name("date").unwrap().as_primitive::<Date32Type>().clone();
+        assert!(
+            b.column_by_name("extracted_at")
+                .unwrap()
+                .as_primitive::<TimestampMicrosecondType>()
+                .null_count()
+                == 0
+        );
+        for i in 0..b.num_rows() {
+            let e = seen.entry(account.value(i).to_string()).or_default();
+            e.0 += 1;
+            e.1 += imps.value(i);
+            e.2 += clicks.value(i);
+            e.3 += spend.value(i);
+            e.4 += if conv.is_valid(i) { conv.value(i) } else { 0 };
+            // The creator is the one behind the ad, or none for the brand's own ads.
+            let ad = ads[ad_id.value(i)];
+            if ad.from_creator {
+                let c = &world.creators[ad.creator];
+                assert_eq!(creator.value(i), c.creator_id, "ad {}", ad.landing_page_url);
+                assert_eq!(tier.value(i), c.tier, "tier from the roster or derived from followers");
+            } else {
+                assert!(creator.is_null(i), "brand ads stay unresolved");
+                unresolved += 1;
+            }
+            let is_native = windows.0.value(i) == 7 && windows.1.value(i) == 1;
+            assert_eq!(basis.value(i), if is_native { "native" } else { "unnormalized" });
+            if is_native {
+                native += 1
+            } else {
+                unnormalized += 1
+            }
+            if conv.is_valid(i) {
+                with_conversions += 1;
+            }
+            // Reporting currency: USD as is; EUR at the day's rate, or null without one.
+            let d = Date32Type::to_naive_date(date.value(i));
+            match (currency.value(i), d.to_string().as_str()) {
+                ("USD", _) => assert_eq!(reporting.value(i), spend.value(i)),
+                ("EUR", "2026-01-02") => assert_eq!(reporting.value(i), spend.value(i) * 110 / 100),
+                ("EUR", "2026-01-03") => assert_eq!(reporting.value(i), spend.value(i) * 1125 / 1000),
+                ("EUR", _) => assert!(reporting.is_null(i)),
+                (other, _) => panic!("unexpected currency {other}"),
+            }
+        }
+    }
+    assert!(unresolved > 0 && native > 0 && unnormalized > 0);
+    for adv in &world.advertisers {
+        let t = crest_sandbox::tiktok::truth(
+            world,
+            &adv.advertiser_id,
+            day("2026-01-01"),
+            day("2026-01-31"),
+            "AUCTION_AD",
+            false,
+        );
+        let s = seen[&adv.advertiser_id];
+        assert_eq!(
+            s,
+            (
+                t.rows,
+                t.impressions as i64,
+                t.clicks as i64,
+                t.spend_cents as i128 * 10_000,
+                t.conversions as i128 * 1_000_000
+            )
+        );
+    }
+    assert_eq!(
+        rows(&read_table(&out.join("canonical/attribution_windows"))),
+        with_conversions
+    );
+    assert!(summary.contains(&format!("{unresolved:>10}")), "{summary}");
+
+    // A second run replaces the first: no row doubles.
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-31",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        rows(&read_table(&out.join("canonical/creator_performance"))),
+        rows(&batches)
+    );
+}
+
+/// Copies one raw file with edits, as another extraction of the same account and date.
+fn write_edited_copy(
+    src: &Path,
+    dst: &Path,
+    extracted_at_us: i64,
+    schema_tag: &str,
+    edit: impl Fn(&RecordBatch) -> RecordBatch,
+) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(src).unwrap()).unwrap();
+    let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
+    let account = kv
+        .iter()
+        .find(|k| k.key == "crest.account_id")
+        .unwrap()
+        .value
+        .clone()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| edit(&b.unwrap())).collect();
+    let mut schema = batches[0].schema().as_ref().clone();
+    schema.metadata.insert("crest.schema".into(), schema_tag.into());
+    let schema = std::sync::Arc::new(schema);
+    let stamp = chrono::DateTime::from_timestamp_micros(extracted_at_us)
+        .unwrap()
+        .to_rfc3339();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("crest.account_id".into(), account),
+            KeyValue::new("crest.extracted_at".into(), stamp),
+            KeyValue::new("crest.run_id".into(), "edited".to_string()),
+        ]))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(dst).unwrap(), schema.clone(), Some(props)).unwrap();
+    for b in batches {
+        let ts =
+            arrow::array::TimestampMicrosecondArray::from(vec![extracted_at_us; b.num_rows()]).with_timezone("UTC");
+        let mut cols = b.columns().to_vec();
+        let idx = schema.index_of("extracted_at").unwrap();
+        cols[idx] = std::sync::Arc::new(ts);
+        w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}
+
+fn replace_i64(b: &RecordBatch, name: &str, f: impl Fn(usize, Option<i64>) -> Option<i64>) -> RecordBatch {
+    let idx = b.schema().index_of(name).unwrap();
+    let old = b.column(idx).as_primitive::<Int64Type>();
+    let new: arrow::array::Int64Array = (0..b.num_rows())
+        .map(|i| f(i, old.is_valid(i).then(|| old.value(i))))
+        .collect();
+    let mut cols = b.columns().to_vec();
+    cols[idx] = std::sync::Arc::new(new);
+    RecordBatch::try_new(b.schema(), cols).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_quarantine_reason_is_applied_and_totals_still_reconcile() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    extract(&sb, &out, "2026-01-05", "2026-01-05").await;
+    let partition = out.join("raw/tiktok/ad_daily/date=2026-01-05");
+    let original = files_under(&partition).into_iter().next().unwrap();
+    let n = rows(&[
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&original).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap(),
+    ]);
+    // A later extraction of the same account and day: its rows win, except three broken ones.
+    let later = chrono::Utc::now().timestamp_micros() + 60_000_000;
+    write_edited_copy(
+        &original,
+        &partition.join("edited-0.parquet"),
+        later,
+        "tiktok.report.v1",
+        |b| {
+            let b = replace_i64(b, "impressions", |i, v| if i == 0 { Some(-5) } else { v });
+            let b = replace_i64(&b, "clicks", |i, v| if i == 1 { Some(1_000_000_000) } else { v });
+            let idx = b.schema().index_of("stat_date").unwrap();
+            let d = b.column(idx).as_primitive::<Date32Type>();
+            let moved: arrow::array::Date32Array = (0..b.num_rows())
+                .map(|i| Some(if i == 2 { d.value(i) + 400 } else { d.value(i) }))
+                .collect();
+            let mut cols = b.columns().to_vec();
+            cols[idx] = std::sync::Arc::new(moved);
+            RecordBatch::try_new(b.schema(), cols).unwrap()
+        },
+    );
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-05",
+        "--end",
+        "2026-01-05",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = read_table(&out.join("quarantine/tiktok"));
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for b in &q {
+        let r = b.column_by_name("reason").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            *reasons.entry(r.value(i).to_string()).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = [
+        ("negative_metric", 1),
+        ("clicks_above_impressions", 1),
+        ("date_out_of_range", 1),
+        ("duplicate_key", n - 3),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(reasons, expected);
+    let canonical = read_table(&out.join("canonical/creator_performance"));
+    let total_raw: usize = files_under(&out.join("raw"))
+        .iter()
+        .map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows() as usize
+        })
+        .sum();
+    assert_eq!(rows(&canonical) + rows(&q), total_raw, "nothing dropped");
+    let manifest = files_under(&out.join("_runs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("\"stage\": \"transform\""))
+        .unwrap();
+    assert!(manifest.contains("\"reconciliation\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_clear_line_and_writes_nothing() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    extract(&sb, &out, "2026-01-05", "2026-01-06").await;
+    let o_str = out.to_str().unwrap();
+    let bad_roster = dir.path().join("bad.csv");
+    std::fs::write(&bad_roster, "creator_id,handle,followers\ncr_1,maya,many\n").unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--roster", "/nonexistent/roster.csv"], 2, "does not exist"),
+        (vec!["--roster", bad_roster.to_str().unwrap()], 2, "followers 'many'"),
+        (vec!["--reporting-currency", "dollars"], 2, "ISO 4217"),
+        (vec!["--standard-window", "week"], 2, "7d_click,1d_view"),
+    ];
+    for (extra, code, says) in cases {
+        let mut args = vec![
+            "transform",
+            "--input",
+            o_str,
+            "--start",
+            "2026-01-05",
+            "--end",
+            "2026-01-06",
+        ];
+        args.extend(extra);
+        let o = crest(&args).await;
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().filter(|l| l.starts_with("error:")).count(), 1);
+    }
+    let o = crest(&[
+        "transform",
+        "--input",
+        o_str,
+        "--start",
+        "2025-03-01",
+        "--end",
+        "2025-03-02",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no raw data"), "{}", stderr(&o));
+
+    // A raw file from a newer connector version.
+    let partition = out.join("raw/tiktok/ad_daily/date=2026-01-06");
+    let original = files_under(&partition).into_iter().next().unwrap();
+    write_edited_copy(
+        &original,
+        &partition.join("future-0.parquet"),
+        0,
+        "tiktok.report.v9",
+        |b| b.clone(),
+    );
+    let o = crest(&[
+        "transform",
+        "--input",
+        o_str,
+        "--start",
+        "2026-01-05",
+        "--end",
+        "2026-01-06",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tiktok.report.v9"), "{}", stderr(&o));
+
+    assert!(
+        !out.join("canonical").exists() || files_under(&out.join("canonical")).is_empty(),
+        "no canonical output"
+    );
+    assert!(!out.join("quarantine").exists() || files_under(&out.join("quarantine")).is_empty());
+}

@@ -1,0 +1,161 @@
+//! The canonical schema, version 1: one Arrow definition with a description
+//! of every column (meaning, unit, source per platform). Every later stage
+//! (loaders, views, BI column descriptions) reads this definition; none
+//! re-declares it.
+//!
+//! Grain: one row per platform × account × ad (or organic video) × date
+//! (× hour where hourly granularity is asked for). Natural key:
+//! (`platform`, `account_id`, `ad_id` or `content_id`, `date`, `hour`).
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+pub const SCHEMA_VERSION: i32 = 1;
+/// Money and conversions: exact decimals with six places.
+pub const DECIMAL: DataType = DataType::Decimal128(38, 6);
+pub const DECIMAL_SCALE: i8 = 6;
+/// Arrow field metadata key holding a column's description.
+pub const DESCRIPTION: &str = "description";
+
+/// (name, type, nullable, description)
+pub const COLUMNS: &[(&str, DataType, bool, &str)] = &[
+    ("date", DataType::Date32, false, "Reporting date in the account's time zone. TikTok: stat_time_day/stat_time_hour."),
+    ("hour", DataType::Int32, true, "Hour of day 0-23 in the account's time zone for hourly data; null for daily rows."),
+    ("platform", DataType::Utf8, false, "Source platform: tiktok, meta or youtube."),
+    ("placement", DataType::Utf8, true, "Surface within the platform (instagram, facebook, youtube…); null where the platform has one surface (TikTok)."),
+    ("channel", DataType::Utf8, false, "paid (ads) or organic (the creator's own posts)."),
+    ("account_id", DataType::Utf8, false, "Ad account (TikTok advertiser_id) or channel id for organic data. Ids are strings: some exceed 2^53."),
+    ("campaign_id", DataType::Utf8, true, "Campaign id."),
+    ("campaign_name", DataType::Utf8, true, "Campaign name as set in the platform."),
+    ("ad_group_id", DataType::Utf8, true, "Ad group / ad set id (TikTok adgroup_id)."),
+    ("ad_group_name", DataType::Utf8, true, "Ad group / ad set name."),
+    ("ad_id", DataType::Utf8, true, "Ad id; null for organic content."),
+    ("ad_name", DataType::Utf8, true, "Ad name."),
+    ("content_id", DataType::Utf8, true, "The creator's post or video the ad promotes (TikTok tiktok_item_id), or the organic video id."),
+    ("landing_url", DataType::Utf8, true, "Landing URL of the ad (TikTok landing_page_url), carrying the creator's UTM parameters."),
+    ("utm_source", DataType::Utf8, true, "utm_source of the landing URL (percent-decoded, first non-empty value)."),
+    ("utm_medium", DataType::Utf8, true, "utm_medium of the landing URL."),
+    ("utm_campaign", DataType::Utf8, true, "utm_campaign of the landing URL."),
+    ("utm_content", DataType::Utf8, true, "utm_content of the landing URL (usually the creator's handle)."),
+    ("utm_term", DataType::Utf8, true, "utm_term of the landing URL."),
+    ("creator_id", DataType::Utf8, true, "Creator from the roster, resolved from UTMs or the platform handle; null when unresolved (the row is kept and counted)."),
+    ("creator_handle", DataType::Utf8, true, "The creator's handle from the roster."),
+    ("creator_tier", DataType::Utf8, true, "nano (1K-10K followers), micro (10K-100K), mid (100K-500K) or macro (above); from the roster or derived from followers."),
+    ("disclosure_status", DataType::Utf8, true, "The creator's ad-disclosure status from the roster (e.g. disclosed, pending)."),
+    ("impressions", DataType::Int64, true, "Times the ad or content was shown."),
+    ("clicks", DataType::Int64, true, "Link clicks that leave the platform (TikTok clicks: destination clicks), not all engagements. CTR = clicks / impressions; CPC = spend / clicks."),
+    ("spend", DECIMAL, true, "Spend in the account currency, exact. CPM = spend / impressions x 1000."),
+    ("currency", DataType::Utf8, true, "ISO 4217 currency of spend and conversion_value (the account currency)."),
+    ("spend_reporting", DECIMAL, true, "Spend in the reporting currency at that date's fx rate; null when no rate was given (never guessed)."),
+    ("video_views", DataType::Int64, true, "Video plays (TikTok video_play_actions)."),
+    ("engagements", DataType::Int64, true, "Likes + comments + shares + follows."),
+    ("conversions", DECIMAL, true, "Conversions under the row's attribution window (click_window_days / view_window_days). CVR = conversions / clicks. Null where the platform reports none."),
+    ("conversion_value", DECIMAL, true, "Value of those conversions in the account currency."),
+    ("click_window_days", DataType::Int32, true, "Click-through attribution window of conversions, in days."),
+    ("view_window_days", DataType::Int32, true, "View-through attribution window of conversions, in days."),
+    ("attribution_basis", DataType::Utf8, false, "native (the platform's window equals the standard), recomputed (crest derived the standard window), unnormalized (platform window kept as served, see the window columns)."),
+    ("extracted_at", DataType::Timestamp(TimeUnit::Microsecond, None), false, "When the source row was extracted from the platform (UTC). The latest wins for a natural key."),
+    ("run_id", DataType::Utf8, false, "The transform run that wrote the row (see _runs/{run_id}.json)."),
+    ("schema_version", DataType::Int32, false, "Canonical schema version (1)."),
+];
+
+/// The canonical `creator_performance` schema.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let fields: Vec<Field> = COLUMNS
+                .iter()
+                .map(|(name, t, nullable, doc)| {
+                    // Every time stamp is UTC (a const cannot hold the zone).
+                    let t = match t {
+                        DataType::Timestamp(unit, None) => DataType::Timestamp(*unit, Some(Arc::from("UTC"))),
+                        t => t.clone(),
+                    };
+                    Field::new(*name, t, *nullable)
+                        .with_metadata(HashMap::from([(DESCRIPTION.to_string(), doc.to_string())]))
+                })
+                .collect();
+            Arc::new(Schema::new(fields).with_metadata(HashMap::from([(
+                "crest.schema".to_string(),
+                format!("canonical.creator_performance.v{SCHEMA_VERSION}"),
+            )])))
+        })
+        .clone()
+}
+
+/// Rows that failed a check: the canonical columns plus `reason`.
+pub fn quarantine_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(
+                Field::new("reason", DataType::Utf8, false).with_metadata(HashMap::from([(
+                    DESCRIPTION.to_string(),
+                    "Why the row failed: negative_metric, clicks_above_impressions, date_out_of_range, duplicate_key."
+                        .to_string(),
+                )])),
+            );
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+/// The companion long table: every attribution window as served.
+pub fn attribution_windows_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let col = |name: &str, t: DataType, nullable: bool, doc: &str| {
+                Field::new(name, t, nullable).with_metadata(HashMap::from([(DESCRIPTION.to_string(), doc.to_string())]))
+            };
+            Arc::new(Schema::new(vec![
+                col("date", DataType::Date32, false, "Reporting date."),
+                col("hour", DataType::Int32, true, "Hour for hourly data."),
+                col("platform", DataType::Utf8, false, "Source platform."),
+                col("account_id", DataType::Utf8, false, "Ad account."),
+                col("ad_id", DataType::Utf8, true, "Ad id (with content_id, the row's key)."),
+                col("content_id", DataType::Utf8, true, "Content id."),
+                col(
+                    "action",
+                    DataType::Utf8,
+                    false,
+                    "The conversion action as the platform names it.",
+                ),
+                col(
+                    "window",
+                    DataType::Utf8,
+                    false,
+                    "Attribution window as served, e.g. 7d_click_1d_view, 28d_click.",
+                ),
+                col("conversions", DECIMAL, true, "Conversions in that window."),
+                col(
+                    "conversion_value",
+                    DECIMAL,
+                    true,
+                    "Their value in the account currency.",
+                ),
+                col("run_id", DataType::Utf8, false, "The transform run."),
+            ]))
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_design_column_is_defined_once_with_a_description() {
+        let s = schema();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        let design = "date hour platform placement channel account_id campaign_id campaign_name ad_group_id ad_group_name ad_id ad_name content_id landing_url utm_source utm_medium utm_campaign utm_content utm_term creator_id creator_handle creator_tier disclosure_status impressions clicks spend currency spend_reporting video_views engagements conversions conversion_value click_window_days view_window_days attribution_basis extracted_at run_id schema_version";
+        assert_eq!(names, design.split(' ').collect::<Vec<_>>());
+        assert!(s
+            .fields()
+            .iter()
+            .all(|f| f.metadata().get(DESCRIPTION).is_some_and(|d| d.len() > 5)));
+    }
+}

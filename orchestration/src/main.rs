@@ -161,7 +161,16 @@ fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow,
         list(s.missing_fx.iter().map(|(d, c)| format!("{c} {d}")).collect())
     );
     println!("  reconciled: raw = canonical + quarantine for every platform × account × date");
-    println!("  {:.1}s · manifest {}", s.elapsed_ms as f64 / 1000.0, s.manifest);
+    let per_sec = |ms: f64| if ms > 0.0 { s.rows_in as f64 / ms * 1e3 } else { 0.0 };
+    println!(
+        "  {:.1}s: read {:.0} ms, map + checks {:.0} ms ({:.0} rows/s), write {:.0} ms",
+        s.elapsed_ms as f64 / 1000.0,
+        s.timings.read_ms,
+        s.timings.map_ms,
+        per_sec(s.timings.map_ms),
+        s.timings.write_ms
+    );
+    println!("  manifest {}", s.manifest);
 }
 
 fn main() -> ExitCode {

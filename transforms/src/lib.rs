@@ -147,7 +147,17 @@ pub struct TransformSummary {
     pub missing_fx: BTreeSet<(NaiveDate, String)>,
     pub rows_by_platform: BTreeMap<String, u64>,
     pub elapsed_ms: u64,
+    pub timings: Timings,
     pub manifest: String,
+}
+
+/// Where the time went, in milliseconds: reading raw Parquet, mapping and
+/// checking Arrow batches (raw → canonical), encoding and writing Parquet.
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub read_ms: f64,
+    pub map_ms: f64,
+    pub write_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -312,8 +322,11 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                 let mut mapped = Vec::new();
                 let mut raw_totals: BTreeMap<String, Totals> = BTreeMap::new();
                 for rel in files {
+                    let clock = std::time::Instant::now();
                     let raw = read_raw(&config.input, &rel).await?;
+                    summary.timings.read_ms += clock.elapsed().as_secs_f64() * 1e3;
                     input_files.push(raw.path.clone());
+                    let clock = std::time::Instant::now();
                     for batch in &raw.batches {
                         summary.rows_in += batch.num_rows() as u64;
                         raw_totals
@@ -322,10 +335,14 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                             .add(&(platform.raw_totals)(batch)?);
                         mapped.push((platform.map)(&mut mapper, batch)?);
                     }
+                    summary.timings.map_ms += clock.elapsed().as_secs_f64() * 1e3;
                 }
+                let clock = std::time::Instant::now();
                 let checked = quality::check(platform.name, mapped, config.range)?;
                 // Reconcile before anything of this date is written.
                 reconciliation.extend(reconcile(platform.name, date, &raw_totals, &checked)?);
+                summary.timings.map_ms += clock.elapsed().as_secs_f64() * 1e3;
+                let clock = std::time::Instant::now();
                 for b in &checked.canonical {
                     summary.rows_out += b.num_rows() as u64;
                     *summary.rows_by_platform.entry(platform.name.to_string()).or_default() += b.num_rows() as u64;
@@ -353,12 +370,15 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                         w.write(q).await?;
                     }
                 }
+                summary.timings.write_ms += clock.elapsed().as_secs_f64() * 1e3;
             }
+            let clock = std::time::Instant::now();
             canonical_writer.complete(date).await?;
             windows_writer.complete(date).await?;
             for w in quarantine_writers.values_mut() {
                 w.complete(date).await?;
             }
+            summary.timings.write_ms += clock.elapsed().as_secs_f64() * 1e3;
         }
         Ok(())
     }

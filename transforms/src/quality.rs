@@ -4,12 +4,13 @@
 use crate::canonical;
 use crate::platforms::Mapped;
 use crate::{Result, TransformError};
+use ahash::HashMap;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use crest_core::window::DateRange;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,7 +105,7 @@ pub fn check(platform: &str, mapped: Vec<Mapped>, range: DateRange) -> Result<Ch
     let end = Date32Type::from_naive_date(range.end);
     let mut reasons: Vec<Vec<Option<Reason>>> = Vec::with_capacity(mapped.len());
     // Natural key → (batch, row, extracted_at) of the row that currently wins.
-    let mut winners: HashMap<NaturalKey<'_>, (usize, usize, i64)> = HashMap::new();
+    let mut winners: HashMap<NaturalKey<'_>, (usize, usize, i64)> = HashMap::default();
     for (b, m) in mapped.iter().enumerate() {
         let batch = &m.canonical;
         let n = batch.num_rows();
@@ -176,25 +177,35 @@ pub fn check(platform: &str, mapped: Vec<Mapped>, range: DateRange) -> Result<Ch
     for (m, row_reasons) in mapped.into_iter().zip(reasons) {
         let keep = BooleanArray::from(row_reasons.iter().map(|r| r.is_none()).collect::<Vec<_>>());
         let err = |e: arrow::error::ArrowError| TransformError::Input(format!("{platform}: {e}"));
-        let kept = filter_record_batch(&m.canonical, &keep).map_err(err)?;
+        let all_kept = keep.true_count() == keep.len();
+        // The usual case, nothing quarantined, copies nothing.
+        let kept = if all_kept {
+            m.canonical.clone()
+        } else {
+            filter_record_batch(&m.canonical, &keep).map_err(err)?
+        };
         for (a, t) in canonical_totals(&kept)? {
             out.canonical_totals.entry(a).or_default().add(&t);
         }
         // Window rows follow their canonical row.
-        let window_keep: BooleanArray = m
-            .window_rows
-            .values()
-            .iter()
-            .map(|r| Some(row_reasons[*r as usize].is_none()))
-            .collect();
-        let windows = filter_record_batch(&m.windows, &window_keep).map_err(err)?;
+        let windows = if all_kept {
+            m.windows.clone()
+        } else {
+            let window_keep: BooleanArray = m
+                .window_rows
+                .values()
+                .iter()
+                .map(|r| Some(row_reasons[*r as usize].is_none()))
+                .collect();
+            filter_record_batch(&m.windows, &window_keep).map_err(err)?
+        };
         if kept.num_rows() > 0 {
             out.canonical.push(kept);
         }
         if windows.num_rows() > 0 {
             out.windows.push(windows);
         }
-        if keep.true_count() < keep.len() {
+        if !all_kept {
             let drop = arrow::compute::not(&keep).map_err(err)?;
             let q = filter_record_batch(&m.canonical, &drop).map_err(err)?;
             for (a, t) in canonical_totals(&q)? {

@@ -10,9 +10,10 @@ use crate::quality::Totals;
 use crate::roster::Roster;
 use crate::utm::Utm;
 use crate::{Granularity, Result, StandardWindow, TransformConfig, TransformError};
+use ahash::HashMap;
 use arrow::array::{RecordBatch, UInt32Array};
 use chrono::NaiveDate;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 pub struct Platform {
     pub name: &'static str,
@@ -76,7 +77,11 @@ pub struct Mapper<'a> {
     pub roster: &'a Roster,
     pub fx: &'a FxRates,
     pub standard: StandardWindow,
-    resolved: HashMap<(String, String), Resolved>,
+    /// Every resolution so far, indexed by landing URL, then platform handle.
+    resolved: Vec<Resolved>,
+    index: HashMap<Box<str>, Vec<(Box<str>, u32)>>,
+    /// Per batch: global resolution → its slot among the batch's distinct ones.
+    local: Vec<u32>,
     pub unresolved_rows: u64,
     pub unresolved: BTreeSet<String>,
     pub missing_fx: BTreeSet<(NaiveDate, String)>,
@@ -89,30 +94,61 @@ impl<'a> Mapper<'a> {
             roster: &config.roster,
             fx: &config.fx,
             standard: config.standard,
-            resolved: HashMap::new(),
+            resolved: Vec::new(),
+            index: HashMap::default(),
+            local: Vec::new(),
             unresolved_rows: 0,
             unresolved: BTreeSet::new(),
             missing_fx: BTreeSet::new(),
         }
     }
 
-    /// The UTMs and creator behind a landing URL and platform handle.
-    pub fn resolve(&mut self, landing_url: Option<&str>, handle: Option<&str>) -> &Resolved {
-        let key = (landing_url.unwrap_or("").to_string(), handle.unwrap_or("").to_string());
-        let roster = self.roster;
-        let unresolved = &mut self.unresolved;
-        self.resolved.entry(key).or_insert_with(|| {
-            let utm = landing_url.map(crate::utm::parse_url).unwrap_or_default();
-            let creator = roster.resolve(&utm, handle);
-            if creator.is_none() && unresolved.len() < 50 {
-                let what = utm
-                    .content
-                    .clone()
-                    .or(utm.source.clone())
-                    .or(handle.map(str::to_string));
-                unresolved.insert(what.unwrap_or_else(|| "(no UTM, no handle)".into()));
-            }
-            Resolved { utm, creator }
-        })
+    /// The resolution (UTMs and creator) behind a landing URL and platform
+    /// handle, as an index into [`Mapper::resolution`]; parsed once per
+    /// distinct pair, looked up without allocating.
+    pub fn resolve(&mut self, landing_url: Option<&str>, handle: Option<&str>) -> u32 {
+        let (url, h) = (landing_url.unwrap_or(""), handle.unwrap_or(""));
+        if let Some(found) = self.index.get(url).and_then(|hs| hs.iter().find(|(k, _)| &**k == h)) {
+            return found.1;
+        }
+        let utm = landing_url.map(crate::utm::parse_url).unwrap_or_default();
+        let creator = self.roster.resolve(&utm, handle);
+        if creator.is_none() && self.unresolved.len() < 50 {
+            let what = utm
+                .content
+                .clone()
+                .or(utm.source.clone())
+                .or(handle.map(str::to_string));
+            self.unresolved
+                .insert(what.unwrap_or_else(|| "(no UTM, no handle)".into()));
+        }
+        let idx = self.resolved.len() as u32;
+        self.resolved.push(Resolved { utm, creator });
+        self.index.entry(url.into()).or_default().push((h.into(), idx));
+        idx
+    }
+
+    /// The batch-local slot of a global resolution, adding it to `distinct`.
+    pub fn local_slot(&mut self, global: u32, distinct: &mut Vec<u32>) -> u32 {
+        if self.local.len() < self.resolved.len() {
+            self.local.resize(self.resolved.len(), u32::MAX);
+        }
+        let slot = &mut self.local[global as usize];
+        if *slot == u32::MAX {
+            *slot = distinct.len() as u32;
+            distinct.push(global);
+        }
+        *slot
+    }
+
+    /// Forgets the batch-local slots (cheap: only the ones used).
+    pub fn clear_local_slots(&mut self, distinct: &[u32]) {
+        for g in distinct {
+            self.local[*g as usize] = u32::MAX;
+        }
+    }
+
+    pub fn resolution(&self, idx: u32) -> &Resolved {
+        &self.resolved[idx as usize]
     }
 }

@@ -22,7 +22,6 @@ use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, Int64Type};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -42,6 +41,14 @@ fn missing(name: &str) -> TransformError {
 
 fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
     TransformError::Input(format!("tiktok: {e}"))
+}
+
+/// `micros × rate`, exactly, rounded half away from zero to six places.
+fn convert(micros: i128, rate: Decimal) -> Option<i128> {
+    let scale = 10i128.checked_pow(rate.scale())?;
+    let product = micros.checked_mul(rate.mantissa())?;
+    let (q, r) = (product / scale, product % scale);
+    Some(if r.abs() * 2 >= scale { q + product.signum() } else { q })
 }
 
 pub fn raw_totals(raw: &RecordBatch) -> Result<Totals> {
@@ -79,41 +86,52 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let click_days = opt("click_window_days", &DataType::Int32);
     let view_days = opt("view_window_days", &DataType::Int32);
 
-    // Creators: resolved once per distinct (landing URL, handle) in the batch.
+    // Creators: resolved once per distinct (landing URL, handle); each row
+    // points at its batch-local distinct resolution.
     let (landing_s, identity_s) = (landing.as_string::<i32>(), identity.as_string::<i32>());
-    let mut local: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut distinct: Vec<Resolved> = Vec::new();
+    let mut distinct: Vec<u32> = Vec::new();
     let mut which = Vec::with_capacity(n);
     for i in 0..n {
         let url = landing_s.is_valid(i).then(|| landing_s.value(i));
         let handle = identity_s.is_valid(i).then(|| identity_s.value(i));
-        let k = *local
-            .entry((url.unwrap_or(""), handle.unwrap_or("")))
-            .or_insert_with(|| {
-                distinct.push(mapper.resolve(url, handle).clone());
-                distinct.len() - 1
-            });
-        which.push(k as u32);
+        let global = mapper.resolve(url, handle);
+        which.push(mapper.local_slot(global, &mut distinct));
     }
-    let which = UInt32Array::from(which);
+    mapper.clear_local_slots(&distinct);
+    let distinct: Vec<&Resolved> = distinct.iter().map(|g| mapper.resolution(*g)).collect();
+    // The nine resolved columns, filled in one pass without allocating per value.
     let roster = mapper.roster;
-    let per_distinct = |f: &dyn Fn(&Resolved) -> Option<String>| -> Result<ArrayRef> {
-        let values: StringArray = distinct.iter().map(f).collect();
-        take(&values, &which, None).map_err(arrow_err)
-    };
     let creator = |r: &Resolved| r.creator.map(|c| &roster.creators()[c]);
-    let utm_source = per_distinct(&|r| r.utm.source.clone())?;
-    let utm_medium = per_distinct(&|r| r.utm.medium.clone())?;
-    let utm_campaign = per_distinct(&|r| r.utm.campaign.clone())?;
-    let utm_content = per_distinct(&|r| r.utm.content.clone())?;
-    let utm_term = per_distinct(&|r| r.utm.term.clone())?;
-    let creator_id = per_distinct(&|r| creator(r).map(|c| c.creator_id.clone()))?;
-    let creator_handle = per_distinct(&|r| creator(r).map(|c| c.handle.clone()))?;
-    let creator_tier = per_distinct(&|r| creator(r).and_then(|c| c.tier.clone()))?;
-    let disclosure = per_distinct(&|r| creator(r).and_then(|c| c.disclosure_status.clone()))?;
+    let mut cols: Vec<arrow::array::StringBuilder> = (0..9)
+        .map(|_| arrow::array::StringBuilder::with_capacity(n, n * 12))
+        .collect();
+    for &k in &which {
+        let r = distinct[k as usize];
+        let c = creator(r);
+        let values: [Option<&str>; 9] = [
+            r.utm.source.as_deref(),
+            r.utm.medium.as_deref(),
+            r.utm.campaign.as_deref(),
+            r.utm.content.as_deref(),
+            r.utm.term.as_deref(),
+            c.map(|c| c.creator_id.as_str()),
+            c.map(|c| c.handle.as_str()),
+            c.and_then(|c| c.tier.as_deref()),
+            c.and_then(|c| c.disclosure_status.as_deref()),
+        ];
+        for (b, v) in cols.iter_mut().zip(values) {
+            b.append_option(v);
+        }
+    }
+    drop(distinct);
+    let mut built = cols.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || built.next().expect("nine columns");
+    let (utm_source, utm_medium, utm_campaign, utm_content, utm_term) = (next(), next(), next(), next(), next());
+    let (creator_id, creator_handle, creator_tier, disclosure) = (next(), next(), next(), next());
     mapper.unresolved_rows += creator_id.null_count() as u64;
 
-    // Spend in the reporting currency: the rate of (date, currency), exact decimals.
+    // Spend in the reporting currency at the rate of (date, currency). A raw
+    // file is one account × one date, so the rate is looked up once per run of rows.
     let (dates, currencies) = (date.as_primitive::<Date32Type>(), currency.as_string::<i32>());
     let spend_d = spend.as_primitive::<Decimal128Type>();
     let mut reporting = Decimal128Builder::with_capacity(n);
@@ -137,11 +155,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
             }
         };
         match rate {
-            Some(rate) => {
-                let mut v = Decimal::from_i128_with_scale(spend_d.value(i), DECIMAL_SCALE as u32) * rate;
-                v.rescale(DECIMAL_SCALE as u32);
-                reporting.append_value(v.mantissa());
-            }
+            Some(rate) if rate == Decimal::ONE => reporting.append_value(spend_d.value(i)),
+            Some(rate) => reporting.append_option(convert(spend_d.value(i), rate)),
             None => reporting.append_null(),
         }
     }
@@ -151,19 +166,17 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         .map_err(arrow_err)?;
 
     // Engagements: likes + comments + shares + follows (null only when none is served).
-    let parts: Vec<ArrayRef> = ["likes", "comments", "shares", "follows"]
+    let parts: Vec<&arrow::array::Int64Array> = ["likes", "comments", "shares", "follows"]
         .iter()
-        .filter_map(|m| raw.column_by_name(m).cloned())
+        .filter_map(|m| raw.column_by_name(m))
+        .map(|c| c.as_primitive::<Int64Type>())
         .collect();
     let engagements: Int64Array = (0..n)
         .map(|i| {
-            let present: Vec<i64> = parts
+            parts
                 .iter()
-                .map(|p| p.as_primitive::<Int64Type>())
                 .filter(|p| p.is_valid(i))
-                .map(|p| p.value(i))
-                .collect();
-            (!present.is_empty()).then(|| present.iter().sum())
+                .fold(None, |acc: Option<i64>, p| Some(acc.unwrap_or(0) + p.value(i)))
         })
         .collect();
 
@@ -233,17 +246,25 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     // The windows as served: one row per row that reports conversions.
     let rows: UInt32Array = (0..n as u32).filter(|i| conversions.is_valid(*i as usize)).collect();
     let pick = |a: &ArrayRef| take(a, &rows, None).map_err(arrow_err);
-    let labels: StringArray = rows
-        .values()
-        .iter()
-        .map(|&i| {
-            let i = i as usize;
-            Some(match (cd.is_valid(i), vd.is_valid(i)) {
-                (true, true) => format!("{}d_click_{}d_view", cd.value(i), vd.value(i)),
-                _ => "unknown".to_string(),
-            })
-        })
-        .collect();
+    let mut label_cache: Vec<((i32, i32), String)> = Vec::new();
+    let mut labels = arrow::array::StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+    for &i in rows.values() {
+        let i = i as usize;
+        if !(cd.is_valid(i) && vd.is_valid(i)) {
+            labels.append_value("unknown");
+            continue;
+        }
+        let w = (cd.value(i), vd.value(i));
+        match label_cache.iter().find(|(k, _)| *k == w) {
+            Some((_, l)) => labels.append_value(l),
+            None => {
+                let l = format!("{}d_click_{}d_view", w.0, w.1);
+                labels.append_value(&l);
+                label_cache.push((w, l));
+            }
+        }
+    }
+    let labels = labels.finish();
     let m = rows.len();
     let windows = RecordBatch::try_new(
         canonical::attribution_windows_schema(),

@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# The demo: starts the platform sandbox on a free port, extracts January's TikTok
-# ad reports for both sandbox advertisers into ./crest-out, and stops the sandbox.
-# No credentials needed: the sandbox accepts the token 'sandbox-token'.
+# The demo, no credentials needed: starts the platform sandbox on a free port,
+# extracts January's TikTok ad reports for both sandbox advertisers into
+# ./crest-out, transforms them into the canonical creator_performance table
+# (creators resolved through the sandbox's roster, EUR spend converted to USD),
+# and stops the sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 out="${1:-./crest-out}"
-cargo build --release --locked -q -p crest-sandbox -p crest-tiktok
+cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest
 bin="$CARGO_TARGET_DIR/release"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-log=$(mktemp)
-"$bin/crest-sandbox" serve --port "$port" --first-day 2026-01-01 --days 60 >"$log" 2>&1 &
+work=$(mktemp -d)
+"$bin/crest-sandbox" serve --port "$port" --first-day 2026-01-01 --days 60 >"$work/sandbox.log" 2>&1 &
 sandbox=$!
-trap 'kill $sandbox 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 50); do grep -q listening "$log" && break; sleep 0.1; done
-cat "$log"
-advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$log" | paste -sd, -)
+trap 'kill $sandbox 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do grep -q listening "$work/sandbox.log" && break; sleep 0.1; done
+cat "$work/sandbox.log"
+advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$work/sandbox.log" | paste -sd, -)
 
+echo; echo "== crest-tiktok check, extract"
 export TIKTOK_ACCESS_TOKEN=sandbox-token CREST_TIKTOK_BASE_URL="http://127.0.0.1:$port"
 "$bin/crest-tiktok" check --advertiser-id "$advertisers"
 "$bin/crest-tiktok" extract --advertiser-id "$advertisers" --start 2026-01-01 --end 2026-01-31 --out "$out"
+
+echo; echo "== crest transform"
+"$bin/crest-sandbox" roster >"$work/roster.csv"
+{ echo "date,currency,rate"; for d in $(seq -w 1 31); do echo "2026-01-$d,EUR,1.0$((d % 10))"; done; } >"$work/fx.csv"
+"$bin/crest" transform --input "$out" --start 2026-01-01 --end 2026-01-31 \
+    --roster "$work/roster.csv" --fx "$work/fx.csv" --reporting-currency USD
 echo
-echo "raw Parquet files under $out/raw/tiktok/ad_daily/, run manifest under $out/_runs/"
+echo "raw reports: $out/raw/tiktok/ad_daily/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"

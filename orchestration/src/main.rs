@@ -101,7 +101,10 @@ async fn transform(args: TransformArgs) -> Result<()> {
         Some(spec) => FxRates::parse(spec, &read_required("--fx", spec).await?, &reporting)?,
         None => FxRates::identity(&reporting),
     };
-    let input = Location::parse(&args.input)?;
+    let input = Location::parse_existing(&args.input).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("--input: {m}")),
+        e => e,
+    })?;
     let output = match &args.out {
         Some(o) => Location::parse(o)?,
         None => input.clone(),

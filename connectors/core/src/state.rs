@@ -35,7 +35,7 @@ impl StateStore {
     /// Opens the state at `url` (a JSON file; a missing file is an empty state).
     pub async fn open(url: &str) -> Result<Self> {
         let url = url.trim();
-        let (location, name) = crate::storage::split_file(url)?;
+        let (location, name) = crate::storage::split_file(url, true)?;
         let state: IncrementalState = location.get_json(&name).await?.unwrap_or(IncrementalState {
             version: 1,
             accounts: BTreeMap::new(),

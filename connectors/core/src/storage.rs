@@ -31,8 +31,17 @@ impl fmt::Display for Location {
 }
 
 impl Location {
-    /// Opens a folder-like location. Local folders are created if missing.
+    /// Opens a folder-like location to write to. Local folders are created if missing.
     pub fn parse(spec: &str) -> Result<Self> {
+        Self::open(spec, true)
+    }
+
+    /// Opens a folder-like location to read from: a missing local folder is an error.
+    pub fn parse_existing(spec: &str) -> Result<Self> {
+        Self::open(spec, false)
+    }
+
+    fn open(spec: &str, create: bool) -> Result<Self> {
         let spec = spec.trim();
         if spec.is_empty() {
             return Err(Error::Config(
@@ -41,7 +50,7 @@ impl Location {
         }
         let display = spec.trim_end_matches('/').to_string();
         let Some((scheme, _)) = spec.split_once("://") else {
-            return Self::local(std::path::Path::new(spec), display);
+            return Self::local(std::path::Path::new(spec), display, create);
         };
         let url = url::Url::parse(spec).map_err(|e| Error::Config(format!("'{spec}' is not a valid URL: {e}")))?;
         let prefix =
@@ -51,7 +60,7 @@ impl Location {
                 let path = url
                     .to_file_path()
                     .map_err(|_| Error::Config(format!("'{spec}' is not a local file URL")))?;
-                return Self::local(&path, display);
+                return Self::local(&path, display, create);
             }
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             "s3" | "s3a" => Arc::new(
@@ -81,8 +90,13 @@ impl Location {
         Ok(Location { store, prefix, display })
     }
 
-    fn local(path: &std::path::Path, display: String) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|e| Error::storage(format!("cannot create {}", path.display()), e))?;
+    fn local(path: &std::path::Path, display: String, create: bool) -> Result<Self> {
+        if create {
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::storage(format!("cannot create {}", path.display()), e))?;
+        } else if !path.is_dir() {
+            return Err(Error::Config(format!("{} does not exist", path.display())));
+        }
         let abs =
             std::fs::canonicalize(path).map_err(|e| Error::storage(format!("cannot open {}", path.display()), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
@@ -188,25 +202,29 @@ impl Location {
     }
 }
 
-/// Splits a file URL or path into its folder location and file name.
-pub fn split_file(spec: &str) -> Result<(Location, String)> {
+/// Splits a file URL or path into its folder location (created when
+/// `create`) and file name.
+pub fn split_file(spec: &str, create: bool) -> Result<(Location, String)> {
     let spec = spec.trim();
     match spec.rsplit_once('/') {
         Some((dir, name)) if !name.is_empty() && !dir.is_empty() && !dir.ends_with("//") && !dir.ends_with(':') => {
-            Ok((Location::parse(dir)?, name.to_string()))
+            Ok((Location::open(dir, create)?, name.to_string()))
         }
         Some((dir, name)) if !name.is_empty() && dir.ends_with("//") => Err(Error::Config(format!(
             "'{spec}': give a file inside a bucket, e.g. {dir}bucket/{name}"
         ))),
-        None if !spec.is_empty() => Ok((Location::parse(".")?, spec.to_string())),
+        None if !spec.is_empty() => Ok((Location::open(".", create)?, spec.to_string())),
         _ => Err(Error::Config(format!("'{spec}' does not name a file"))),
     }
 }
 
 /// Reads a whole file from a path or URL; `None` when it does not exist.
 pub async fn read_file(spec: &str) -> Result<Option<Bytes>> {
-    let (dir, name) = split_file(spec)?;
-    dir.get(&name).await
+    match split_file(spec, false) {
+        Ok((dir, name)) => dir.get(&name).await,
+        Err(Error::Config(m)) if m.ends_with("does not exist") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -182,14 +182,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::init_logging(cli.global.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return cli::finish(Err(Error::Config(format!("cannot start the async runtime: {e}")))),
-    };
-    let result = runtime.block_on(async {
+    cli::run(async {
         match cli.command {
             Command::Transform(args) => transform(args).await,
         }
-    });
-    cli::finish(result)
+    })
 }

@@ -166,6 +166,14 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Runs a command's body on the async runtime and ends it with [`finish`].
+pub fn run<F: std::future::Future<Output = Result<()>>>(body: F) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => finish(runtime.block_on(body)),
+        Err(e) => finish(Err(Error::Config(format!("cannot start the async runtime: {e}")))),
+    }
+}
+
 /// Ends a command: prints the error as one line, returns its exit code.
 pub fn finish(result: Result<()>) -> ExitCode {
     if let Some(bar) = active_bar() {

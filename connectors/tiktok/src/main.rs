@@ -224,18 +224,11 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::init_logging(cli.global.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return cli::finish(Err(Error::Config(format!("cannot start the async runtime: {e}")))),
-    };
-    let result = runtime.block_on(async {
+    let format = cli.global.log_format;
+    cli::run(async {
         match cli.command {
             Command::Check(args) => check(args).await,
-            Command::Extract(args) => {
-                let progress = Progress::new(cli.global.log_format, "tiktok");
-                extract(args, &progress).await
-            }
+            Command::Extract(args) => extract(args, &Progress::new(format, "tiktok")).await,
         }
-    });
-    cli::finish(result)
+    })
 }

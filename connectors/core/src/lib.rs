@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod json;
 pub mod manifest;
 pub mod pacing;
 pub mod raw;

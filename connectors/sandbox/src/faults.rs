@@ -7,7 +7,9 @@
 //! `Retry-After: 1`), `slow` (answers after the slow delay, longer than a
 //! client's timeout), `truncated` (half the JSON body, with a matching
 //! Content-Length), `drop` (the connection closes mid-body),
-//! `expired_token` (the platform's expired-token error).
+//! `expired_token` (the platform's expired-token error), and for Meta's async
+//! insights `job_failed` and `job_stall` (the job this request creates fails,
+//! or never finishes).
 
 use std::str::FromStr;
 
@@ -21,6 +23,10 @@ pub enum FaultKind {
     Truncated,
     Drop,
     ExpiredToken,
+    /// Meta: the async job created by this request fails.
+    JobFailed,
+    /// Meta: the async job created by this request never finishes.
+    JobStall,
 }
 
 impl FromStr for FaultKind {
@@ -35,9 +41,11 @@ impl FromStr for FaultKind {
             "truncated" => FaultKind::Truncated,
             "drop" => FaultKind::Drop,
             "expired_token" => FaultKind::ExpiredToken,
+            "job_failed" => FaultKind::JobFailed,
+            "job_stall" => FaultKind::JobStall,
             other => {
                 return Err(format!(
-                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop or expired_token"
+                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, job_failed or job_stall"
                 ))
             }
         })

@@ -7,6 +7,7 @@
 //! QPS budget, faults) and the delivery of broken bodies.
 
 pub mod faults;
+pub mod meta;
 pub mod tiktok;
 pub mod world;
 
@@ -32,6 +33,15 @@ pub struct SandboxConfig {
     pub tiktok_token: String,
     /// Reports larger than this many rows are refused as too large (0 = no limit).
     pub max_rows_per_query: u64,
+    /// The access token the Meta Graph API accepts.
+    pub meta_token: String,
+    /// Meta's business-use-case budget: calls per window; beyond it, code 17.
+    pub meta_budget: Option<(u32, Duration)>,
+    /// Polls of an async insights job before it completes.
+    pub meta_job_polls: u32,
+    /// Async insights jobs with more rows than this fail (0 = no limit), as
+    /// Meta's do when a report is too heavy; synchronous calls get code 1.
+    pub meta_max_job_rows: u64,
     pub port: u16,
 }
 
@@ -44,6 +54,10 @@ impl Default for SandboxConfig {
             slow: Duration::from_secs(5),
             tiktok_token: "sandbox-token".into(),
             max_rows_per_query: 0,
+            meta_token: "sandbox-meta-token".into(),
+            meta_budget: None,
+            meta_job_polls: 3,
+            meta_max_job_rows: 0,
             port: 0,
         }
     }
@@ -78,6 +92,7 @@ pub(crate) struct AppState {
     pub stats: Stats,
     bucket: Mutex<Bucket>,
     pub tiktok: tiktok::Index,
+    pub meta: meta::MetaState,
 }
 
 /// The gate's decision for one request.
@@ -154,6 +169,7 @@ impl Sandbox {
     pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
         let world = World::new(config.world.clone());
         let tiktok = tiktok::Index::new(&world);
+        let meta = meta::MetaState::new(&world);
         let state = Arc::new(AppState {
             world,
             bucket: Mutex::new(Bucket {
@@ -163,8 +179,9 @@ impl Sandbox {
             config,
             stats: Stats::default(),
             tiktok,
+            meta,
         });
-        let app = tiktok::routes().with_state(state.clone());
+        let app = tiktok::routes().merge(meta::routes()).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.config.port)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -196,6 +213,14 @@ impl Sandbox {
 
     pub fn tiktok_token(&self) -> &str {
         &self.state.config.tiktok_token
+    }
+
+    pub fn meta_token(&self) -> &str {
+        &self.state.config.meta_token
+    }
+
+    pub fn meta(&self) -> &meta::MetaWorld {
+        &self.state.meta.world
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -12,8 +12,8 @@ use std::time::Duration;
 #[command(
     name = "crest-sandbox",
     version,
-    about = "Simulated ad platform APIs (TikTok Business API v1.3) with seeded data and fault injection",
-    after_help = "Examples:\n  crest-sandbox serve --port 8787\n  crest-sandbox serve --port 8787 --seed 7 --creators 500 --days 90 --qps 10\n  crest-sandbox serve --port 8787 --faults 'rate_limit@5x3,truncated@9,drop%40'\n\nThe TikTok API accepts the access token 'sandbox-token' (change it with --tiktok-token)."
+    about = "Simulated ad platform APIs (TikTok Business API v1.3, Meta Marketing API) with seeded data and fault injection",
+    after_help = "Examples:\n  crest-sandbox serve --port 8787\n  crest-sandbox serve --port 8787 --seed 7 --creators 500 --days 90 --qps 10\n  crest-sandbox serve --port 8787 --faults 'rate_limit@5x3,truncated@9,drop%40'\n\nThe TikTok API accepts the access token 'sandbox-token' (--tiktok-token), the Meta Graph API 'sandbox-meta-token' (--meta-token)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,7 +57,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 3)]
     ads_per_creator: usize,
     /// Faults to inject: KIND@N, KIND@NxCOUNT or KIND%EVERY, comma separated
-    /// (rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token).
+    /// (rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token,
+    /// job_failed, job_stall).
     #[arg(long, default_value = "")]
     faults: String,
     /// Requests per second allowed before the platform's rate-limit error.
@@ -72,6 +73,26 @@ struct ServeArgs {
     /// Access token the TikTok API accepts.
     #[arg(long, default_value = "sandbox-token")]
     tiktok_token: String,
+    /// Access token the Meta Graph API accepts.
+    #[arg(long, default_value = "sandbox-meta-token")]
+    meta_token: String,
+    /// Meta's usage budget as CALLS/SECONDS (e.g. 200/60): usage headers rise
+    /// toward it, and calls beyond it get error 17.
+    #[arg(long, value_parser = parse_budget)]
+    meta_budget: Option<(u32, Duration)>,
+    /// Status polls before a Meta async insights job completes.
+    #[arg(long, default_value_t = 3)]
+    meta_job_polls: u32,
+    /// Meta async jobs with more rows than this fail (synchronous calls get code 1); 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    meta_max_job_rows: u64,
+}
+
+fn parse_budget(s: &str) -> Result<(u32, Duration), String> {
+    let (calls, secs) = s.split_once('/').ok_or("write CALLS/SECONDS, e.g. 200/60")?;
+    let calls: u32 = calls.trim().parse().map_err(|_| "CALLS must be a whole number")?;
+    let secs: f64 = secs.trim().parse().map_err(|_| "SECONDS must be a number")?;
+    Ok((calls.max(1), Duration::from_secs_f64(secs.max(0.001))))
 }
 
 fn crest_sandbox_date(s: &str) -> Result<NaiveDate, String> {
@@ -127,6 +148,10 @@ async fn main() -> ExitCode {
         slow: Duration::from_millis(args.slow_ms),
         tiktok_token: args.tiktok_token,
         max_rows_per_query: args.max_rows_per_query,
+        meta_token: args.meta_token,
+        meta_budget: args.meta_budget,
+        meta_job_polls: args.meta_job_polls,
+        meta_max_job_rows: args.meta_max_job_rows,
         port: args.port,
     };
     let sandbox = match Sandbox::start(config).await {
@@ -148,6 +173,9 @@ async fn main() -> ExitCode {
     );
     for a in &w.advertisers {
         println!("tiktok advertiser {} ({}, {})", a.advertiser_id, a.currency, a.timezone);
+    }
+    for a in &sandbox.meta().accounts {
+        println!("meta ad account {} ({}, {})", a.account_id, a.currency, a.timezone_name);
     }
     sandbox.serve_until_ctrl_c().await;
     ExitCode::SUCCESS

@@ -6,10 +6,8 @@
 //! strings, `"-"` where there is nothing to report.
 
 use crest_core::http::Verdict;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::fmt;
 use std::time::Duration;
 
 pub const API_PREFIX: &str = "/open_api/v1.3";
@@ -161,106 +159,7 @@ pub struct ReportEnvelope<'a> {
     pub data: Option<ReportData<'a>>,
 }
 
-/// A value served as a string, or as an exact integer; never a float.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl Text<'_> {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or an integer")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                // Only metrics may be fractional numbers; an id never is.
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed("-")))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// An owned id: served as a string, or as an exact integer (never a float).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Id(pub String);
-
-impl Id {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Text::deserialize(d).map(|t| Id(t.0.into_owned()))
-    }
-}
-
-/// The `metrics` object of a report row, in served order, borrowed.
-#[derive(Debug, Default)]
-pub struct Metrics<'a>(pub Vec<(Cow<'a, str>, Text<'a>)>);
-
-impl<'a> Metrics<'a> {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The metric requested at `position`: served in request order as a rule,
-    /// so the lookup is usually one comparison.
-    pub fn get_at(&self, position: usize, name: &str) -> Option<&str> {
-        match self.0.get(position) {
-            Some((k, v)) if k == name => Some(v.as_str()),
-            _ => self.get(name),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Metrics<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Metrics<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a metrics object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(24));
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    let v: Text<'de> = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Metrics(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
+pub use crest_core::json::{Id, Pairs as Metrics, Text};
 
 #[cfg(test)]
 mod tests {

@@ -44,6 +44,9 @@ pub const META_RUN: &str = "crest.run_id";
 pub const META_PLATFORM: &str = "crest.platform";
 pub const META_REPORT: &str = "crest.report";
 pub const META_EXTRACTED_AT: &str = "crest.extracted_at";
+/// Field metadata: `"true"` keeps a text column out of dictionary encoding
+/// (long, mostly unique values such as JSON as served).
+pub const PLAIN_ENCODING: &str = "crest.plain_encoding";
 
 /// The table folder of a platform's raw report.
 pub fn raw_table(platform: &str, report: &str) -> String {
@@ -115,7 +118,8 @@ impl<'a> SliceWriter<'a> {
             .set_dictionary_enabled(false)
             .set_key_value_metadata(Some(meta));
         for field in schema.fields() {
-            if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+            let plain = field.metadata().get(PLAIN_ENCODING).is_some_and(|v| v == "true");
+            if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) && !plain {
                 props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
             }
         }

@@ -89,6 +89,20 @@ impl fmt::Display for DateRange {
     }
 }
 
+/// `YYYY-MM-DD…` → date without a format parser: report rows carry a date
+/// each, and chrono's strftime parsing costs more than the rest of a row.
+pub fn ymd(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter()
+            .try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
 /// Parses a `YYYY-MM-DD` flag value with a message that says what to type.
 pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")

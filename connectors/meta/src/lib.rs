@@ -507,6 +507,7 @@ impl ReportSource for MetaSource {
             .map(|t| t.timestamp_micros())
             .map_err(|e| Error::Config(format!("bad extraction time stamp: {e}")))?;
         let ctx = Arc::new(schema::PageContext {
+            needle: format!("\"{}\"", self.inner.config.conversion_action),
             account_id: account.to_string(),
             currency: meta.currency.clone(),
             timezone: meta.timezone.clone(),

@@ -54,8 +54,10 @@ pub fn raw_schema(windows: &[String]) -> SchemaRef {
         fields.push(Field::new(format!("conversions_{w}"), DECIMAL, true));
         fields.push(Field::new(format!("conversion_value_{w}"), DECIMAL, true));
     }
-    fields.push(Field::new("actions_json", DataType::Utf8, true));
-    fields.push(Field::new("action_values_json", DataType::Utf8, true));
+    // The lists as served: long and mostly unique, so no dictionary.
+    let plain = HashMap::from([(crest_core::raw::PLAIN_ENCODING.to_string(), "true".to_string())]);
+    fields.push(Field::new("actions_json", DataType::Utf8, true).with_metadata(plain.clone()));
+    fields.push(Field::new("action_values_json", DataType::Utf8, true).with_metadata(plain));
     fields.push(Field::new(
         "extracted_at",
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -67,6 +69,8 @@ pub fn raw_schema(windows: &[String]) -> SchemaRef {
 
 /// What converting a page needs besides the rows.
 pub struct PageContext {
+    /// `"{conversion_action}"`, searched for in each actions list.
+    pub needle: String,
     pub account_id: String,
     pub currency: String,
     pub timezone: String,
@@ -94,21 +98,45 @@ fn decimal_builder(n: usize) -> Decimal128Builder {
         .unwrap_or_default()
 }
 
+/// The object of `action` in a served actions list, read without parsing the
+/// rest: the list is most of a row, and only one of its items counts.
+fn find_action<'a>(list: &'a str, needle: &str) -> Option<crest_core::json::Pairs<'a>> {
+    let mut from = 0;
+    while let Some(at) = list[from..].find(&needle).map(|i| i + from) {
+        from = at + needle.len();
+        // It must be the value of "action_type", not some other key's.
+        let before = list[..at].trim_end().strip_suffix(':')?.trim_end();
+        if !before.ends_with("\"action_type\"") {
+            continue;
+        }
+        let start = list[..at].rfind('{')?;
+        let mut de = serde_json::Deserializer::from_str(&list[start..]).into_iter::<crest_core::json::Pairs<'a>>();
+        return de.next().and_then(|r| r.ok());
+    }
+    None
+}
+
 /// The chosen action's `value` and per-window figures from an actions list.
 fn pick(
     list: Option<&serde_json::value::RawValue>,
+    needle: &str,
     action: &str,
     windows: &[String],
     row: usize,
 ) -> Result<(Option<i128>, Vec<Option<i128>>), String> {
     let mut out = (None, vec![None; windows.len()]);
     let Some(raw) = list else { return Ok(out) };
-    let items = api::actions(raw).map_err(|e| format!("row {row}: {e}"))?;
     // Exactly one action type counts: overlapping types (purchase, omni_purchase,
     // offsite_conversion.fb_pixel_purchase) carry the same events and are never summed.
-    let Some(item) = items.iter().find(|i| i.get("action_type") == Some(action)) else {
-        return Ok(out);
+    let found = match find_action(raw.get(), needle) {
+        Some(item) => Some(item),
+        None => {
+            // Not found by the fast path: read the whole list (and catch a malformed one).
+            let items = api::actions(raw).map_err(|e| format!("row {row}: {e}"))?;
+            items.into_iter().find(|i| i.get("action_type") == Some(action))
+        }
     };
+    let Some(item) = found else { return Ok(out) };
     let num = |k: &str| -> Result<Option<i128>, String> {
         match item.get(k) {
             None => Ok(None),
@@ -140,8 +168,10 @@ pub fn page_to_batch(ctx: &PageContext, rows: &[InsightRow<'_>]) -> Result<Recor
     let mut actions_json = StringBuilder::with_capacity(n, n * 400);
     let mut values_json = StringBuilder::with_capacity(n, n * 200);
     for (i, r) in rows.iter().enumerate() {
-        let date = NaiveDate::parse_from_str(r.date_start.as_str(), "%Y-%m-%d")
-            .map_err(|_| format!("row {i}: date_start '{}' is not a date", r.date_start.as_str()))?;
+        let date = Some(r.date_start.as_str())
+            .filter(|d| d.len() == 10)
+            .and_then(crest_core::window::ymd)
+            .ok_or_else(|| format!("row {i}: date_start '{}' is not a date", r.date_start.as_str()))?;
         dates.append_value(Date32Type::from_naive_date(date));
         let ad_id = r.ad_id.as_ref().map(|t| t.as_str());
         let meta = ad_id.and_then(|a| ctx.ads.get(a));
@@ -189,8 +219,8 @@ pub fn page_to_batch(ctx: &PageContext, rows: &[InsightRow<'_>]) -> Result<Recor
                 parse_decimal(t.as_str()).ok_or_else(|| format!("row {i}: spend = '{}' is not money", t.as_str()))?,
             ),
         });
-        let (c, cw) = pick(r.actions, &ctx.conversion_action, &ctx.windows, i)?;
-        let (v, vw) = pick(r.action_values, &ctx.conversion_action, &ctx.windows, i)?;
+        let (c, cw) = pick(r.actions, &ctx.needle, &ctx.conversion_action, &ctx.windows, i)?;
+        let (v, vw) = pick(r.action_values, &ctx.needle, &ctx.conversion_action, &ctx.windows, i)?;
         conv.append_option(c);
         value.append_option(v);
         for (b, x) in conv_w.iter_mut().zip(cw) {
@@ -239,9 +269,17 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let (v, w) = pick(Some(&raw), "offsite_conversion.fb_pixel_purchase", &windows, 0).unwrap();
+        let action = "offsite_conversion.fb_pixel_purchase";
+        let (v, w) = pick(Some(&raw), &format!("\"{action}\""), action, &windows, 0).unwrap();
         assert_eq!(v, Some(3_000_000));
         assert_eq!(w, vec![Some(1_000_000), Some(2_000_000), None, Some(1_000_000)]);
+        let spaced = r#"[ {"action_type": "omni_purchase", "value": "9"}, { "action_type" : "offsite_conversion.fb_pixel_purchase", "value": "4" } ]"#;
+        let item = find_action(spaced, "\"offsite_conversion.fb_pixel_purchase\"").unwrap();
+        assert_eq!(item.get("value"), Some("4"));
+        assert!(
+            find_action(spaced, "purchase").is_none(),
+            "\"purchase\" is not \"omni_purchase\""
+        );
         assert_eq!(parse_decimal("12.34"), Some(12_340_000));
         assert_eq!(parse_decimal("1.1234567"), None);
     }

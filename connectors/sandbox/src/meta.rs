@@ -297,11 +297,15 @@ pub struct MetaState {
     pub jobs_failed: AtomicU64,
 }
 
+type Rows = Vec<(NaiveDate, usize, Option<usize>, MetaRow)>;
+
 #[derive(Clone)]
 struct Job {
     query: InsightsQuery,
     polls: u32,
     fate: Option<FaultKind>,
+    /// The finished report, computed once and paged from.
+    rows: Option<Arc<Rows>>,
 }
 
 impl MetaState {
@@ -731,7 +735,7 @@ fn parse_query(account: usize, params: &Params) -> Result<InsightsQuery, Respons
 }
 
 /// The rows a query selects, in served order: (date, ad, platform or None, numbers).
-fn select(world: &MetaWorld, q: &InsightsQuery) -> Vec<(NaiveDate, usize, Option<usize>, MetaRow)> {
+fn select(world: &MetaWorld, q: &InsightsQuery) -> Rows {
     let keep = |ad: &MetaAd| {
         q.campaigns.as_ref().is_none_or(|c| c.contains(&ad.campaign_id))
             && q.adsets.as_ref().is_none_or(|c| c.contains(&ad.adset_id))
@@ -794,7 +798,38 @@ fn separate(out: &mut String, first: &mut bool) {
 
 fn put(out: &mut String, first: &mut bool, k: &str, v: &str) {
     separate(out, first);
-    let _ = write!(out, "\"{k}\":{}", serde_json::to_string(v).unwrap_or_default());
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":\"");
+    push_escaped(out, v);
+    out.push('"');
+}
+
+/// A JSON string's content, escaped (quotes, backslashes, control characters).
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A count, or money (cents → "12.34"), written straight into the page.
+fn push_number(out: &mut String, n: u64, money: bool) {
+    if money {
+        let _ = write!(out, "{}.{:02}", n / 100, n % 100);
+    } else {
+        let _ = write!(out, "{n}");
+    }
 }
 
 fn render_row(
@@ -844,23 +879,25 @@ fn render_row(
 
 fn render_actions(out: &mut String, q: &InsightsQuery, r: &MetaRow, values: bool) {
     out.push('[');
-    let fmt = |n: u64| {
-        if values {
-            money(n * r.order_value_cents)
-        } else {
-            n.to_string()
-        }
-    };
+    let scale = if values { r.order_value_cents } else { 1 };
     let mut first = true;
     let mut item = |out: &mut String, action: &str, default: u64, windows: [Option<u64>; 4]| {
         if !first {
             out.push(',');
         }
         first = false;
-        let _ = write!(out, "{{\"action_type\":\"{action}\",\"value\":\"{}\"", fmt(default));
+        out.push_str("{\"action_type\":\"");
+        out.push_str(action);
+        out.push_str("\",\"value\":\"");
+        push_number(out, default * scale, values);
+        out.push('"');
         for w in &q.windows {
             if let Some(v) = windows[*w] {
-                let _ = write!(out, ",\"{}\":\"{}\"", WINDOWS[*w], fmt(v));
+                out.push_str(",\"");
+                out.push_str(WINDOWS[*w]);
+                out.push_str("\":\"");
+                push_number(out, v * scale, values);
+                out.push('"');
             }
         }
         out.push('}');
@@ -1042,7 +1079,16 @@ async fn insights_get(
     if job.polls < state.config.meta_job_polls.max(1) || job.fate.is_some() {
         return bad_param("The report is not ready: poll its async_status until Job Completed");
     }
-    let rows = select(&state.meta.world, &job.query);
+    let rows = match job.rows {
+        Some(rows) => rows,
+        None => {
+            let rows = Arc::new(select(&state.meta.world, &job.query));
+            if let Some(j) = state.meta.jobs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&node) {
+                j.rows = Some(rows.clone());
+            }
+            rows
+        }
+    };
     match page(&state, &headers, &path, &params, &rows, &job.query) {
         Ok(body) => ok_json(&state, Some(&account), body, fault),
         Err(r) => r,
@@ -1084,6 +1130,7 @@ async fn insights_post(
             query: q,
             polls: 0,
             fate,
+            rows: None,
         },
     );
     let body_fault = fault.filter(|f| matches!(f, FaultKind::Truncated | FaultKind::Drop));

@@ -323,8 +323,7 @@ pub fn page_to_batch(ctx: &PageContext, rows: &[ReportRow<'_>]) -> Result<Record
 }
 
 fn parse_day(s: &str) -> Result<NaiveDate, String> {
-    let day = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| format!("stat_time_day '{s}' is not a date"))
+    crest_core::window::ymd(s).ok_or_else(|| format!("stat_time_day '{s}' is not a date"))
 }
 
 fn parse_hour(s: &str) -> Result<(NaiveDate, i32), String> {

@@ -10,7 +10,6 @@ use arrow::array::{
     ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -102,7 +101,7 @@ fn decimal_builder(n: usize) -> Decimal128Builder {
 /// rest: the list is most of a row, and only one of its items counts.
 fn find_action<'a>(list: &'a str, needle: &str) -> Option<crest_core::json::Pairs<'a>> {
     let mut from = 0;
-    while let Some(at) = list[from..].find(&needle).map(|i| i + from) {
+    while let Some(at) = list[from..].find(needle).map(|i| i + from) {
         from = at + needle.len();
         // It must be the value of "action_type", not some other key's.
         let before = list[..at].trim_end().strip_suffix(':')?.trim_end();

@@ -29,7 +29,7 @@ for target in "${sizes[@]}"; do
   META_ACCESS_TOKEN=sandbox-meta-token CREST_META_BASE_URL="http://127.0.0.1:$port" \
     /usr/bin/time -f '%M' -o "$work/rss" "$bin/crest-meta" --log-format json extract \
       --account-id "$accounts" --start 2023-01-01 --end "$end" --out "$work/out" \
-      --max-qps 0 --poll-initial-ms 50 --page-limit "$page_limit" >"$work/stdout" 2>"$work/log"
+      --max-qps 0 --poll-initial-ms "${POLL_MS:-50}" --page-limit "$page_limit" >"$work/stdout" 2>"$work/log"
   kill $sandbox; wait $sandbox 2>/dev/null || true
   python3 - "$(ls "$work"/out/_runs/*.json)" "$work/rss" "$days" <<'PY'
 import json, sys

@@ -495,3 +495,131 @@ async fn bad_input_is_one_clear_line_and_writes_nothing() {
     );
     assert!(!out.join("quarantine").exists() || files_under(&out.join("quarantine")).is_empty());
 }
+
+/// Raw Meta data for every sandbox ad account, through the real connector over HTTP.
+async fn extract_meta(sb: &Sandbox, out: &Path, start: &str, end: &str) {
+    let windows: Vec<String> = ["1d_click", "7d_click", "28d_click", "1d_view"]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    let source = crest_meta::MetaSource::new(
+        crest_meta::MetaConfig {
+            base_url: crest_meta::parse_base_url(&sb.base_url()).unwrap(),
+            token: Secret::new(sb.meta_token()),
+            api_version: crest_meta::DEFAULT_API_VERSION.into(),
+            windows,
+            conversion_action: crest_meta::DEFAULT_CONVERSION_ACTION.into(),
+            by_platform: true,
+            page_limit: 200,
+            max_jobs: 2,
+            poll_initial: std::time::Duration::from_millis(5),
+            poll_max: std::time::Duration::from_millis(50),
+            stall_after: std::time::Duration::from_secs(30),
+        },
+        ApiClient::new(RetryPolicy::default(), None).unwrap(),
+    )
+    .unwrap();
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts: sb.meta().accounts.iter().map(|a| a.account_id.clone()).collect(),
+        range: DateRange::new(day(start), day(end)).unwrap(),
+        state: None,
+        lookback_days: 28,
+        options: serde_json::json!({}),
+    };
+    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_rows_keep_their_placement_link_clicks_and_the_standard_window() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    extract_meta(&sb, &out, "2026-01-01", "2026-01-20").await;
+    let (roster, _) = write_files(dir.path());
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-20",
+        "--roster",
+        roster.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batches = read_table(&out.join("canonical/creator_performance"));
+    let world = sb.meta();
+    let (mut rows, mut imps, mut clicks, mut conv, mut instagram) = (0u64, 0i64, 0i64, 0i128, 0u64);
+    for b in &batches {
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (platform, placement, creator, basis, ad_id) = (
+            s("platform"),
+            s("placement"),
+            s("creator_id"),
+            s("attribution_basis"),
+            s("ad_id"),
+        );
+        let c = b
+            .column_by_name("conversions")
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            assert_eq!(platform.value(i), "meta");
+            assert_eq!(basis.value(i), "native", "Meta serves the 7d_click and 1d_view windows");
+            rows += 1;
+            imps += b
+                .column_by_name("impressions")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(i);
+            clicks += b.column_by_name("clicks").unwrap().as_primitive::<Int64Type>().value(i);
+            conv += if c.is_valid(i) { c.value(i) } else { 0 };
+            instagram += u64::from(placement.value(i) == "instagram");
+            let ad = world.ads.iter().find(|a| a.ad_id == ad_id.value(i)).unwrap();
+            assert_eq!(
+                creator.value(i),
+                sb.world().creators[ad.creator].creator_id,
+                "resolved from url_tags"
+            );
+        }
+    }
+    let mut want = (0u64, 0i64, 0i64, 0i128, 0u64);
+    for a in 0..world.accounts.len() {
+        for (_, _, p, r) in world.rows(a, day("2026-01-01"), day("2026-01-20")) {
+            want.0 += 1;
+            want.1 += r.impressions as i64;
+            want.2 += r.inline_link_clicks as i64;
+            if r.default_purchases() > 0 || r.purchases[2] > 0 {
+                want.3 += (r.purchases[1] + r.purchases[3]) as i128 * 1_000_000;
+            }
+            want.4 += u64::from(crest_sandbox::meta::PLATFORMS[p] == "instagram");
+        }
+    }
+    assert_eq!(
+        (rows, imps, clicks, conv, instagram),
+        want,
+        "rows, impressions, link clicks, 7d_click + 1d_view, instagram rows"
+    );
+    assert!(want.4 > 0 && want.4 < want.0);
+    let windows = read_table(&out.join("canonical/attribution_windows"));
+    let labels: std::collections::BTreeSet<String> = windows
+        .iter()
+        .flat_map(|b| {
+            let w = b.column_by_name("window").unwrap().as_string::<i32>().clone();
+            (0..b.num_rows())
+                .map(move |i| w.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        ["1d_click", "1d_view", "28d_click", "7d_click"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+}

@@ -332,7 +332,7 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                         raw_totals
                             .entry(raw.account_id.clone())
                             .or_default()
-                            .add(&(platform.raw_totals)(batch)?);
+                            .add(&(platform.raw_totals)(batch, &config.standard)?);
                         mapped.push((platform.map)(&mut mapper, batch)?);
                     }
                     summary.timings.map_ms += clock.elapsed().as_secs_f64() * 1e3;

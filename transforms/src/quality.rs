@@ -85,8 +85,9 @@ pub fn canonical_totals(batch: &RecordBatch) -> Result<BTreeMap<String, Totals>>
     Ok(out)
 }
 
-/// (`account_id`, `ad_id` or `content_id`, `date`, `hour`) within one platform.
-type NaturalKey<'a> = (&'a str, &'a str, i32, Option<i32>);
+/// (`account_id`, `ad_id` or `content_id`, `date`, `hour`, `placement`) within
+/// one platform: placement counts where a platform serves several (Meta).
+type NaturalKey<'a> = (&'a str, &'a str, i32, Option<i32>, Option<&'a str>);
 
 pub struct Checked {
     pub canonical: Vec<RecordBatch>,
@@ -124,6 +125,7 @@ pub fn check(platform: &str, mapped: Vec<Mapped>, range: DateRange) -> Result<Ch
         let spend = col("spend")?.as_primitive::<Decimal128Type>();
         let conv = col("conversions")?.as_primitive::<Decimal128Type>();
         let extracted = col("extracted_at")?.as_primitive::<TimestampMicrosecondType>();
+        let placement = col("placement")?.as_string::<i32>();
         let neg_i = |a: &arrow::array::Int64Array, i: usize| a.is_valid(i) && a.value(i) < 0;
         let neg_d = |a: &arrow::array::Decimal128Array, i: usize| a.is_valid(i) && a.value(i) < 0;
         let mut row_reasons = Vec::with_capacity(n);
@@ -140,7 +142,13 @@ pub fn check(platform: &str, mapped: Vec<Mapped>, range: DateRange) -> Result<Ch
             };
             if reason.is_none() {
                 let id = if ad.is_valid(i) { ad.value(i) } else { content.value(i) };
-                let key = (account.value(i), id, d, hour.is_valid(i).then(|| hour.value(i)));
+                let key = (
+                    account.value(i),
+                    id,
+                    d,
+                    hour.is_valid(i).then(|| hour.value(i)),
+                    placement.is_valid(i).then(|| placement.value(i)),
+                );
                 let ts = extracted.value(i);
                 match winners.get(&key) {
                     Some(&(_, _, kept_ts)) if kept_ts >= ts => {

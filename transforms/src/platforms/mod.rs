@@ -3,6 +3,7 @@
 //! from a raw batch to canonical rows (plus the attribution windows as
 //! served), and the raw totals reconciliation checks against.
 
+pub mod meta;
 pub mod tiktok;
 
 use crate::fx::FxRates;
@@ -11,9 +12,12 @@ use crate::roster::Roster;
 use crate::utm::Utm;
 use crate::{Granularity, Result, StandardWindow, TransformConfig, TransformError};
 use ahash::HashMap;
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Builder, RecordBatch, StringBuilder, UInt32Array};
+use arrow::datatypes::{Date32Type, Decimal128Type};
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 pub struct Platform {
     pub name: &'static str,
@@ -22,7 +26,7 @@ pub struct Platform {
     /// `crest.schema` tags of raw files this crest reads.
     pub schema_tags: &'static [&'static str],
     pub map: fn(&mut Mapper<'_>, &RecordBatch) -> Result<Mapped>,
-    pub raw_totals: fn(&RecordBatch) -> Result<Totals>,
+    pub raw_totals: fn(&RecordBatch, &StandardWindow) -> Result<Totals>,
 }
 
 impl Platform {
@@ -37,7 +41,7 @@ impl Platform {
 
 /// Every platform crest transforms. Meta and YouTube join as their connectors land.
 pub fn all() -> Vec<&'static Platform> {
-    vec![&tiktok::PLATFORM]
+    vec![&tiktok::PLATFORM, &meta::PLATFORM]
 }
 
 /// Fails on a raw file whose schema this crest does not know.
@@ -70,6 +74,9 @@ pub struct Resolved {
     pub creator: Option<usize>,
 }
 
+/// Under one link text: a platform handle, how the link was read, and the resolution.
+type Handled = (Box<str>, LinkKind, u32);
+
 /// What mapping shares across batches: configuration, caches, and what the
 /// summary reports (unresolved creators, missing fx rates).
 pub struct Mapper<'a> {
@@ -79,7 +86,7 @@ pub struct Mapper<'a> {
     pub standard: StandardWindow,
     /// Every resolution so far, indexed by landing URL, then platform handle.
     resolved: Vec<Resolved>,
-    index: HashMap<Box<str>, Vec<(Box<str>, u32)>>,
+    index: HashMap<Box<str>, Vec<Handled>>,
     /// Per batch: global resolution → its slot among the batch's distinct ones.
     local: Vec<u32>,
     pub unresolved_rows: u64,
@@ -106,12 +113,20 @@ impl<'a> Mapper<'a> {
     /// The resolution (UTMs and creator) behind a landing URL and platform
     /// handle, as an index into [`Mapper::resolution`]; parsed once per
     /// distinct pair, looked up without allocating.
-    pub fn resolve(&mut self, landing_url: Option<&str>, handle: Option<&str>) -> u32 {
+    pub fn resolve(&mut self, landing_url: Option<&str>, handle: Option<&str>, kind: LinkKind) -> u32 {
         let (url, h) = (landing_url.unwrap_or(""), handle.unwrap_or(""));
-        if let Some(found) = self.index.get(url).and_then(|hs| hs.iter().find(|(k, _)| &**k == h)) {
-            return found.1;
+        if let Some(found) = self
+            .index
+            .get(url)
+            .and_then(|hs| hs.iter().find(|(k, kk, _)| &**k == h && *kk == kind))
+        {
+            return found.2;
         }
-        let utm = landing_url.map(crate::utm::parse_url).unwrap_or_default();
+        let parse = match kind {
+            LinkKind::Url => crate::utm::parse_url,
+            LinkKind::Query => crate::utm::parse_query,
+        };
+        let utm = landing_url.map(parse).unwrap_or_default();
         let creator = self.roster.resolve(&utm, handle);
         if creator.is_none() && self.unresolved.len() < 50 {
             let what = utm
@@ -124,7 +139,7 @@ impl<'a> Mapper<'a> {
         }
         let idx = self.resolved.len() as u32;
         self.resolved.push(Resolved { utm, creator });
-        self.index.entry(url.into()).or_default().push((h.into(), idx));
+        self.index.entry(url.into()).or_default().push((h.into(), kind, idx));
         idx
     }
 
@@ -151,4 +166,112 @@ impl<'a> Mapper<'a> {
     pub fn resolution(&self, idx: u32) -> &Resolved {
         &self.resolved[idx as usize]
     }
+}
+
+/// How a row's link text carries its UTMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A landing URL (TikTok `landing_page_url`).
+    Url,
+    /// A query string (Meta `url_tags`).
+    Query,
+}
+
+/// The nine resolved columns (utm_source, utm_medium, utm_campaign,
+/// utm_content, utm_term, creator_id, creator_handle, creator_tier,
+/// disclosure_status) for rows with these links and platform handles,
+/// filled in one pass without allocating per value. The caller counts the
+/// unresolved rows once its columns are final.
+pub fn creator_columns(
+    mapper: &mut Mapper<'_>,
+    links: &ArrayRef,
+    handles: &ArrayRef,
+    kind: LinkKind,
+) -> Result<[ArrayRef; 9]> {
+    let n = links.len();
+    let (links_s, handles_s) = (links.as_string::<i32>(), handles.as_string::<i32>());
+    let mut distinct: Vec<u32> = Vec::new();
+    let mut which = Vec::with_capacity(n);
+    for i in 0..n {
+        let link = links_s.is_valid(i).then(|| links_s.value(i));
+        let handle = handles_s.is_valid(i).then(|| handles_s.value(i));
+        let global = mapper.resolve(link, handle, kind);
+        which.push(mapper.local_slot(global, &mut distinct));
+    }
+    mapper.clear_local_slots(&distinct);
+    let distinct: Vec<&Resolved> = distinct.iter().map(|g| mapper.resolution(*g)).collect();
+    let roster = mapper.roster;
+    let mut cols: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::with_capacity(n, n * 12)).collect();
+    for &k in &which {
+        let r = distinct[k as usize];
+        let c = r.creator.map(|c| &roster.creators()[c]);
+        let values: [Option<&str>; 9] = [
+            r.utm.source.as_deref(),
+            r.utm.medium.as_deref(),
+            r.utm.campaign.as_deref(),
+            r.utm.content.as_deref(),
+            r.utm.term.as_deref(),
+            c.map(|c| c.creator_id.as_str()),
+            c.map(|c| c.handle.as_str()),
+            c.and_then(|c| c.tier.as_deref()),
+            c.and_then(|c| c.disclosure_status.as_deref()),
+        ];
+        for (b, v) in cols.iter_mut().zip(values) {
+            b.append_option(v);
+        }
+    }
+    Ok(std::array::from_fn(|i| Arc::new(cols[i].finish()) as ArrayRef))
+}
+
+/// `micros × rate`, exactly, rounded half away from zero to six places.
+fn convert(micros: i128, rate: Decimal) -> Option<i128> {
+    let scale = 10i128.checked_pow(rate.scale())?;
+    let product = micros.checked_mul(rate.mantissa())?;
+    let (q, r) = (product / scale, product % scale);
+    Some(if r.abs() * 2 >= scale { q + product.signum() } else { q })
+}
+
+/// Spend in the reporting currency at the rate of (date, currency); null (and
+/// listed in the summary) where no rate is known. A raw file is one account ×
+/// one date, so the rate is looked up once per run of rows.
+pub fn spend_reporting(
+    mapper: &mut Mapper<'_>,
+    date: &ArrayRef,
+    currency: &ArrayRef,
+    spend: &ArrayRef,
+) -> Result<ArrayRef> {
+    let (dates, currencies) = (date.as_primitive::<Date32Type>(), currency.as_string::<i32>());
+    let spend = spend.as_primitive::<Decimal128Type>();
+    let n = spend.len();
+    let mut out = Decimal128Builder::with_capacity(n);
+    let mut last: Option<((i32, &str), Option<Decimal>)> = None;
+    for i in 0..n {
+        if spend.is_null(i) || currencies.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let key = (dates.value(i), currencies.value(i));
+        let rate = match last {
+            Some((k, r)) if k == key => r,
+            _ => {
+                let day: NaiveDate = Date32Type::to_naive_date(key.0);
+                let r = mapper.fx.rate(day, key.1);
+                if r.is_none() {
+                    mapper.missing_fx.insert((day, key.1.to_string()));
+                }
+                last = Some((key, r));
+                r
+            }
+        };
+        match rate {
+            Some(rate) if rate == Decimal::ONE => out.append_value(spend.value(i)),
+            Some(rate) => out.append_option(convert(spend.value(i), rate)),
+            None => out.append_null(),
+        }
+    }
+    let out = out
+        .finish()
+        .with_precision_and_scale(38, crate::canonical::DECIMAL_SCALE)
+        .map_err(|e| TransformError::Input(format!("spend_reporting: {e}")))?;
+    Ok(Arc::new(out))
 }

@@ -10,18 +10,15 @@
 //! - `content_id` is the promoted post (`tiktok_item_id`); `placement` is null
 //!   (one surface).
 
-use super::{Mapped, Mapper, Platform, Resolved};
+use super::{Mapped, Mapper, Platform};
 use crate::canonical::{self, DECIMAL_SCALE, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, TransformError};
 use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Decimal128Builder, Int32Array, Int64Array, RecordBatch, StringArray,
-    UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, Int64Type};
-use chrono::NaiveDate;
-use rust_decimal::Decimal;
+use arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -43,15 +40,7 @@ fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
     TransformError::Input(format!("tiktok: {e}"))
 }
 
-/// `micros × rate`, exactly, rounded half away from zero to six places.
-fn convert(micros: i128, rate: Decimal) -> Option<i128> {
-    let scale = 10i128.checked_pow(rate.scale())?;
-    let product = micros.checked_mul(rate.mantissa())?;
-    let (q, r) = (product / scale, product % scale);
-    Some(if r.abs() * 2 >= scale { q + product.signum() } else { q })
-}
-
-pub fn raw_totals(raw: &RecordBatch) -> Result<Totals> {
+pub fn raw_totals(raw: &RecordBatch, _standard: &crate::StandardWindow) -> Result<Totals> {
     let int = |n: &str| -> Result<i64> {
         Ok(raw
             .column_by_name(n)
@@ -86,84 +75,10 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let click_days = opt("click_window_days", &DataType::Int32);
     let view_days = opt("view_window_days", &DataType::Int32);
 
-    // Creators: resolved once per distinct (landing URL, handle); each row
-    // points at its batch-local distinct resolution.
-    let (landing_s, identity_s) = (landing.as_string::<i32>(), identity.as_string::<i32>());
-    let mut distinct: Vec<u32> = Vec::new();
-    let mut which = Vec::with_capacity(n);
-    for i in 0..n {
-        let url = landing_s.is_valid(i).then(|| landing_s.value(i));
-        let handle = identity_s.is_valid(i).then(|| identity_s.value(i));
-        let global = mapper.resolve(url, handle);
-        which.push(mapper.local_slot(global, &mut distinct));
-    }
-    mapper.clear_local_slots(&distinct);
-    let distinct: Vec<&Resolved> = distinct.iter().map(|g| mapper.resolution(*g)).collect();
-    // The nine resolved columns, filled in one pass without allocating per value.
-    let roster = mapper.roster;
-    let creator = |r: &Resolved| r.creator.map(|c| &roster.creators()[c]);
-    let mut cols: Vec<arrow::array::StringBuilder> = (0..9)
-        .map(|_| arrow::array::StringBuilder::with_capacity(n, n * 12))
-        .collect();
-    for &k in &which {
-        let r = distinct[k as usize];
-        let c = creator(r);
-        let values: [Option<&str>; 9] = [
-            r.utm.source.as_deref(),
-            r.utm.medium.as_deref(),
-            r.utm.campaign.as_deref(),
-            r.utm.content.as_deref(),
-            r.utm.term.as_deref(),
-            c.map(|c| c.creator_id.as_str()),
-            c.map(|c| c.handle.as_str()),
-            c.and_then(|c| c.tier.as_deref()),
-            c.and_then(|c| c.disclosure_status.as_deref()),
-        ];
-        for (b, v) in cols.iter_mut().zip(values) {
-            b.append_option(v);
-        }
-    }
-    drop(distinct);
-    let mut built = cols.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || built.next().expect("nine columns");
-    let (utm_source, utm_medium, utm_campaign, utm_content, utm_term) = (next(), next(), next(), next(), next());
-    let (creator_id, creator_handle, creator_tier, disclosure) = (next(), next(), next(), next());
+    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
+        super::creator_columns(mapper, &landing, &identity, super::LinkKind::Url)?;
     mapper.unresolved_rows += creator_id.null_count() as u64;
-
-    // Spend in the reporting currency at the rate of (date, currency). A raw
-    // file is one account × one date, so the rate is looked up once per run of rows.
-    let (dates, currencies) = (date.as_primitive::<Date32Type>(), currency.as_string::<i32>());
-    let spend_d = spend.as_primitive::<Decimal128Type>();
-    let mut reporting = Decimal128Builder::with_capacity(n);
-    let mut last: Option<((i32, &str), Option<Decimal>)> = None;
-    for i in 0..n {
-        if spend_d.is_null(i) || currencies.is_null(i) {
-            reporting.append_null();
-            continue;
-        }
-        let key = (dates.value(i), currencies.value(i));
-        let rate = match last {
-            Some((k, r)) if k == key => r,
-            _ => {
-                let day: NaiveDate = Date32Type::to_naive_date(key.0);
-                let r = mapper.fx.rate(day, key.1);
-                if r.is_none() {
-                    mapper.missing_fx.insert((day, key.1.to_string()));
-                }
-                last = Some((key, r));
-                r
-            }
-        };
-        match rate {
-            Some(rate) if rate == Decimal::ONE => reporting.append_value(spend_d.value(i)),
-            Some(rate) => reporting.append_option(convert(spend_d.value(i), rate)),
-            None => reporting.append_null(),
-        }
-    }
-    let reporting = reporting
-        .finish()
-        .with_precision_and_scale(38, DECIMAL_SCALE)
-        .map_err(arrow_err)?;
+    let reporting = super::spend_reporting(mapper, &date, &currency, &spend)?;
 
     // Engagements: likes + comments + shares + follows (null only when none is served).
     let parts: Vec<&arrow::array::Int64Array> = ["likes", "comments", "shares", "follows"]
@@ -229,7 +144,7 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         opt("clicks", &DataType::Int64),
         spend.clone(),
         currency.clone(),
-        Arc::new(reporting),
+        reporting,
         opt("video_play_actions", &DataType::Int64),
         Arc::new(engagements),
         conversions.clone(),

@@ -1,0 +1,284 @@
+//! Meta raw (`crest-meta`, schema `meta.insights.v1`) → canonical.
+//!
+//! - `placement` is the `publisher_platform` (instagram, facebook, …), and is
+//!   part of the row's key: one row per ad × date × placement;
+//! - `clicks` are `inline_link_clicks` (link clicks that leave Meta), not all clicks;
+//! - conversions are the chosen action's figures in the standard window, e.g.
+//!   7-day click + 1-day view = `conversions_7d_click` + `conversions_1d_view`,
+//!   both served by Meta: `native`. A window missing on a row leaves the
+//!   conversions null, never 0. Where the raw file lacks a standard window
+//!   (not requested), the account-default `value` is kept, `unnormalized`;
+//! - UTMs come from the creative's `url_tags`, else its link;
+//! - `content_id` is the promoted Instagram post's permalink.
+
+use super::{creator_columns, spend_reporting, LinkKind, Mapped, Mapper, Platform};
+use crate::canonical::{self, SCHEMA_VERSION};
+use crate::quality::Totals;
+use crate::{Result, StandardWindow, TransformError};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, StringArray, StringBuilder,
+    UInt32Array,
+};
+use arrow::compute::{kernels::zip::zip, take};
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
+use std::sync::Arc;
+
+pub static PLATFORM: Platform = Platform {
+    name: "meta",
+    daily_report: "ad_daily",
+    hourly_report: "ad_hourly",
+    schema_tags: &["meta.insights.v1"],
+    map,
+    raw_totals,
+};
+
+const DECIMAL: DataType = DataType::Decimal128(38, canonical::DECIMAL_SCALE);
+
+fn missing(name: &str) -> TransformError {
+    TransformError::Input(format!(
+        "a Meta raw file lacks the column {name}: not written by crest-meta"
+    ))
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
+    TransformError::Input(format!("meta: {e}"))
+}
+
+/// The standard window's conversions and value, and whether they are native.
+struct Standard {
+    conversions: ArrayRef,
+    value: ArrayRef,
+    native: bool,
+}
+
+fn window_column(raw: &RecordBatch, prefix: &str, days: i32, kind: &str) -> Option<Option<Decimal128Array>> {
+    if days == 0 {
+        return Some(None);
+    }
+    raw.column_by_name(&format!("{prefix}_{days}d_{kind}"))
+        .map(|c| Some(c.as_primitive::<Decimal128Type>().clone()))
+}
+
+/// Click window + view window, null where either is missing on the row.
+fn add_windows(click: Option<Decimal128Array>, view: Option<Decimal128Array>, n: usize) -> Result<ArrayRef> {
+    let out: Decimal128Array = match (click, view) {
+        (Some(c), Some(v)) => (0..n)
+            .map(|i| (c.is_valid(i) && v.is_valid(i)).then(|| c.value(i) + v.value(i)))
+            .collect(),
+        (Some(c), None) => c,
+        (None, Some(v)) => v,
+        (None, None) => return Ok(new_null_array(&DECIMAL, n)),
+    };
+    Ok(Arc::new(
+        out.with_precision_and_scale(38, canonical::DECIMAL_SCALE)
+            .map_err(arrow_err)?,
+    ))
+}
+
+fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<Standard> {
+    let n = raw.num_rows();
+    let parts = |prefix: &str| {
+        (
+            window_column(raw, prefix, w.click_days, "click"),
+            window_column(raw, prefix, w.view_days, "view"),
+        )
+    };
+    match (parts("conversions"), parts("conversion_value")) {
+        ((Some(cc), Some(cv)), (Some(vc), Some(vv))) => Ok(Standard {
+            conversions: add_windows(cc, cv, n)?,
+            value: add_windows(vc, vv, n)?,
+            native: true,
+        }),
+        _ => Ok(Standard {
+            conversions: raw
+                .column_by_name("conversions")
+                .cloned()
+                .ok_or_else(|| missing("conversions"))?,
+            value: raw
+                .column_by_name("conversion_value")
+                .cloned()
+                .ok_or_else(|| missing("conversion_value"))?,
+            native: false,
+        }),
+    }
+}
+
+pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
+    let int = |n: &str| {
+        raw.column_by_name(n)
+            .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let spend = raw.column_by_name("spend").ok_or_else(|| missing("spend"))?;
+    let conversions = standard(raw, w)?.conversions;
+    Ok(Totals {
+        rows: raw.num_rows() as u64,
+        impressions: int("impressions"),
+        clicks: int("inline_link_clicks"),
+        spend_micros: arrow::compute::sum(spend.as_primitive::<Decimal128Type>()).unwrap_or(0),
+        conversions_micros: arrow::compute::sum(conversions.as_primitive::<Decimal128Type>()).unwrap_or(0),
+    })
+}
+
+fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
+    let n = raw.num_rows();
+    let req = |name: &str| raw.column_by_name(name).cloned().ok_or_else(|| missing(name));
+    let opt = |name: &str, t: &DataType| {
+        raw.column_by_name(name)
+            .cloned()
+            .unwrap_or_else(|| new_null_array(t, n))
+    };
+    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+
+    let date = req("date_start")?;
+    let currency = req("currency")?;
+    let spend = req("spend")?;
+    // UTMs from url_tags where the creative has them, else from its link.
+    let tags = opt("url_tags", &DataType::Utf8);
+    let link = opt("landing_url", &DataType::Utf8);
+    let no_handle = new_null_array(&DataType::Utf8, n);
+    let from_tags = creator_columns(mapper, &tags, &no_handle, LinkKind::Query)?;
+    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
+        if tags.null_count() == 0 {
+            from_tags
+        } else {
+            // Rows without url_tags fall back to the link.
+            let from_link = creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
+            let has_tags = arrow::compute::is_not_null(&tags).map_err(arrow_err)?;
+            let merged: Vec<ArrayRef> = from_tags
+                .iter()
+                .zip(&from_link)
+                .map(|(t, l)| zip(&has_tags, t, l).map_err(arrow_err))
+                .collect::<Result<_>>()?;
+            std::array::from_fn(|i| merged[i].clone())
+        };
+    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let reporting = spend_reporting(mapper, &date, &currency, &spend)?;
+    let std = standard(raw, &mapper.standard)?;
+    let (click, view) = if std.native {
+        (
+            Int32Array::from_value(mapper.standard.click_days, n),
+            Int32Array::from_value(mapper.standard.view_days, n),
+        )
+    } else {
+        (Int32Array::new_null(n), Int32Array::new_null(n))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        date.clone(),
+        new_null_array(&DataType::Int32, n),
+        constant("meta"),
+        opt("publisher_platform", &DataType::Utf8),
+        constant("paid"),
+        req("account_id")?,
+        opt("campaign_id", &DataType::Utf8),
+        opt("campaign_name", &DataType::Utf8),
+        opt("adset_id", &DataType::Utf8),
+        opt("adset_name", &DataType::Utf8),
+        opt("ad_id", &DataType::Utf8),
+        opt("ad_name", &DataType::Utf8),
+        opt("instagram_permalink_url", &DataType::Utf8),
+        link.clone(),
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_content,
+        utm_term,
+        creator_id,
+        creator_handle,
+        creator_tier,
+        disclosure,
+        opt("impressions", &DataType::Int64),
+        opt("inline_link_clicks", &DataType::Int64),
+        spend,
+        currency,
+        reporting,
+        new_null_array(&DataType::Int64, n),
+        new_null_array(&DataType::Int64, n),
+        std.conversions,
+        std.value,
+        Arc::new(click),
+        Arc::new(view),
+        constant(if std.native { "native" } else { "unnormalized" }),
+        req("extracted_at")?,
+        constant(mapper.run_id),
+        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
+    ];
+    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+    let (windows, window_rows) = windows_as_served(mapper.run_id, raw)?;
+    Ok(Mapped {
+        canonical,
+        windows,
+        window_rows,
+    })
+}
+
+/// Every window column of the raw file as rows of the long table: one per
+/// canonical row and window where the window is served.
+fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UInt32Array)> {
+    let n = raw.num_rows();
+    let action = raw
+        .column_by_name("conversion_action")
+        .cloned()
+        .ok_or_else(|| missing("conversion_action"))?;
+    let schema = raw.schema();
+    let windows: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix("conversions_"))
+        .collect();
+    let mut rows: Vec<u32> = Vec::new();
+    let mut labels = StringBuilder::new();
+    let mut conv: Vec<Option<i128>> = Vec::new();
+    let mut value: Vec<Option<i128>> = Vec::new();
+    for w in &windows {
+        let c = raw
+            .column_by_name(&format!("conversions_{w}"))
+            .map(|c| c.as_primitive::<Decimal128Type>().clone());
+        let v = raw
+            .column_by_name(&format!("conversion_value_{w}"))
+            .map(|c| c.as_primitive::<Decimal128Type>().clone());
+        let (Some(c), Some(v)) = (c, v) else { continue };
+        for i in 0..n {
+            if c.is_valid(i) {
+                rows.push(i as u32);
+                labels.append_value(w);
+                conv.push(Some(c.value(i)));
+                value.push(v.is_valid(i).then(|| v.value(i)));
+            }
+        }
+    }
+    let rows = UInt32Array::from(rows);
+    let pick = |name: &str| -> Result<ArrayRef> {
+        let col = raw
+            .column_by_name(name)
+            .cloned()
+            .unwrap_or_else(|| new_null_array(&DataType::Utf8, n));
+        take(&col, &rows, None).map_err(arrow_err)
+    };
+    let m = rows.len();
+    let decimal = |v: Vec<Option<i128>>| -> Result<ArrayRef> {
+        Ok(Arc::new(
+            Decimal128Array::from(v)
+                .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
+                .map_err(arrow_err)?,
+        ))
+    };
+    let batch = RecordBatch::try_new(
+        canonical::attribution_windows_schema(),
+        vec![
+            pick("date_start")?,
+            new_null_array(&DataType::Int32, m),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("meta", m))),
+            pick("account_id")?,
+            pick("ad_id")?,
+            pick("instagram_permalink_url")?,
+            take(&action, &rows, None).map_err(arrow_err)?,
+            Arc::new(labels.finish()),
+            decimal(conv)?,
+            decimal(value)?,
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id, m))),
+        ],
+    )
+    .map_err(arrow_err)?;
+    Ok((batch, rows))
+}

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The demo, no credentials needed: starts the platform sandbox on a free port,
-# extracts January's TikTok ad reports for both sandbox advertisers into
-# ./crest-out, transforms them into the canonical creator_performance table
-# (creators resolved through the sandbox's roster, EUR spend converted to USD),
+# extracts January's TikTok ad reports and Meta insights for the sandbox's
+# accounts into ./crest-out, transforms them into the canonical
+# creator_performance table (creators resolved through the sandbox's roster,
+# EUR and GBP spend converted to USD),
 # and stops the sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 out="${1:-./crest-out}"
-cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest
+cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest-meta -p crest
 bin="$CARGO_TARGET_DIR/release"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -19,16 +20,21 @@ trap 'kill $sandbox 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do grep -q listening "$work/sandbox.log" && break; sleep 0.1; done
 cat "$work/sandbox.log"
 advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$work/sandbox.log" | paste -sd, -)
+accounts=$(awk '/^meta ad account/ {print $4}' "$work/sandbox.log" | paste -sd, -)
 
 echo; echo "== crest-tiktok check, extract"
 export TIKTOK_ACCESS_TOKEN=sandbox-token CREST_TIKTOK_BASE_URL="http://127.0.0.1:$port"
 "$bin/crest-tiktok" check --advertiser-id "$advertisers"
 "$bin/crest-tiktok" extract --advertiser-id "$advertisers" --start 2026-01-01 --end 2026-01-31 --out "$out"
 
+echo; echo "== crest-meta extract"
+export META_ACCESS_TOKEN=sandbox-meta-token CREST_META_BASE_URL="http://127.0.0.1:$port"
+"$bin/crest-meta" extract --account-id "$accounts" --start 2026-01-01 --end 2026-01-31 --out "$out" --poll-initial-ms 100
+
 echo; echo "== crest transform"
 "$bin/crest-sandbox" roster >"$work/roster.csv"
-{ echo "date,currency,rate"; for d in $(seq -w 1 31); do echo "2026-01-$d,EUR,1.0$((d % 10))"; done; } >"$work/fx.csv"
+{ echo "date,currency,rate"; for d in $(seq -w 1 31); do echo "2026-01-$d,EUR,1.0$((10#$d % 10))"; echo "2026-01-$d,GBP,1.2$((10#$d % 10))"; done; } >"$work/fx.csv"
 "$bin/crest" transform --input "$out" --start 2026-01-01 --end 2026-01-31 \
     --roster "$work/roster.csv" --fx "$work/fx.csv" --reporting-currency USD
 echo
-echo "raw reports: $out/raw/tiktok/ad_daily/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"
+echo "raw: $out/raw/{tiktok,meta}/ad_daily/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"

@@ -254,6 +254,28 @@ pub fn actions(raw: &RawValue) -> Result<Vec<Pairs<'_>>, String> {
     serde_json::from_str(raw.get()).map_err(|e| format!("malformed actions list: {e}"))
 }
 
+/// A results page checked whole without decoding its rows.
+#[derive(Debug, Deserialize)]
+pub struct PageEnvelope {
+    #[serde(default)]
+    pub data: serde::de::IgnoredAny,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+/// The `paging` object that ends a results page, read from the end of the
+/// body: `None` unless the body ends with a complete `"paging": {…}}`.
+pub fn tail_paging(body: &[u8]) -> Option<Paging> {
+    let text = std::str::from_utf8(body).ok()?.trim_end();
+    let inner = text.strip_suffix('}')?;
+    let at = inner.rfind("\"paging\"")?;
+    let rest = inner[at + "\"paging\"".len()..].trim_start().strip_prefix(':')?;
+    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Paging>();
+    let paging = stream.next()?.ok()?;
+    // Nothing may follow the paging object but the closing brace.
+    rest[stream.byte_offset()..].trim().is_empty().then_some(paging)
+}
+
 #[derive(Debug, Deserialize)]
 pub struct InsightsPage<'a> {
     #[serde(borrow, default)]
@@ -274,6 +296,19 @@ mod tests {
             error_subcode: sub,
             fbtrace_id: None,
         }
+    }
+
+    #[test]
+    fn paging_is_read_from_the_end_and_a_cut_body_is_not_trusted() {
+        let page = br#"{"data":[{"ad_id":"1"}],"paging":{"cursors":{"before":"a","after":"b"},"next":"http://x/v24.0/1/insights?after=b"}}"#;
+        assert_eq!(
+            tail_paging(page).unwrap().next.as_deref(),
+            Some("http://x/v24.0/1/insights?after=b")
+        );
+        assert!(tail_paging(&page[..page.len() / 2]).is_none());
+        assert!(tail_paging(br#"{"data":[{"ad_id":"1"}]}"#).is_none());
+        let last = br#"{"data":[],"paging":{"cursors":{"before":"a","after":"b"}}}"#;
+        assert!(tail_paging(last).unwrap().next.is_none());
     }
 
     #[test]

@@ -314,6 +314,34 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// One page of a finished job, not yet decoded: only its `paging` (at the
+    /// end of the body) is read, so the next page is requested while this one
+    /// is decoded in its own task. A body whose end is not a complete paging
+    /// object is checked whole, and retried if cut off.
+    async fn page_raw(
+        self: Arc<Self>,
+        url: String,
+        params: Vec<(&'static str, String)>,
+        label: String,
+    ) -> std::result::Result<(Vec<u8>, Option<String>), ApiError> {
+        let auth = bearer(&self.config.token);
+        self.client
+            .send(
+                &label,
+                |c: &reqwest::Client| c.get(&url).header("Authorization", &auth).query(&params),
+                |body: &[u8]| {
+                    let next = match api::tail_paging(body) {
+                        Some(paging) => paging.next,
+                        None => decode::<api::PageEnvelope>(body)?.paging.and_then(|p| p.next),
+                    };
+                    Ok((body.to_vec(), next))
+                },
+            )
+            .await
+    }
+}
+
 impl MetaSource {
     pub fn new(config: MetaConfig, client: ApiClient) -> Result<Self> {
         for w in &config.windows {
@@ -414,34 +442,73 @@ impl MetaSource {
     ) -> std::result::Result<u64, SliceError> {
         let v = &self.inner.config.api_version;
         let label = format!("GET /{v}/{id}/insights");
-        let first_params = vec![("limit", self.inner.config.page_limit.to_string())];
-        let mut pending = tokio::spawn(self.inner.clone().page(
-            ctx.clone(),
+        let first = (
             self.inner.url(&format!("{id}/insights")),
-            first_params,
-            label.clone(),
+            vec![("limit", self.inner.config.page_limit.to_string())],
+        );
+        let mut fetching = Some((
+            first.0.clone(),
+            first.1.clone(),
+            tokio::spawn(self.inner.clone().page_raw(first.0, first.1, label.clone())),
         ));
+        // Pages decoded on the blocking pool, written in order; at most two wait.
+        type Decoding = (
+            String,
+            Vec<(&'static str, String)>,
+            tokio::task::JoinHandle<std::result::Result<RecordBatch, String>>,
+        );
+        let mut decoding: std::collections::VecDeque<Decoding> = std::collections::VecDeque::new();
         let mut rows = 0u64;
         loop {
-            let (batch, next) = pending
-                .await
-                .map_err(|e| Error::Upstream(format!("an insights page task failed: {e}")))??;
-            // `paging.next` is absolute and carries the token in its query: followed, never logged.
-            let following = next.map(|url| {
-                tokio::spawn(
-                    self.inner
-                        .clone()
-                        .page(ctx.clone(), url, Vec::new(), format!("{label} (next page)")),
-                )
-            });
-            rows += batch.num_rows() as u64;
-            sink.write(&batch).await?;
-            progress.add_rows(batch.num_rows() as u64);
-            match following {
-                Some(task) => pending = task,
-                None => return Ok(rows),
+            if let Some((url, params, fetch)) = fetching.take() {
+                let (body, next) = fetch
+                    .await
+                    .map_err(|e| Error::Upstream(format!("an insights page task failed: {e}")))??;
+                // `paging.next` is absolute and carries the token in its query: followed, never logged.
+                fetching = next.map(|next| {
+                    let task = tokio::spawn(self.inner.clone().page_raw(
+                        next.clone(),
+                        Vec::new(),
+                        format!("{label} (next page)"),
+                    ));
+                    (next, Vec::new(), task)
+                });
+                let ctx = ctx.clone();
+                decoding.push_back((
+                    url,
+                    params,
+                    tokio::task::spawn_blocking(move || schema::decode_page(&ctx, &body)),
+                ));
+            }
+            let drain = decoding.len() > 2 || (fetching.is_none() && !decoding.is_empty());
+            if drain {
+                let Some((url, params, task)) = decoding.pop_front() else {
+                    break;
+                };
+                let decoded = task
+                    .await
+                    .map_err(|e| Error::Upstream(format!("an insights decode task failed: {e}")))?;
+                let batch = match decoded {
+                    Ok(batch) => batch,
+                    // A body that looked whole but does not decode: fetch it again, checked whole.
+                    Err(reason) => {
+                        tracing::warn!(request = %label, %reason, "a results page did not decode; fetching it again");
+                        self.inner
+                            .clone()
+                            .page(ctx.clone(), url, params, format!("{label} (again)"))
+                            .await?
+                            .0
+                    }
+                };
+                rows += batch.num_rows() as u64;
+                sink.write(&batch).await?;
+                progress.add_rows(batch.num_rows() as u64);
+            }
+            if fetching.is_none() && decoding.is_empty() {
+                return Ok(rows);
             }
         }
+        Ok(rows)
     }
 }
 

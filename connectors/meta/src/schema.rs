@@ -151,6 +151,12 @@ fn pick(
     Ok(out)
 }
 
+/// Decodes a whole results page into a batch.
+pub fn decode_page(ctx: &PageContext, body: &[u8]) -> Result<RecordBatch, String> {
+    let page: api::InsightsPage = serde_json::from_slice(body).map_err(|e| format!("malformed results page: {e}"))?;
+    page_to_batch(ctx, &page.data)
+}
+
 pub fn page_to_batch(ctx: &PageContext, rows: &[InsightRow<'_>]) -> Result<RecordBatch, String> {
     let n = rows.len();
     let mut dates = Date32Builder::with_capacity(n);

@@ -182,6 +182,7 @@ pub enum LinkKind {
 /// disclosure_status) for rows with these links and platform handles,
 /// filled in one pass without allocating per value. The caller counts the
 /// unresolved rows once its columns are final.
+#[inline]
 pub fn creator_columns(
     mapper: &mut Mapper<'_>,
     links: &ArrayRef,
@@ -234,6 +235,7 @@ fn convert(micros: i128, rate: Decimal) -> Option<i128> {
 /// Spend in the reporting currency at the rate of (date, currency); null (and
 /// listed in the summary) where no rate is known. A raw file is one account ×
 /// one date, so the rate is looked up once per run of rows.
+#[inline]
 pub fn spend_reporting(
     mapper: &mut Mapper<'_>,
     date: &ArrayRef,

@@ -252,3 +252,20 @@ impl Progress {
         self.rows.load(Ordering::Relaxed)
     }
 }
+
+/// The one line an extract prints on success (stdout), with where its manifest is.
+pub fn print_extract_summary(manifest: &crate::manifest::RunManifest, accounts: &str, range: DateRange, out: &str) {
+    println!(
+        "extracted {} rows of {}/{} ({} {accounts}, {range}) into {} file(s) in {:.1}s; {} API calls, {} retries; manifest {}/_runs/{}.json",
+        manifest.rows,
+        manifest.platform,
+        manifest.report,
+        manifest.accounts.len(),
+        manifest.files.len(),
+        manifest.elapsed_ms as f64 / 1000.0,
+        manifest.api.api_calls,
+        manifest.api.retries,
+        out.trim_end_matches('/'),
+        manifest.run_id
+    );
+}

@@ -41,7 +41,8 @@ pub trait ReportSource {
         account: &str,
         range: DateRange,
         run_id: &str,
-        extracted_at: &str,
+        // When this attempt extracted the rows, µs since the epoch (UTC).
+        extracted_at_us: i64,
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> impl Future<Output = std::result::Result<u64, SliceError>>;
@@ -134,7 +135,14 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
         let result = {
             let mut writer = run.slice_writer(&account, source.schema(), source.date_column())?;
             let fetched = source
-                .fetch_slice(&account, slice, run.run_id(), run.extracted_at(), &mut writer, progress)
+                .fetch_slice(
+                    &account,
+                    slice,
+                    run.run_id(),
+                    run.extracted_at_us(),
+                    &mut writer,
+                    progress,
+                )
                 .await;
             match fetched {
                 Ok(_) => writer.finish().await.map_err(SliceError::Failed),

@@ -70,6 +70,7 @@ pub struct Run {
     manifest: RunManifest,
     next_n: AtomicU64,
     extracted_at: String,
+    extracted_at_us: i64,
     /// Calls and elapsed time of earlier attempts, added to this one's.
     prior_api: CallCounts,
     prior_elapsed_ms: u64,
@@ -86,6 +87,7 @@ impl Run {
         let checkpoint: Option<RunManifest> = out.get_json(&Self::checkpoint_path(&key)).await?;
         let now = Utc::now();
         let extracted_at = now.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let extracted_at_us = now.timestamp_micros();
         match checkpoint {
             Some(mut m) if m.status == RunStatus::Running => {
                 m.resumed += 1;
@@ -98,6 +100,7 @@ impl Run {
                     key,
                     manifest: m,
                     extracted_at,
+                    extracted_at_us,
                     started: std::time::Instant::now(),
                 };
                 run.remove_uncommitted_files().await?;
@@ -139,6 +142,7 @@ impl Run {
                     out,
                     key,
                     extracted_at,
+                    extracted_at_us,
                     started: std::time::Instant::now(),
                 })
             }
@@ -160,6 +164,11 @@ impl Run {
     /// RFC 3339 time stamp every row of this attempt carries.
     pub fn extracted_at(&self) -> &str {
         &self.extracted_at
+    }
+
+    /// The same time stamp in microseconds since the epoch (UTC), for Arrow columns.
+    pub fn extracted_at_us(&self) -> i64 {
+        self.extracted_at_us
     }
 
     pub fn manifest(&self) -> &RunManifest {

@@ -559,7 +559,7 @@ impl ReportSource for MetaSource {
         account: &str,
         range: DateRange,
         run_id: &str,
-        extracted_at: &str,
+        extracted_at_us: i64,
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
@@ -570,9 +570,6 @@ impl ReportSource for MetaSource {
             .get(account)
             .cloned()
             .ok_or_else(|| Error::Config(format!("ad account {account} was not prepared")))?;
-        let extracted_at_us = chrono::DateTime::parse_from_rfc3339(extracted_at)
-            .map(|t| t.timestamp_micros())
-            .map_err(|e| Error::Config(format!("bad extraction time stamp: {e}")))?;
         let ctx = Arc::new(schema::PageContext {
             needle: format!("\"{}\"", self.inner.config.conversion_action),
             account_id: account.to_string(),

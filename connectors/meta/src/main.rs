@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, ExtractArgs, GlobalArgs, Progress};
-use crest_core::extract::{run_extract, ExtractPlan, ReportSource};
+use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::state::StateStore;
 use crest_core::storage::Location;
@@ -222,18 +222,7 @@ async fn extract(args: MetaExtractArgs, progress: &Progress) -> Result<()> {
         }),
     };
     let manifest = run_extract(&source, plan, progress).await?;
-    let secs = manifest.elapsed_ms as f64 / 1000.0;
-    println!(
-        "extracted {} rows of meta/{} ({} ad account(s), {range}) into {} file(s) in {secs:.1}s; {} API calls, {} retries; manifest {}/_runs/{}.json",
-        manifest.rows,
-        source.report(),
-        manifest.accounts.len(),
-        manifest.files.len(),
-        manifest.api.api_calls,
-        manifest.api.retries,
-        args.common.out.trim_end_matches('/'),
-        manifest.run_id
-    );
+    cli::print_extract_summary(&manifest, "ad account(s)", range, &args.common.out);
     Ok(())
 }
 

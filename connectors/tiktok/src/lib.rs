@@ -332,7 +332,7 @@ impl ReportSource for TikTokSource {
         account: &str,
         range: DateRange,
         run_id: &str,
-        extracted_at: &str,
+        extracted_at_us: i64,
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
@@ -343,9 +343,6 @@ impl ReportSource for TikTokSource {
             .get(account)
             .cloned()
             .ok_or_else(|| Error::Config(format!("advertiser {account} was not prepared")))?;
-        let extracted_at_us = chrono::DateTime::parse_from_rfc3339(extracted_at)
-            .map(|t| t.timestamp_micros())
-            .map_err(|e| Error::Config(format!("bad extraction time stamp: {e}")))?;
         let ctx = Arc::new(schema::PageContext {
             advertiser_id: account.to_string(),
             meta,

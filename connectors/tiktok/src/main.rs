@@ -184,7 +184,6 @@ async fn extract(args: TikTokExtractArgs, progress: &Progress) -> Result<()> {
         },
         ApiClient::new(policy, Some(max_qps))?,
     )?;
-    let report = crest_core::extract::ReportSource::report(&source);
     let plan = ExtractPlan {
         out,
         accounts: ids,
@@ -199,22 +198,12 @@ async fn extract(args: TikTokExtractArgs, progress: &Progress) -> Result<()> {
         }),
     };
     let manifest = run_extract(&source, plan, progress).await?;
-    let secs = manifest.elapsed_ms as f64 / 1000.0;
     tracing::info!(
         run_id = %manifest.run_id, rows = manifest.rows, files = manifest.files.len(),
         api_calls = manifest.api.api_calls, retries = manifest.api.retries, elapsed_ms = manifest.elapsed_ms,
         "extract finished"
     );
-    println!(
-        "extracted {} rows of tiktok/{report} ({} advertiser(s), {range}) into {} file(s) in {secs:.1}s; {} API calls, {} retries; manifest {}/_runs/{}.json",
-        manifest.rows,
-        manifest.accounts.len(),
-        manifest.files.len(),
-        manifest.api.api_calls,
-        manifest.api.retries,
-        args.common.out.trim_end_matches('/'),
-        manifest.run_id
-    );
+    cli::print_extract_summary(&manifest, "advertiser(s)", range, &args.common.out);
     Ok(())
 }
 

@@ -106,7 +106,9 @@ pub fn check(platform: &str, mapped: Vec<Mapped>, range: DateRange) -> Result<Ch
     let end = Date32Type::from_naive_date(range.end);
     let mut reasons: Vec<Vec<Option<Reason>>> = Vec::with_capacity(mapped.len());
     // Natural key → (batch, row, extracted_at) of the row that currently wins.
-    let mut winners: HashMap<NaturalKey<'_>, (usize, usize, i64)> = HashMap::default();
+    let rows: usize = mapped.iter().map(|m| m.canonical.num_rows()).sum();
+    let mut winners: HashMap<NaturalKey<'_>, (usize, usize, i64)> =
+        HashMap::with_capacity_and_hasher(rows, Default::default());
     for (b, m) in mapped.iter().enumerate() {
         let batch = &m.canonical;
         let n = batch.num_rows();

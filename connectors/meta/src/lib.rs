@@ -34,6 +34,8 @@ pub const DEFAULT_API_VERSION: &str = "v24.0";
 pub const SERVED_WINDOWS: &[&str] = &["1d_click", "7d_click", "28d_click", "1d_view"];
 pub const DEFAULT_CONVERSION_ACTION: &str = "offsite_conversion.fb_pixel_purchase";
 
+const ALL_AD_STATUSES: &str = r#"["ACTIVE","PAUSED","DELETED","ARCHIVED","PENDING_REVIEW","DISAPPROVED","PREAPPROVED","PENDING_BILLING_INFO","CAMPAIGN_PAUSED","ADSET_PAUSED","IN_PROCESS","WITH_ISSUES"]"#;
+
 const INSIGHT_FIELDS: &str = "account_id,campaign_id,campaign_name,adset_id,adset_name,ad_id,ad_name,impressions,clicks,inline_link_clicks,spend,reach,actions,action_values";
 
 /// An ad's metadata, joined onto its insights rows.
@@ -391,7 +393,13 @@ impl MetaSource {
         let fields = "id,name,adset_id,campaign_id,adset{name},campaign{name},creative{url_tags,object_story_spec,instagram_permalink_url}";
         let mut after: Option<String> = None;
         loop {
-            let mut params = vec![("fields", fields.to_string()), ("limit", "500".to_string())];
+            // Archived and deleted ads still have insights in the range: list them too,
+            // so a split job covers every ad that served.
+            let mut params = vec![
+                ("fields", fields.to_string()),
+                ("limit", "500".to_string()),
+                ("effective_status", ALL_AD_STATUSES.to_string()),
+            ];
             if let Some(a) = &after {
                 params.push(("after", a.clone()));
             }

@@ -285,3 +285,64 @@ pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
     let kv = builder.metadata().file_metadata().key_value_metadata();
     Ok(kv.and_then(|kv| kv.iter().find(|k| k.key == META_ACCOUNT).and_then(|k| k.value.clone())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn rows_land_in_one_file_per_date_on_any_object_store() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let out = Location::from_store(store, "lake", "memory://lake");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Date32, false),
+            Field::new("n", arrow::datatypes::DataType::Int64, false),
+        ]));
+        let d = |s: &str| Date32Type::from_naive_date(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Date32Array::from(vec![
+                    d("2026-01-02"),
+                    d("2026-01-01"),
+                    d("2026-01-02"),
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let next = AtomicU64::new(0);
+        let id = FileIdentity {
+            table: raw_table("tiktok", "ad_daily"),
+            platform: "tiktok",
+            report: "ad_daily",
+            run_id: "r1",
+            account_id: Some("42"),
+            extracted_at: "2026-01-03T00:00:00Z",
+        };
+        let mut w = SliceWriter::new(&out, id, schema, "day", &next).unwrap();
+        w.write(&batch).await.unwrap();
+        assert!(
+            out.list("raw").await.unwrap().is_empty(),
+            "nothing visible before finish"
+        );
+        let files = w.finish().await.unwrap();
+        let mut got: Vec<(String, u64)> = files.iter().map(|f| (f.path.clone(), f.rows)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("raw/tiktok/ad_daily/date=2026-01-01/r1-0.parquet".to_string(), 1),
+                ("raw/tiktok/ad_daily/date=2026-01-02/r1-1.parquet".to_string(), 2),
+            ]
+        );
+        for f in &files {
+            let bytes = out.get(&f.path).await.unwrap().unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256);
+            assert_eq!(file_account(&out, &f.path).await.unwrap().as_deref(), Some("42"));
+        }
+    }
+}

@@ -364,3 +364,22 @@ async fn bad_input_gives_one_clear_line_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(files(d.path(), "parquet").is_empty() && files(d.path(), "json").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_every_account_and_names_an_unreadable_one() {
+    let sb = sandbox(config()).await;
+    let ids = accounts(&sb);
+    let o = run(&sb, &["check", "--account-id", &ids.join(",")]).await;
+    assert_ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for id in &ids {
+        assert!(stdout.contains(&format!("act_{id}")), "{stdout}");
+    }
+    let o = run(&sb, &["check", "--account-id", &format!("{},act_999", ids[0])]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let mut cmd = command(&sb, &["check", "--account-id", &ids[0]]);
+    cmd.env("META_ACCESS_TOKEN", "expired-token");
+    let o = run_cmd(cmd).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("190"), "{}", stderr(&o));
+}

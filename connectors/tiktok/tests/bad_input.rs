@@ -249,3 +249,57 @@ async fn help_shows_examples_and_exit_codes() {
         "{help}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_for_airflow() {
+    let sb = sandbox(with_faults("server_error@4")).await;
+    let id = advertisers(&sb).remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let r = run(
+        &sb,
+        &[
+            "--log-format",
+            "json",
+            "extract",
+            "--advertiser-id",
+            &id,
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-03",
+            "--out",
+            out.to_str().unwrap(),
+            "--retry-initial-ms",
+            "10",
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    let err = stderr(&r);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "WARN" && e["message"] == "retrying request"),
+        "{err}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "extract finished" && e["rows"].as_u64().unwrap() > 0),
+        "{err}"
+    );
+
+    // A failure in JSON mode is one JSON line too.
+    let mut cmd = command(&sb, &["--log-format", "json", "check", "--advertiser-id", &id]);
+    cmd.env("TIKTOK_ACCESS_TOKEN", "wrong");
+    let r = run_cmd(cmd).await;
+    assert_eq!(r.status.code(), Some(3));
+    let last: serde_json::Value = serde_json::from_str(stderr(&r).lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["exit_code"], 3);
+}

@@ -465,3 +465,18 @@ async fn a_malformed_response_is_retried_then_reported_with_its_request() {
     assert!(files_under(std::path::Path::new(&out), "parquet").is_empty());
     assert!(manifests(std::path::Path::new(&out)).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_advertiser_level_sums_every_ad() {
+    let sb = sandbox(config()).await;
+    let id = advertisers(&sb).remove(0);
+    let (_tmp, out) = out_dir();
+    let mut args = extract_args(&id, "2026-01-01", "2026-01-31", &out);
+    args.extend(["--level", "advertiser"]);
+    assert_ok(&run(&sb, &args).await);
+    let batches = read_report(std::path::Path::new(&out), "advertiser_daily");
+    assert_eq!(
+        seen(&batches, &id),
+        truth(&sb, &id, "2026-01-01", "2026-01-31", "AUCTION_ADVERTISER", false)
+    );
+}

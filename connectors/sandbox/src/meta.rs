@@ -535,6 +535,22 @@ async fn slow(state: &AppState, fault: Option<FaultKind>) {
     }
 }
 
+/// What every `act_{id}/…` endpoint does first: find the account, pass the
+/// gate (faults, version, token, budget), wait out a `slow` fault.
+async fn enter_account(
+    state: &AppState,
+    version: &str,
+    node: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(usize, MetaAccount, Option<FaultKind>), Response<Body>> {
+    let a = account_of(state, node)?;
+    let account = state.meta.world.accounts[a].clone();
+    let fault = gate(state, version, headers, params, Some(&account))?;
+    slow(state, fault).await;
+    Ok((a, account, fault))
+}
+
 /// `GET /{v}/act_{id}` (account) or `GET /{v}/{report_run_id}` (job status).
 async fn node(
     State(state): State<Shared>,
@@ -1024,16 +1040,10 @@ async fn insights_get(
 ) -> Response<Body> {
     let path = format!("/{version}/{node}/insights");
     if node.starts_with("act_") {
-        let a = match account_of(&state, &node) {
-            Ok(a) => a,
+        let (a, account, fault) = match enter_account(&state, &version, &node, &headers, &params).await {
+            Ok(entered) => entered,
             Err(r) => return r,
         };
-        let account = state.meta.world.accounts[a].clone();
-        let fault = match gate(&state, &version, &headers, &params, Some(&account)) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        slow(&state, fault).await;
         let q = match parse_query(a, &params) {
             Ok(q) => q,
             Err(r) => return r,
@@ -1102,16 +1112,10 @@ async fn insights_post(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response<Body> {
-    let a = match account_of(&state, &node) {
-        Ok(a) => a,
+    let (a, account, fault) = match enter_account(&state, &version, &node, &headers, &params).await {
+        Ok(entered) => entered,
         Err(r) => return r,
     };
-    let account = state.meta.world.accounts[a].clone();
-    let fault = match gate(&state, &version, &headers, &params, Some(&account)) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    slow(&state, fault).await;
     let q = match parse_query(a, &params) {
         Ok(q) => q,
         Err(r) => return r,
@@ -1149,16 +1153,10 @@ async fn ads(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response<Body> {
-    let a = match account_of(&state, &node) {
-        Ok(a) => a,
+    let (a, account, fault) = match enter_account(&state, &version, &node, &headers, &params).await {
+        Ok(entered) => entered,
         Err(r) => return r,
     };
-    let account = state.meta.world.accounts[a].clone();
-    let fault = match gate(&state, &version, &headers, &params, Some(&account)) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    slow(&state, fault).await;
     let world = &state.meta.world;
     let all: Vec<&MetaAd> = world.ads.iter().filter(|ad| ad.account == a).collect();
     let limit: usize = params

@@ -30,6 +30,9 @@ pub enum Verdict {
     },
     /// Credentials missing, rejected or expired.
     Auth(String),
+    /// HTTP 401: an access token that expired during the run; a token source
+    /// refreshes it once and the call is made again.
+    Unauthenticated(String),
     /// The request itself is wrong (a parameter, a metric name).
     BadRequest(String),
     /// The query asks for too much at once: the caller should split it.
@@ -44,6 +47,8 @@ pub enum ApiError {
     #[error("{0}")]
     Auth(String),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
@@ -56,7 +61,7 @@ pub enum ApiError {
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Auth(m) => Error::Auth(m),
+            ApiError::Auth(m) | ApiError::Unauthenticated(m) => Error::Auth(m),
             ApiError::BadRequest(m) => Error::Config(m),
             ApiError::TooLarge(m) | ApiError::Exhausted(m) | ApiError::Fatal(m) => Error::Upstream(m),
         }
@@ -247,6 +252,9 @@ impl ApiClient {
                 // A parser that accepts a body returns its value instead.
                 Verdict::Ok => return Err(ApiError::Fatal(format!("{label}: response accepted but not decoded"))),
                 Verdict::Auth(m) => return Err(ApiError::Auth(self.scrub(&m))),
+                Verdict::Unauthenticated(m) => {
+                    return Err(ApiError::Unauthenticated(self.scrub(&format!("{label}: {m}"))))
+                }
                 Verdict::BadRequest(m) => return Err(ApiError::BadRequest(self.scrub(&format!("{label}: {m}")))),
                 Verdict::TooLarge(m) => return Err(ApiError::TooLarge(self.scrub(&format!("{label}: {m}")))),
                 Verdict::Fatal(m) => return Err(ApiError::Fatal(self.scrub(&format!("{label}: {m}")))),
@@ -398,7 +406,8 @@ fn default_status_verdict(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
             after,
             rate_limited: false,
         },
-        401 | 403 => Verdict::Auth(format!("credentials rejected ({detail})")),
+        401 => Verdict::Unauthenticated(format!("credentials rejected ({detail})")),
+        403 => Verdict::Auth(format!("credentials rejected ({detail})")),
         _ => Verdict::BadRequest(detail),
     }
 }

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod http;
 pub mod json;
 pub mod manifest;
+pub mod oauth;
 pub mod pacing;
 pub mod raw;
 pub mod secret;

@@ -7,6 +7,7 @@
 //! QPS budget, faults) and the delivery of broken bodies.
 
 pub mod faults;
+pub mod google;
 pub mod meta;
 pub mod tiktok;
 pub mod world;
@@ -42,6 +43,12 @@ pub struct SandboxConfig {
     /// Async insights jobs with more rows than this fail (0 = no limit), as
     /// Meta's do when a report is too heavy; synchronous calls get code 1.
     pub meta_max_job_rows: u64,
+    /// The OAuth client and refresh token Google's token endpoint accepts.
+    pub google_client_id: String,
+    pub google_client_secret: String,
+    pub google_refresh_token: String,
+    /// How long an issued Google access token stays valid.
+    pub google_token_ttl: Duration,
     pub port: u16,
 }
 
@@ -58,6 +65,10 @@ impl Default for SandboxConfig {
             meta_budget: None,
             meta_job_polls: 3,
             meta_max_job_rows: 0,
+            google_client_id: "sandbox-client".into(),
+            google_client_secret: "sandbox-client-secret".into(),
+            google_refresh_token: "sandbox-refresh-token".into(),
+            google_token_ttl: Duration::from_secs(3600),
             port: 0,
         }
     }
@@ -93,6 +104,8 @@ pub(crate) struct AppState {
     bucket: Mutex<Bucket>,
     pub tiktok: tiktok::Index,
     pub meta: meta::MetaState,
+    pub youtube: google::YouTubeWorld,
+    pub google: google::GoogleState,
 }
 
 /// The gate's decision for one request.
@@ -170,6 +183,7 @@ impl Sandbox {
         let world = World::new(config.world.clone());
         let tiktok = tiktok::Index::new(&world);
         let meta = meta::MetaState::new(&world);
+        let youtube = google::YouTubeWorld::new(&world);
         let state = Arc::new(AppState {
             world,
             bucket: Mutex::new(Bucket {
@@ -180,8 +194,13 @@ impl Sandbox {
             stats: Stats::default(),
             tiktok,
             meta,
+            youtube,
+            google: google::GoogleState::default(),
         });
-        let app = tiktok::routes().merge(meta::routes()).with_state(state.clone());
+        let app = tiktok::routes()
+            .merge(google::routes())
+            .merge(meta::routes())
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.config.port)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -221,6 +240,19 @@ impl Sandbox {
 
     pub fn meta(&self) -> &meta::MetaWorld {
         &self.state.meta.world
+    }
+
+    pub fn youtube(&self) -> &google::YouTubeWorld {
+        &self.state.youtube
+    }
+
+    /// Google access tokens issued, and 401 answers served.
+    pub fn google_counts(&self) -> (u64, u64) {
+        let g = &self.state.google;
+        (
+            g.refreshes.load(Ordering::Relaxed),
+            g.unauthenticated.load(Ordering::Relaxed),
+        )
     }
 
     pub fn stats(&self) -> StatsSnapshot {

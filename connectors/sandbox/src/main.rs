@@ -153,6 +153,7 @@ async fn main() -> ExitCode {
         meta_job_polls: args.meta_job_polls,
         meta_max_job_rows: args.meta_max_job_rows,
         port: args.port,
+        ..SandboxConfig::default()
     };
     let sandbox = match Sandbox::start(config).await {
         Ok(s) => s,
@@ -177,6 +178,13 @@ async fn main() -> ExitCode {
     for a in &sandbox.meta().accounts {
         println!("meta ad account {} ({}, {})", a.account_id, a.currency, a.timezone_name);
     }
+    let yt = sandbox.youtube();
+    println!(
+        "youtube channels: {} (e.g. {}); analytics through {}; oauth client sandbox-client / sandbox-client-secret, refresh token sandbox-refresh-token",
+        yt.channels.len(),
+        yt.channels.first().map_or("-", String::as_str),
+        yt.last_served_day()
+    );
     sandbox.serve_until_ctrl_c().await;
     ExitCode::SUCCESS
 }

@@ -623,3 +623,86 @@ async fn meta_rows_keep_their_placement_link_clicks_and_the_standard_window() {
             .collect()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let channels: Vec<String> = sb.youtube().channels[..4].to_vec();
+    let policy = RetryPolicy::default();
+    let tokens = crest_core::oauth::TokenSource::new(
+        &format!("{}/token", sb.base_url()),
+        "sandbox-client",
+        Secret::new("sandbox-client-secret"),
+        Secret::new("sandbox-refresh-token"),
+        "GOOGLE_REFRESH_TOKEN",
+        policy.clone(),
+    )
+    .unwrap();
+    let base = url::Url::parse(&sb.base_url()).unwrap();
+    let metrics = crest_youtube::METRICS.iter().map(|(m, _, _)| m.to_string()).collect();
+    let config = crest_youtube::YouTubeConfig {
+        analytics_base: base.clone(),
+        data_base: base,
+        metrics,
+        page_size: 200,
+    };
+    let source = crest_youtube::YouTubeSource::new(config, ApiClient::new(policy, None).unwrap(), tokens).unwrap();
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts: channels.clone(),
+        range: DateRange::new(day("2026-01-01"), day("2026-01-31")).unwrap(),
+        state: None,
+        lookback_days: 7,
+        options: serde_json::json!({}),
+    };
+    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+    let (roster, _) = write_files(dir.path());
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-31",
+        "--roster",
+        roster.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batches = read_table(&out.join("canonical/creator_performance"));
+    let (mut rows, mut views) = (0u64, 0i64);
+    for b in &batches {
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (platform, channel, account, creator) = (s("platform"), s("channel"), s("account_id"), s("creator_id"));
+        for i in 0..b.num_rows() {
+            assert_eq!((platform.value(i), channel.value(i)), ("youtube", "organic"));
+            let c = sb.youtube().channel_index(account.value(i)).unwrap();
+            assert_eq!(
+                creator.value(i),
+                sb.world().creators[c].creator_id,
+                "the channel names the creator"
+            );
+            for none in ["impressions", "clicks", "spend", "conversions"] {
+                assert!(
+                    b.column_by_name(none).unwrap().is_null(i),
+                    "{none} is null for organic video, never made up"
+                );
+            }
+            rows += 1;
+            views += b
+                .column_by_name("video_views")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(i);
+        }
+    }
+    let yt = sb.youtube();
+    let truth = channels
+        .iter()
+        .flat_map(|c| yt.rows(yt.channel_index(c).unwrap(), day("2026-01-01"), day("2026-01-31")))
+        .fold((0u64, 0i64), |t, (_, _, m)| (t.0 + 1, t.1 + m.views as i64));
+    assert_eq!((rows, views), truth);
+}

@@ -67,6 +67,11 @@ fn id(seed: u64, len: usize) -> String {
         .collect()
 }
 
+/// The YouTube channel of the `i`-th creator of a seeded world.
+pub fn channel_id(seed: u64, i: usize) -> String {
+    format!("UC{}", id(seed ^ 0x5954 ^ (i as u64) << 8, 22))
+}
+
 /// One video's numbers on one day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VideoDay {

@@ -309,8 +309,16 @@ impl World {
             };
             let disclosure = if i % 11 == 0 { "pending" } else { "disclosed" };
             out.push_str(&format!(
-                "{},{},{},{},,{},{},{},{}\n",
-                c.creator_id, c.handle, c.handle, c.handle, c.followers, tier, disclosure, alias
+                "{},{},{},{},{},{},{},{},{}\n",
+                c.creator_id,
+                c.handle,
+                c.handle,
+                c.handle,
+                crate::google::channel_id(self.config.seed, i),
+                c.followers,
+                tier,
+                disclosure,
+                alias
             ));
         }
         out

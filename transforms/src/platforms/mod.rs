@@ -5,6 +5,7 @@
 
 pub mod meta;
 pub mod tiktok;
+pub mod youtube;
 
 use crate::fx::FxRates;
 use crate::quality::Totals;
@@ -41,7 +42,7 @@ impl Platform {
 
 /// Every platform crest transforms. Meta and YouTube join as their connectors land.
 pub fn all() -> Vec<&'static Platform> {
-    vec![&tiktok::PLATFORM, &meta::PLATFORM]
+    vec![&tiktok::PLATFORM, &meta::PLATFORM, &youtube::PLATFORM]
 }
 
 /// Fails on a raw file whose schema this crest does not know.

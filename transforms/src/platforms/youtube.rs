@@ -1,0 +1,124 @@
+//! YouTube organic raw (`crest-youtube`, schema `youtube.analytics.v1`) → canonical.
+//!
+//! The creator's own videos: `channel` is `organic`, `account_id` is the
+//! channel and identifies the creator (roster `youtube_channel_id`),
+//! `content_id` is the video. YouTube Analytics serves no impressions, link
+//! clicks, spend or conversions for organic videos: those columns are null,
+//! never a made-up number. `video_views` are views; `engagements` are likes +
+//! comments + shares. UTMs come from the link in the video's description.
+
+use super::{creator_columns, LinkKind, Mapped, Mapper, Platform};
+use crate::canonical::{self, SCHEMA_VERSION};
+use crate::quality::Totals;
+use crate::{Result, StandardWindow, TransformError};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
+use arrow::datatypes::{DataType, Int64Type};
+use std::sync::Arc;
+
+pub static PLATFORM: Platform = Platform {
+    name: "youtube",
+    daily_report: "video_daily",
+    hourly_report: "video_hourly",
+    schema_tags: &["youtube.analytics.v1"],
+    map,
+    raw_totals,
+};
+
+fn missing(name: &str) -> TransformError {
+    TransformError::Input(format!(
+        "a YouTube raw file lacks the column {name}: not written by crest-youtube"
+    ))
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
+    TransformError::Input(format!("youtube: {e}"))
+}
+
+pub fn raw_totals(raw: &RecordBatch, _standard: &StandardWindow) -> Result<Totals> {
+    // Organic rows carry no impressions, link clicks, spend or conversions.
+    Ok(Totals {
+        rows: raw.num_rows() as u64,
+        ..Totals::default()
+    })
+}
+
+fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
+    let n = raw.num_rows();
+    let req = |name: &str| raw.column_by_name(name).cloned().ok_or_else(|| missing(name));
+    let opt = |name: &str, t: &DataType| {
+        raw.column_by_name(name)
+            .cloned()
+            .unwrap_or_else(|| new_null_array(t, n))
+    };
+    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let channel = req("channel_id")?;
+    let link = opt("description_link", &DataType::Utf8);
+    // The channel itself names the creator; the description's UTMs are kept too.
+    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
+        creator_columns(mapper, &link, &channel, LinkKind::Url)?;
+    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let parts: Vec<&Int64Array> = ["likes", "comments", "shares"]
+        .iter()
+        .filter_map(|m| raw.column_by_name(m))
+        .map(|c| c.as_primitive::<Int64Type>())
+        .collect();
+    let engagements: Int64Array = (0..n)
+        .map(|i| {
+            parts
+                .iter()
+                .filter(|p| p.is_valid(i))
+                .fold(None, |acc: Option<i64>, p| Some(acc.unwrap_or(0) + p.value(i)))
+        })
+        .collect();
+    let decimal = canonical::DECIMAL;
+    let columns: Vec<ArrayRef> = vec![
+        req("day")?,
+        new_null_array(&DataType::Int32, n),
+        constant("youtube"),
+        constant("youtube"),
+        constant("organic"),
+        channel,
+        new_null_array(&DataType::Utf8, n),
+        new_null_array(&DataType::Utf8, n),
+        new_null_array(&DataType::Utf8, n),
+        new_null_array(&DataType::Utf8, n),
+        new_null_array(&DataType::Utf8, n),
+        opt("video_title", &DataType::Utf8),
+        req("video_id")?,
+        link,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_content,
+        utm_term,
+        creator_id,
+        creator_handle,
+        creator_tier,
+        disclosure,
+        new_null_array(&DataType::Int64, n),
+        new_null_array(&DataType::Int64, n),
+        new_null_array(&decimal, n),
+        new_null_array(&DataType::Utf8, n),
+        new_null_array(&decimal, n),
+        opt("views", &DataType::Int64),
+        Arc::new(engagements),
+        new_null_array(&decimal, n),
+        new_null_array(&decimal, n),
+        new_null_array(&DataType::Int32, n),
+        new_null_array(&DataType::Int32, n),
+        // No conversions to attribute: nothing was normalized or left aside.
+        constant("native"),
+        req("extracted_at")?,
+        constant(mapper.run_id),
+        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
+    ];
+    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+    let windows = RecordBatch::new_empty(canonical::attribution_windows_schema());
+    Ok(Mapped {
+        canonical,
+        windows,
+        window_rows: UInt32Array::from(Vec::<u32>::new()),
+    })
+}

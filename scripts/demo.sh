@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo, no credentials needed: starts the platform sandbox on a free port,
-# extracts January's TikTok ad reports and Meta insights for the sandbox's
-# accounts into ./crest-out, transforms them into the canonical
+# extracts January's TikTok ad reports, Meta insights and five creators' YouTube
+# videos into ./crest-out, transforms them into the canonical
 # creator_performance table (creators resolved through the sandbox's roster,
 # EUR and GBP spend converted to USD),
 # and stops the sandbox.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 out="${1:-./crest-out}"
-cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest-meta -p crest
+cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest-meta -p crest-youtube -p crest
 bin="$CARGO_TARGET_DIR/release"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -21,6 +21,7 @@ for _ in $(seq 50); do grep -q listening "$work/sandbox.log" && break; sleep 0.1
 cat "$work/sandbox.log"
 advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$work/sandbox.log" | paste -sd, -)
 accounts=$(awk '/^meta ad account/ {print $4}' "$work/sandbox.log" | paste -sd, -)
+channels=$(awk '/^youtube channels/ {print $3}' "$work/sandbox.log")
 
 echo; echo "== crest-tiktok check, extract"
 export TIKTOK_ACCESS_TOKEN=sandbox-token CREST_TIKTOK_BASE_URL="http://127.0.0.1:$port"
@@ -31,10 +32,15 @@ echo; echo "== crest-meta extract"
 export META_ACCESS_TOKEN=sandbox-meta-token CREST_META_BASE_URL="http://127.0.0.1:$port"
 "$bin/crest-meta" extract --account-id "$accounts" --start 2026-01-01 --end 2026-01-31 --out "$out" --poll-initial-ms 100
 
+echo; echo "== crest-youtube extract (creators' own videos)"
+export GOOGLE_CLIENT_ID=sandbox-client GOOGLE_CLIENT_SECRET=sandbox-client-secret GOOGLE_REFRESH_TOKEN=sandbox-refresh-token
+export CREST_GOOGLE_OAUTH_URL="http://127.0.0.1:$port/token" CREST_YOUTUBE_ANALYTICS_BASE_URL="http://127.0.0.1:$port" CREST_YOUTUBE_DATA_BASE_URL="http://127.0.0.1:$port"
+"$bin/crest-youtube" extract --channel-id "$channels" --start 2026-01-01 --end 2026-01-31 --out "$out"
+
 echo; echo "== crest transform"
 "$bin/crest-sandbox" roster >"$work/roster.csv"
 { echo "date,currency,rate"; for d in $(seq -w 1 31); do echo "2026-01-$d,EUR,1.0$((10#$d % 10))"; echo "2026-01-$d,GBP,1.2$((10#$d % 10))"; done; } >"$work/fx.csv"
 "$bin/crest" transform --input "$out" --start 2026-01-01 --end 2026-01-31 \
     --roster "$work/roster.csv" --fx "$work/fx.csv" --reporting-currency USD
 echo
-echo "raw: $out/raw/{tiktok,meta}/ad_daily/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"
+echo "raw: $out/raw/{tiktok,meta,youtube}/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"

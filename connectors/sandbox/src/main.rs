@@ -180,11 +180,12 @@ async fn main() -> ExitCode {
     }
     let yt = sandbox.youtube();
     println!(
-        "youtube channels: {} (e.g. {}); analytics through {}; oauth client sandbox-client / sandbox-client-secret, refresh token sandbox-refresh-token",
+        "youtube channels {} ({} in all; analytics served through {})",
+        yt.channels[..yt.channels.len().min(5)].join(","),
         yt.channels.len(),
-        yt.channels.first().map_or("-", String::as_str),
         yt.last_served_day()
     );
+    println!("google oauth: client sandbox-client / sandbox-client-secret, refresh token sandbox-refresh-token");
     sandbox.serve_until_ctrl_c().await;
     ExitCode::SUCCESS
 }

@@ -166,10 +166,14 @@ impl YouTubeWorld {
     }
 }
 
-/// Issued access tokens and their expiry.
+type ReportRows = Arc<Vec<(NaiveDate, usize, VideoDay)>>;
+
+/// Issued access tokens and their expiry, and the last reports computed.
 #[derive(Default)]
 pub struct GoogleState {
     tokens: Mutex<HashMap<String, Instant>>,
+    /// (channel, start, end) → its rows, so paging a report does not recompute it.
+    reports: Mutex<HashMap<(usize, NaiveDate, NaiveDate), ReportRows>>,
     issued: AtomicU64,
     pub refreshes: AtomicU64,
     pub unauthenticated: AtomicU64,
@@ -351,7 +355,16 @@ async fn reports(State(state): State<Shared>, headers: HeaderMap, Query(params):
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let rows = world.rows(c, start, end);
+    let rows = {
+        let mut cache = state.google.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache
+            .entry((c, start, end))
+            .or_insert_with(|| Arc::new(world.rows(c, start, end)))
+            .clone()
+    };
     let mut headers_json = Vec::new();
     for d in &dims {
         headers_json.push(json!({"name": d, "columnType": "DIMENSION", "dataType": "STRING"}));

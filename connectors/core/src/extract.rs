@@ -71,6 +71,38 @@ impl From<ApiError> for SliceError {
     }
 }
 
+/// What `prepare_account` learned about each account (metadata to join onto
+/// its rows), kept for `fetch_slice`.
+pub struct Prepared<T> {
+    accounts: std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Prepared<T> {
+    fn default() -> Self {
+        Prepared {
+            accounts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<T> Prepared<T> {
+    pub fn insert(&self, account: &str, value: T) {
+        self.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account.to_string(), Arc::new(value));
+    }
+
+    pub fn get(&self, account: &str) -> Result<Arc<T>> {
+        self.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("account {account} was not prepared")))
+    }
+}
+
 pub struct ExtractPlan {
     pub out: Location,
     pub accounts: Vec<String>,

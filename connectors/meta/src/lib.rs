@@ -16,7 +16,7 @@ use api::{AccountInfo, InsightsPage, JobStatus, Listing, MetaPolicy, ReportRun};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use crest_core::cli::Progress;
-use crest_core::extract::{ReportSource, SliceError};
+use crest_core::extract::{Prepared, ReportSource, SliceError};
 use crest_core::http::{malformed, ApiClient, ApiError, CallStats, Verdict};
 use crest_core::raw::SliceWriter;
 use crest_core::reqwest;
@@ -25,7 +25,7 @@ use crest_core::{Error, Result, Secret};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
@@ -81,7 +81,7 @@ struct Inner {
 pub struct MetaSource {
     inner: Arc<Inner>,
     schema: SchemaRef,
-    accounts: Mutex<HashMap<String, Arc<AccountMeta>>>,
+    accounts: Prepared<AccountMeta>,
 }
 
 /// What one async job covers. A failed or stalled job is split into the next level down.
@@ -373,7 +373,7 @@ impl MetaSource {
         Ok(MetaSource {
             inner: Arc::new(Inner { config, client, policy }),
             schema,
-            accounts: Mutex::new(HashMap::new()),
+            accounts: Prepared::default(),
         })
     }
 
@@ -555,10 +555,7 @@ impl ReportSource for MetaSource {
             timezone: info.timezone_name,
             ads: Arc::new(ads),
         };
-        self.accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account.to_string(), Arc::new(meta));
+        self.accounts.insert(account, meta);
         Ok(summary)
     }
 
@@ -571,13 +568,7 @@ impl ReportSource for MetaSource {
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
-        let meta = self
-            .accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-            .cloned()
-            .ok_or_else(|| Error::Config(format!("ad account {account} was not prepared")))?;
+        let meta = self.accounts.get(account)?;
         let ctx = Arc::new(schema::PageContext {
             needle: format!("\"{}\"", self.inner.config.conversion_action),
             account_id: account.to_string(),

@@ -11,7 +11,7 @@ pub mod schema;
 use api::{AdGroup, AdvertiserInfo, Envelope, Listing, ReportEnvelope, API_PREFIX};
 use arrow::datatypes::SchemaRef;
 use crest_core::cli::Progress;
-use crest_core::extract::{ReportSource, SliceError};
+use crest_core::extract::{Prepared, ReportSource, SliceError};
 use crest_core::http::{malformed, ApiClient, ApiError, CallStats, Verdict};
 use crest_core::raw::SliceWriter;
 use crest_core::reqwest;
@@ -19,7 +19,7 @@ use crest_core::window::DateRange;
 use crest_core::{Error, Result, Secret};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub const DEFAULT_BASE_URL: &str = "https://business-api.tiktok.com";
 /// TikTok serves at most 1,000 rows a page.
@@ -89,7 +89,7 @@ pub struct TikTokConfig {
 pub struct TikTokSource {
     inner: Arc<Inner>,
     schema: SchemaRef,
-    meta: Mutex<HashMap<String, Arc<Meta>>>,
+    meta: Prepared<Meta>,
 }
 
 /// What a report page task needs; shared so pages decode on every core while
@@ -183,7 +183,7 @@ impl TikTokSource {
         Ok(TikTokSource {
             inner: Arc::new(Inner { config, client }),
             schema,
-            meta: Mutex::new(HashMap::new()),
+            meta: Prepared::default(),
         })
     }
 
@@ -320,10 +320,7 @@ impl ReportSource for TikTokSource {
             "ads_without_modify_time": meta.ads.values().filter(|a| a.modify_time.is_none()).count(),
         });
         tracing::info!(advertiser_id = %account, currency = %meta.currency, timezone = %meta.timezone, ads = meta.ads.len(), "advertiser ready");
-        self.meta
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account.to_string(), Arc::new(meta));
+        self.meta.insert(account, meta);
         Ok(info)
     }
 
@@ -336,13 +333,7 @@ impl ReportSource for TikTokSource {
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
-        let meta = self
-            .meta
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-            .cloned()
-            .ok_or_else(|| Error::Config(format!("advertiser {account} was not prepared")))?;
+        let meta = self.meta.get(account)?;
         let ctx = Arc::new(schema::PageContext {
             advertiser_id: account.to_string(),
             meta,

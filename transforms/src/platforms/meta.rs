@@ -11,7 +11,7 @@
 //! - UTMs come from the creative's `url_tags`, else its link;
 //! - `content_id` is the promoted Instagram post's permalink.
 
-use super::{creator_columns, spend_reporting, LinkKind, Mapped, Mapper, Platform};
+use super::{creator_columns, spend_reporting, LinkKind, Mapped, Mapper, Platform, RawColumns};
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, StandardWindow, TransformError};
@@ -33,16 +33,6 @@ pub static PLATFORM: Platform = Platform {
 };
 
 const DECIMAL: DataType = DataType::Decimal128(38, canonical::DECIMAL_SCALE);
-
-fn missing(name: &str) -> TransformError {
-    TransformError::Input(format!(
-        "a Meta raw file lacks the column {name}: not written by crest-meta"
-    ))
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
-    TransformError::Input(format!("meta: {e}"))
-}
 
 /// The standard window's conversions and value, and whether they are native.
 struct Standard {
@@ -122,13 +112,10 @@ pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let n = raw.num_rows();
-    let req = |name: &str| raw.column_by_name(name).cloned().ok_or_else(|| missing(name));
-    let opt = |name: &str, t: &DataType| {
-        raw.column_by_name(name)
-            .cloned()
-            .unwrap_or_else(|| new_null_array(t, n))
-    };
-    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let cols = RawColumns::new(raw, "Meta", "crest-meta");
+    let req = |name: &str| cols.required(name);
+    let opt = |name: &str, t: &DataType| cols.optional(name, t);
+    let constant = |v: &str| cols.constant(v);
 
     let date = req("date_start")?;
     let currency = req("currency")?;
@@ -281,4 +268,12 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
     )
     .map_err(arrow_err)?;
     Ok((batch, rows))
+}
+
+fn missing(name: &str) -> TransformError {
+    RawColumns::missing_for("Meta", "crest-meta", name)
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
+    TransformError::Input(format!("meta: {e}"))
 }

@@ -278,3 +278,51 @@ pub fn spend_reporting(
         .map_err(|e| TransformError::Input(format!("spend_reporting: {e}")))?;
     Ok(Arc::new(out))
 }
+
+/// A raw batch's columns as a platform map reads them: required ones fail
+/// with a message naming the connector that should have written them.
+pub struct RawColumns<'a> {
+    raw: &'a RecordBatch,
+    platform: &'static str,
+    connector: &'static str,
+}
+
+impl<'a> RawColumns<'a> {
+    pub fn new(raw: &'a RecordBatch, platform: &'static str, connector: &'static str) -> Self {
+        RawColumns {
+            raw,
+            platform,
+            connector,
+        }
+    }
+
+    pub fn missing(&self, name: &str) -> TransformError {
+        Self::missing_for(self.platform, self.connector, name)
+    }
+
+    pub fn missing_for(platform: &str, connector: &str, name: &str) -> TransformError {
+        TransformError::Input(format!(
+            "a {platform} raw file lacks the column {name}: not written by {connector}"
+        ))
+    }
+
+    pub fn required(&self, name: &str) -> Result<ArrayRef> {
+        self.raw.column_by_name(name).cloned().ok_or_else(|| self.missing(name))
+    }
+
+    /// The column, or nulls of `t` where an older or narrower raw file lacks it.
+    pub fn optional(&self, name: &str, t: &arrow::datatypes::DataType) -> ArrayRef {
+        self.raw
+            .column_by_name(name)
+            .cloned()
+            .unwrap_or_else(|| arrow::array::new_null_array(t, self.raw.num_rows()))
+    }
+
+    /// A text column holding `value` on every row.
+    pub fn constant(&self, value: &str) -> ArrayRef {
+        Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(
+            value,
+            self.raw.num_rows(),
+        )))
+    }
+}

@@ -10,7 +10,7 @@
 //! - `content_id` is the promoted post (`tiktok_item_id`); `placement` is null
 //!   (one surface).
 
-use super::{Mapped, Mapper, Platform};
+use super::{Mapped, Mapper, Platform, RawColumns};
 use crate::canonical::{self, DECIMAL_SCALE, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, TransformError};
@@ -29,16 +29,6 @@ pub static PLATFORM: Platform = Platform {
     map,
     raw_totals,
 };
-
-fn missing(name: &str) -> TransformError {
-    TransformError::Input(format!(
-        "a TikTok raw file lacks the column {name}: not written by crest-tiktok"
-    ))
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
-    TransformError::Input(format!("tiktok: {e}"))
-}
 
 pub fn raw_totals(raw: &RecordBatch, _standard: &crate::StandardWindow) -> Result<Totals> {
     let int = |n: &str| -> Result<i64> {
@@ -59,13 +49,10 @@ pub fn raw_totals(raw: &RecordBatch, _standard: &crate::StandardWindow) -> Resul
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let n = raw.num_rows();
-    let req = |name: &str| raw.column_by_name(name).cloned().ok_or_else(|| missing(name));
-    let opt = |name: &str, t: &DataType| {
-        raw.column_by_name(name)
-            .cloned()
-            .unwrap_or_else(|| new_null_array(t, n))
-    };
-    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let cols = RawColumns::new(raw, "TikTok", "crest-tiktok");
+    let req = |name: &str| cols.required(name);
+    let opt = |name: &str, t: &DataType| cols.optional(name, t);
+    let constant = |v: &str| cols.constant(v);
 
     let date = req("stat_date")?;
     let currency = req("currency")?;
@@ -203,4 +190,12 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         windows,
         window_rows: rows,
     })
+}
+
+fn missing(name: &str) -> TransformError {
+    RawColumns::missing_for("TikTok", "crest-tiktok", name)
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
+    TransformError::Input(format!("tiktok: {e}"))
 }

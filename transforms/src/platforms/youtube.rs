@@ -7,13 +7,11 @@
 //! never a made-up number. `video_views` are views; `engagements` are likes +
 //! comments + shares. UTMs come from the link in the video's description.
 
-use super::{creator_columns, LinkKind, Mapped, Mapper, Platform};
+use super::{creator_columns, LinkKind, Mapped, Mapper, Platform, RawColumns};
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
-};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Int64Type};
 use std::sync::Arc;
 
@@ -26,16 +24,6 @@ pub static PLATFORM: Platform = Platform {
     raw_totals,
 };
 
-fn missing(name: &str) -> TransformError {
-    TransformError::Input(format!(
-        "a YouTube raw file lacks the column {name}: not written by crest-youtube"
-    ))
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
-    TransformError::Input(format!("youtube: {e}"))
-}
-
 pub fn raw_totals(raw: &RecordBatch, _standard: &StandardWindow) -> Result<Totals> {
     // Organic rows carry no impressions, link clicks, spend or conversions.
     Ok(Totals {
@@ -46,13 +34,10 @@ pub fn raw_totals(raw: &RecordBatch, _standard: &StandardWindow) -> Result<Total
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let n = raw.num_rows();
-    let req = |name: &str| raw.column_by_name(name).cloned().ok_or_else(|| missing(name));
-    let opt = |name: &str, t: &DataType| {
-        raw.column_by_name(name)
-            .cloned()
-            .unwrap_or_else(|| new_null_array(t, n))
-    };
-    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let cols = RawColumns::new(raw, "YouTube", "crest-youtube");
+    let req = |name: &str| cols.required(name);
+    let opt = |name: &str, t: &DataType| cols.optional(name, t);
+    let constant = |v: &str| cols.constant(v);
     let channel = req("channel_id")?;
     let link = opt("description_link", &DataType::Utf8);
     // The channel itself names the creator; the description's UTMs are kept too.
@@ -121,4 +106,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         windows,
         window_rows: UInt32Array::from(Vec::<u32>::new()),
     })
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
+    TransformError::Input(format!("youtube: {e}"))
 }

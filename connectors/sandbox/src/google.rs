@@ -95,7 +95,7 @@ impl YouTubeWorld {
             .collect();
         let mut videos = Vec::new();
         for (ci, creator) in world.creators.iter().enumerate() {
-            let n = 2 + (mix(seed ^ 0x7669 ^ ci as u64) % 2) as usize;
+            let n = 2 + (mix(seed ^ 0x7669 ^ ci as u64) % (world.config.videos_per_channel.max(2) as u64 - 1)) as usize;
             for k in 0..n {
                 let r = mix(seed ^ 0x7670 ^ ((ci as u64) << 16) ^ k as u64);
                 let published = world.config.first_day + Days::new(r % (world.config.days as u64 / 2 + 1));
@@ -273,6 +273,18 @@ async fn gate(state: &AppState, headers: &HeaderMap) -> Result<Option<FaultKind>
         Some(FaultKind::Slow) => tokio::time::sleep(state.config.slow).await,
         _ => {}
     }
+    check_bearer(state, headers, fault)?;
+    Ok(fault)
+}
+
+/// A valid, unexpired bearer token, else Google's 401 `UNAUTHENTICATED`.
+// The error is the response to send, returned once per request.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check_bearer(
+    state: &AppState,
+    headers: &HeaderMap,
+    fault: Option<FaultKind>,
+) -> Result<(), Response<Body>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -294,7 +306,7 @@ async fn gate(state: &AppState, headers: &HeaderMap) -> Result<Option<FaultKind>
             "UNAUTHENTICATED",
         ));
     }
-    Ok(fault)
+    Ok(())
 }
 
 fn bad(message: &str) -> Response<Body> {

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod google;
+pub mod google_ads;
 pub mod meta;
 pub mod tiktok;
 pub mod world;
@@ -49,6 +50,10 @@ pub struct SandboxConfig {
     pub google_refresh_token: String,
     /// How long an issued Google access token stays valid.
     pub google_token_ttl: Duration,
+    /// The developer token Google Ads accepts.
+    pub google_developer_token: String,
+    /// The `retryDelay` Google Ads names in its RESOURCE_EXHAUSTED errors.
+    pub google_ads_retry_delay: Duration,
     pub port: u16,
 }
 
@@ -69,6 +74,8 @@ impl Default for SandboxConfig {
             google_client_secret: "sandbox-client-secret".into(),
             google_refresh_token: "sandbox-refresh-token".into(),
             google_token_ttl: Duration::from_secs(3600),
+            google_developer_token: "sandbox-developer-token".into(),
+            google_ads_retry_delay: Duration::from_secs(1),
             port: 0,
         }
     }
@@ -106,6 +113,7 @@ pub(crate) struct AppState {
     pub meta: meta::MetaState,
     pub youtube: google::YouTubeWorld,
     pub google: google::GoogleState,
+    pub ads: google_ads::AdsWorld,
 }
 
 /// The gate's decision for one request.
@@ -184,6 +192,7 @@ impl Sandbox {
         let tiktok = tiktok::Index::new(&world);
         let meta = meta::MetaState::new(&world);
         let youtube = google::YouTubeWorld::new(&world);
+        let ads = google_ads::AdsWorld::new(&world);
         let state = Arc::new(AppState {
             world,
             bucket: Mutex::new(Bucket {
@@ -196,9 +205,11 @@ impl Sandbox {
             meta,
             youtube,
             google: google::GoogleState::default(),
+            ads,
         });
         let app = tiktok::routes()
             .merge(google::routes())
+            .merge(google_ads::routes())
             .merge(meta::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.config.port)).await?;
@@ -244,6 +255,14 @@ impl Sandbox {
 
     pub fn youtube(&self) -> &google::YouTubeWorld {
         &self.state.youtube
+    }
+
+    pub fn ads(&self) -> &google_ads::AdsWorld {
+        &self.state.ads
+    }
+
+    pub fn developer_token(&self) -> &str {
+        &self.state.config.google_developer_token
     }
 
     /// Google access tokens issued, and 401 answers served.

@@ -12,7 +12,7 @@ use std::time::Duration;
 #[command(
     name = "crest-sandbox",
     version,
-    about = "Simulated ad platform APIs (TikTok Business API v1.3, Meta Marketing API) with seeded data and fault injection",
+    about = "Simulated ad platform APIs (TikTok Business API v1.3, Meta Marketing API, YouTube Analytics and Data, Google Ads) with seeded data and fault injection",
     after_help = "Examples:\n  crest-sandbox serve --port 8787\n  crest-sandbox serve --port 8787 --seed 7 --creators 500 --days 90 --qps 10\n  crest-sandbox serve --port 8787 --faults 'rate_limit@5x3,truncated@9,drop%40'\n\nThe TikTok API accepts the access token 'sandbox-token' (--tiktok-token), the Meta Graph API 'sandbox-meta-token' (--meta-token)."
 )]
 struct Cli {
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the simulated APIs until interrupted.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the creator roster of a seeded world as CSV (the transform's --roster).
     Roster {
         #[arg(long, default_value_t = 42)]
@@ -86,6 +86,15 @@ struct ServeArgs {
     /// Meta async jobs with more rows than this fail (synchronous calls get code 1); 0 = no limit.
     #[arg(long, default_value_t = 0)]
     meta_max_job_rows: u64,
+    /// Videos each creator's YouTube channel has (2..=N, seeded).
+    #[arg(long, default_value_t = 3)]
+    videos_per_channel: usize,
+    /// Developer token Google Ads accepts.
+    #[arg(long, default_value = "sandbox-developer-token")]
+    google_developer_token: String,
+    /// Seconds Google Ads names as retryDelay in its RESOURCE_EXHAUSTED errors.
+    #[arg(long, default_value_t = 1)]
+    google_ads_retry_delay: u64,
 }
 
 fn parse_budget(s: &str) -> Result<(u32, Duration), String> {
@@ -113,7 +122,7 @@ async fn main() -> ExitCode {
         }
     };
     let args = match cli.command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Roster { seed, creators } => {
             let world = WorldConfig {
                 seed,
@@ -142,6 +151,7 @@ async fn main() -> ExitCode {
             first_day,
             advertisers: args.advertisers.max(1),
             ads_per_creator: args.ads_per_creator.max(1),
+            videos_per_channel: args.videos_per_channel.max(2),
         },
         faults,
         qps: args.qps,
@@ -152,6 +162,8 @@ async fn main() -> ExitCode {
         meta_budget: args.meta_budget,
         meta_job_polls: args.meta_job_polls,
         meta_max_job_rows: args.meta_max_job_rows,
+        google_developer_token: args.google_developer_token,
+        google_ads_retry_delay: Duration::from_secs(args.google_ads_retry_delay),
         port: args.port,
         ..SandboxConfig::default()
     };
@@ -185,7 +197,10 @@ async fn main() -> ExitCode {
         yt.channels.len(),
         yt.last_served_day()
     );
-    println!("google oauth: client sandbox-client / sandbox-client-secret, refresh token sandbox-refresh-token");
+    for c in &sandbox.ads().customers {
+        println!("google ads customer {} ({}, {})", c.id, c.currency, c.time_zone);
+    }
+    println!("google oauth: client sandbox-client / sandbox-client-secret, refresh token sandbox-refresh-token; google ads developer token {}", sandbox.developer_token());
     sandbox.serve_until_ctrl_c().await;
     ExitCode::SUCCESS
 }

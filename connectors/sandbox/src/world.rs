@@ -27,6 +27,8 @@ pub struct WorldConfig {
     pub advertisers: usize,
     /// Ads per creator (each creator gets 1..=ads_per_creator, seeded).
     pub ads_per_creator: usize,
+    /// Videos per YouTube channel (each channel has 2..=videos_per_channel, seeded).
+    pub videos_per_channel: usize,
 }
 
 impl Default for WorldConfig {
@@ -38,6 +40,7 @@ impl Default for WorldConfig {
             first_day: NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date"),
             advertisers: 2,
             ads_per_creator: 3,
+            videos_per_channel: 3,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Days not served yet (Analytics lags a couple of days) are read again by the
 //! next scheduled run through the lookback.
 
+pub mod ads;
+
 use arrow::array::{
     ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
@@ -46,7 +48,7 @@ pub const METRICS: &[(&str, &str, bool)] = &[
 
 /// Google's error shape: `{"error": {code, message, errors: [{reason}], status}}`.
 #[derive(Deserialize)]
-struct GoogleErrorBody {
+pub(crate) struct GoogleErrorBody {
     error: GoogleError,
 }
 
@@ -66,7 +68,7 @@ struct GoogleErrorItem {
     reason: String,
 }
 
-struct GooglePolicy;
+pub(crate) struct GooglePolicy;
 
 impl PlatformPolicy for GooglePolicy {
     fn classify_status(&self, status: StatusCode, body: &[u8]) -> Option<Verdict> {

@@ -1,0 +1,776 @@
+//! crest's source for a brand's paid YouTube: Google Ads `searchStream`
+//! (REST) over the customer's VIDEO and DEMAND_GEN campaigns, daily per ad.
+//!
+//! Two GAQL queries make a slice: the ad metrics, and conversions split by
+//! `segments.conversion_lag_bucket` (Google serves that segment only with
+//! conversion metrics). The buckets land as columns beside the metrics so the
+//! transform can recompute any click window up to Google's 30-day default.
+//! Money arrives as micros and becomes an exact decimal; conversion doubles
+//! are read from their JSON text, never through a float. Values equal to
+//! their default (0, "") are omitted by Google's JSON and read as zero.
+
+use crate::GoogleErrorBody;
+use arrow::array::{
+    ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
+use crest_core::cli::Progress;
+use crest_core::extract::{Prepared, ReportSource, SliceError};
+use crest_core::http::{malformed, ApiClient, ApiError, CallStats, PlatformPolicy, Verdict};
+use crest_core::json::Text;
+use crest_core::oauth::TokenSource;
+use crest_core::raw::SliceWriter;
+use crest_core::reqwest::{self, StatusCode};
+use crest_core::window::DateRange;
+use crest_core::{Error, Result, Secret};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_ADS_BASE_URL: &str = "https://googleads.googleapis.com";
+pub const DEFAULT_ADS_API_VERSION: &str = "v24";
+pub const ADS_SCHEMA_TAG: &str = "google_ads.ad_daily.v1";
+/// Quota waits up to this long are waited out; longer ones stop the run.
+pub const MAX_QUOTA_WAIT: Duration = Duration::from_secs(300);
+const DECIMAL: DataType = DataType::Decimal128(38, 6);
+
+/// `segments.conversion_lag_bucket` values: (enum, from day, to day). The raw
+/// columns are named after the day bounds so readers need no enum table.
+pub const LAG_BUCKETS: &[(&str, u32, u32)] = &[
+    ("LESS_THAN_ONE_DAY", 0, 1),
+    ("ONE_TO_TWO_DAYS", 1, 2),
+    ("TWO_TO_THREE_DAYS", 2, 3),
+    ("THREE_TO_FOUR_DAYS", 3, 4),
+    ("FOUR_TO_FIVE_DAYS", 4, 5),
+    ("FIVE_TO_SIX_DAYS", 5, 6),
+    ("SIX_TO_SEVEN_DAYS", 6, 7),
+    ("SEVEN_TO_EIGHT_DAYS", 7, 8),
+    ("EIGHT_TO_NINE_DAYS", 8, 9),
+    ("NINE_TO_TEN_DAYS", 9, 10),
+    ("TEN_TO_ELEVEN_DAYS", 10, 11),
+    ("ELEVEN_TO_TWELVE_DAYS", 11, 12),
+    ("TWELVE_TO_THIRTEEN_DAYS", 12, 13),
+    ("THIRTEEN_TO_FOURTEEN_DAYS", 13, 14),
+    ("FOURTEEN_TO_TWENTY_ONE_DAYS", 14, 21),
+    ("TWENTY_ONE_TO_THIRTY_DAYS", 21, 30),
+    ("THIRTY_TO_FORTY_FIVE_DAYS", 30, 45),
+    ("FORTY_FIVE_TO_SIXTY_DAYS", 45, 60),
+    ("SIXTY_TO_NINETY_DAYS", 60, 90),
+];
+const NB: usize = LAG_BUCKETS.len();
+
+/// `conversions_lag_00_01d`: conversions of clicks on the row's date that
+/// came 0 to 1 days later.
+pub fn lag_column(prefix: &str, from: u32, to: u32) -> String {
+    format!("{prefix}_lag_{from:02}_{to:02}d")
+}
+
+const METRICS_QUERY: &str = "SELECT campaign.id, campaign.name, campaign.advertising_channel_type, ad_group.id, \
+ad_group.name, ad_group_ad.ad.id, ad_group_ad.ad.name, ad_group_ad.ad.final_urls, segments.date, \
+metrics.impressions, metrics.clicks, metrics.cost_micros, metrics.video_views, metrics.engagements, \
+metrics.view_through_conversions, metrics.conversions, metrics.conversions_value FROM ad_group_ad";
+const LAG_QUERY: &str = "SELECT segments.date, ad_group_ad.ad.id, segments.conversion_lag_bucket, \
+metrics.conversions, metrics.conversions_value FROM ad_group_ad";
+/// YouTube's campaign types in Google Ads.
+const VIDEO_CAMPAIGNS: &str = "campaign.advertising_channel_type IN ('VIDEO', 'DEMAND_GEN')";
+
+pub fn ads_schema() -> SchemaRef {
+    let utf8 = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let int = |n: &str| Field::new(n, DataType::Int64, true);
+    let mut fields = vec![
+        utf8("customer_id", false),
+        utf8("currency", true),
+        utf8("time_zone", true),
+        Field::new("date", DataType::Date32, false),
+        utf8("campaign_id", true),
+        utf8("campaign_name", true),
+        utf8("advertising_channel_type", true),
+        utf8("ad_group_id", true),
+        utf8("ad_group_name", true),
+        utf8("ad_id", false),
+        utf8("ad_name", true),
+        utf8("final_url", true),
+        int("impressions"),
+        int("clicks"),
+        Field::new("cost", DECIMAL, true),
+        int("video_views"),
+        int("engagements"),
+        int("view_through_conversions"),
+        Field::new("conversions", DECIMAL, true),
+        Field::new("conversions_value", DECIMAL, true),
+    ];
+    for (_, from, to) in LAG_BUCKETS {
+        fields.push(Field::new(lag_column("conversions", *from, *to), DECIMAL, false));
+    }
+    for (_, from, to) in LAG_BUCKETS {
+        fields.push(Field::new(lag_column("conversions_value", *from, *to), DECIMAL, false));
+    }
+    fields.push(Field::new(
+        "extracted_at",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    ));
+    fields.push(utf8("run_id", false));
+    Arc::new(Schema::new(fields).with_metadata(HashMap::from([(
+        "crest.schema".to_string(),
+        ADS_SCHEMA_TAG.to_string(),
+    )])))
+}
+
+// ------------------------------------------------------------------ errors
+
+/// Google Ads' failure: the Google error shape whose details carry a
+/// `GoogleAdsFailure` (errorCode, message, quotaErrorDetails.retryDelay).
+/// searchStream may wrap it in a one-element array.
+#[derive(Deserialize)]
+struct AdsErrorEnvelope {
+    error: AdsError,
+}
+
+#[derive(Deserialize)]
+struct AdsError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    details: Vec<AdsFailure>,
+}
+
+#[derive(Deserialize)]
+struct AdsFailure {
+    #[serde(default)]
+    errors: Vec<AdsErrorItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdsErrorItem {
+    #[serde(default)]
+    error_code: HashMap<String, String>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    details: Option<AdsErrorDetails>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdsErrorDetails {
+    #[serde(default)]
+    quota_error_details: Option<QuotaDetails>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuotaDetails {
+    #[serde(default)]
+    retry_delay: Option<String>,
+}
+
+fn parse_ads_error(body: &[u8]) -> Option<AdsError> {
+    if let Ok(e) = serde_json::from_slice::<AdsErrorEnvelope>(body) {
+        return Some(e.error);
+    }
+    serde_json::from_slice::<Vec<AdsErrorEnvelope>>(body)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .map(|e| e.error)
+}
+
+/// A protobuf JSON duration: `"30s"`, `"1.5s"`.
+pub fn parse_retry_delay(s: &str) -> Option<Duration> {
+    s.trim()
+        .strip_suffix('s')
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{}h {:02}min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+struct AdsPolicy;
+
+impl PlatformPolicy for AdsPolicy {
+    fn classify_status(&self, status: StatusCode, body: &[u8]) -> Option<Verdict> {
+        let Some(e) = parse_ads_error(body) else {
+            // YouTube's shape (the shared OAuth gate), or none.
+            return serde_json::from_slice::<GoogleErrorBody>(body)
+                .ok()
+                .map(|_| crate::GooglePolicy.classify_status(status, body))?;
+        };
+        let item = e.details.iter().flat_map(|d| d.errors.iter()).next();
+        let code = item
+            .and_then(|i| i.error_code.iter().next())
+            .map(|(k, v)| format!("{k} {v}"))
+            .unwrap_or_default();
+        let message = item.map(|i| i.message.as_str()).unwrap_or(e.message.as_str());
+        let detail = format!(
+            "HTTP {} {} ({code}): {}",
+            status.as_u16(),
+            e.status,
+            message.trim_end_matches('.')
+        );
+        Some(match status.as_u16() {
+            429 => {
+                let delay = item
+                    .and_then(|i| i.details.as_ref())
+                    .and_then(|d| d.quota_error_details.as_ref())
+                    .and_then(|q| q.retry_delay.as_deref())
+                    .and_then(parse_retry_delay);
+                match delay {
+                    Some(d) if d > MAX_QUOTA_WAIT => Verdict::Fatal(format!(
+                        "{detail}; Google Ads asks to wait {} before the next request: run again after that",
+                        human(d)
+                    )),
+                    d => Verdict::Retry {
+                        reason: detail,
+                        after: d,
+                        rate_limited: true,
+                    },
+                }
+            }
+            401 if code.contains("DEVELOPER_TOKEN") => Verdict::Auth(format!(
+                "{detail}; check GOOGLE_ADS_DEVELOPER_TOKEN"
+            )),
+            401 => Verdict::Unauthenticated(detail),
+            403 => Verdict::Auth(format!(
+                "{detail}; check that the authorized Google account can read this customer (for a manager account, give --login-customer-id)"
+            )),
+            s if s >= 500 => Verdict::Retry {
+                reason: detail,
+                after: None,
+                rate_limited: false,
+            },
+            _ => Verdict::BadRequest(detail),
+        })
+    }
+}
+
+// ------------------------------------------------------------------ rows
+
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(borrow, default)]
+    results: Vec<AdsRow<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AdsRow<'a> {
+    #[serde(borrow, default)]
+    customer: Option<CustomerObj<'a>>,
+    #[serde(borrow, default)]
+    campaign: Option<Named<'a>>,
+    #[serde(borrow, default)]
+    ad_group: Option<Named<'a>>,
+    #[serde(borrow, default)]
+    ad_group_ad: Option<AdGroupAdObj<'a>>,
+    #[serde(borrow, default)]
+    segments: Option<Segments<'a>>,
+    #[serde(borrow, default)]
+    metrics: Option<Metrics<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CustomerObj<'a> {
+    #[serde(borrow, default)]
+    descriptive_name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    currency_code: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    time_zone: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Named<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    advertising_channel_type: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct AdGroupAdObj<'a> {
+    #[serde(borrow, default)]
+    ad: Option<AdObj<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AdObj<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    final_urls: Vec<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Segments<'a> {
+    #[serde(borrow, default)]
+    date: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    conversion_lag_bucket: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Metrics<'a> {
+    #[serde(borrow, default)]
+    impressions: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    clicks: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    cost_micros: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    video_views: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    engagements: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    view_through_conversions: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    conversions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    conversions_value: Option<&'a RawValue>,
+}
+
+fn text<'b>(v: &'b Option<Text<'_>>) -> Option<&'b str> {
+    v.as_ref().map(|t| t.as_str())
+}
+
+/// An int64 served as a string; omitted means 0.
+fn int64(v: &Option<Text<'_>>, what: &str) -> std::result::Result<i64, String> {
+    match v {
+        None => Ok(0),
+        Some(t) => t
+            .as_str()
+            .parse::<i64>()
+            .map_err(|_| format!("{what} '{}' is not an int64", t.as_str())),
+    }
+}
+
+/// A JSON number as an exact decimal with six places (rounded half away
+/// from zero beyond that): `21.5` → 21_500_000. Omitted means 0.
+pub fn decimal6(v: Option<&RawValue>, what: &str) -> std::result::Result<i128, String> {
+    let Some(raw) = v else { return Ok(0) };
+    let text = raw.get().trim().trim_matches('"');
+    let d = Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| format!("{what} '{text}' is not a number"))?;
+    let d = d.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    let scale = d.scale();
+    Ok(d.mantissa() * 10i128.pow(6 - scale))
+}
+
+/// The customer's currency and time zone, asked once per run.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerInfo {
+    pub name: Option<String>,
+    pub currency: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+pub struct AdsConfig {
+    pub base: url::Url,
+    pub api_version: String,
+    pub developer_token: Secret,
+    pub login_customer_id: Option<String>,
+}
+
+pub struct GoogleAdsSource {
+    config: AdsConfig,
+    client: ApiClient,
+    tokens: TokenSource,
+    schema: SchemaRef,
+    customers: Prepared<CustomerInfo>,
+}
+
+/// Lag-bucket conversions and values of one (date, ad).
+type Lags = ([i128; NB], [i128; NB]);
+
+impl GoogleAdsSource {
+    pub fn new(config: AdsConfig, client: ApiClient, tokens: TokenSource) -> Self {
+        let client = client
+            .with_platform(AdsPolicy)
+            .with_secret(config.developer_token.clone());
+        GoogleAdsSource {
+            config,
+            client,
+            tokens,
+            schema: ads_schema(),
+            customers: Prepared::default(),
+        }
+    }
+
+    /// One searchStream call; `decode` turns the body's batches into `T`.
+    async fn search<T>(
+        &self,
+        customer: &str,
+        query: &str,
+        label: &str,
+        decode: impl Fn(Vec<Batch<'_>>) -> std::result::Result<T, String>,
+    ) -> std::result::Result<T, ApiError> {
+        let url = format!(
+            "{}/{}/customers/{customer}/googleAds:searchStream",
+            self.config.base.as_str().trim_end_matches('/'),
+            self.config.api_version
+        );
+        let body = serde_json::json!({ "query": query });
+        let decode = &decode;
+        self.tokens
+            .with_token(|token| {
+                let (url, body) = (url.clone(), body.clone());
+                async move {
+                    let auth = format!("Bearer {}", token.expose());
+                    self.client
+                        .send(
+                            label,
+                            |c: &reqwest::Client| {
+                                let mut r = c
+                                    .post(&url)
+                                    .header("Authorization", &auth)
+                                    .header("developer-token", self.config.developer_token.expose())
+                                    .json(&body);
+                                if let Some(login) = &self.config.login_customer_id {
+                                    r = r.header("login-customer-id", login);
+                                }
+                                r
+                            },
+                            |bytes: &[u8]| {
+                                let batches: Vec<Batch<'_>> =
+                                    serde_json::from_slice(bytes).map_err(|e| malformed(bytes, e))?;
+                                // A body that decodes but holds nonsense is the API's
+                                // fault, not a reason to retry forever.
+                                decode(batches).map_err(Verdict::Fatal)
+                            },
+                        )
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// Checks the credentials and reads the customer's currency and time zone.
+    pub async fn customer_info(&self, customer: &str) -> Result<CustomerInfo> {
+        let q =
+            "SELECT customer.id, customer.descriptive_name, customer.currency_code, customer.time_zone FROM customer";
+        let label = format!("POST /customers/{customer}/googleAds:searchStream (customer)");
+        let info = self
+            .search(customer, q, &label, |batches| {
+                let c = batches
+                    .into_iter()
+                    .flat_map(|b| b.results)
+                    .find_map(|r| r.customer)
+                    .unwrap_or_default();
+                let s = |t: Option<Text<'_>>| t.map(|t| t.as_str().to_string());
+                Ok(CustomerInfo {
+                    name: s(c.descriptive_name),
+                    currency: s(c.currency_code),
+                    time_zone: s(c.time_zone),
+                })
+            })
+            .await?;
+        Ok(info)
+    }
+
+    fn where_clause(range: DateRange) -> String {
+        format!(
+            " WHERE segments.date BETWEEN '{}' AND '{}' AND {VIDEO_CAMPAIGNS}",
+            range.start, range.end
+        )
+    }
+
+    async fn lags(
+        &self,
+        customer: &str,
+        range: DateRange,
+    ) -> std::result::Result<HashMap<String, HashMap<i32, Lags>>, ApiError> {
+        let q = format!("{LAG_QUERY}{}", Self::where_clause(range));
+        let label = format!("POST /customers/{customer}/googleAds:searchStream {range} (conversion lag)");
+        self.search(customer, &q, &label, |batches| {
+            let mut out: HashMap<String, HashMap<i32, Lags>> = HashMap::new();
+            for row in batches.into_iter().flat_map(|b| b.results) {
+                let seg = row.segments.unwrap_or_default();
+                let date = seg
+                    .date
+                    .as_ref()
+                    .and_then(|d| crest_core::window::ymd(d.as_str()))
+                    .ok_or("a conversion-lag row lacks segments.date")?;
+                let ad = row
+                    .ad_group_ad
+                    .and_then(|a| a.ad)
+                    .and_then(|a| a.id)
+                    .ok_or("a conversion-lag row lacks adGroupAd.ad.id")?;
+                let bucket = seg
+                    .conversion_lag_bucket
+                    .as_ref()
+                    .map(|b| b.as_str().to_string())
+                    .unwrap_or_default();
+                let Some(b) = LAG_BUCKETS.iter().position(|(name, _, _)| *name == bucket) else {
+                    return Err(format!("unknown conversionLagBucket '{bucket}'"));
+                };
+                let m = row.metrics.unwrap_or_default();
+                let e = out
+                    .entry(ad.as_str().to_string())
+                    .or_default()
+                    .entry(Date32Type::from_naive_date(date))
+                    .or_insert(([0; NB], [0; NB]));
+                e.0[b] += decimal6(m.conversions, "conversions")?;
+                e.1[b] += decimal6(m.conversions_value, "conversionsValue")?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Column builders of the raw table.
+struct Columns {
+    strings: Vec<StringBuilder>,
+    date: Date32Builder,
+    ints: Vec<Int64Builder>,
+    decimals: Vec<Decimal128Builder>,
+    lag_conv: Vec<Decimal128Builder>,
+    lag_value: Vec<Decimal128Builder>,
+    rows: usize,
+}
+
+const STRINGS: usize = 11;
+const INTS: usize = 5;
+
+impl Columns {
+    fn new() -> Self {
+        let dec = || Decimal128Builder::new().with_data_type(DECIMAL);
+        Columns {
+            strings: (0..STRINGS).map(|_| StringBuilder::new()).collect(),
+            date: Date32Builder::new(),
+            ints: (0..INTS).map(|_| Int64Builder::new()).collect(),
+            decimals: (0..3).map(|_| dec()).collect(),
+            lag_conv: (0..NB).map(|_| dec()).collect(),
+            lag_value: (0..NB).map(|_| dec()).collect(),
+            rows: 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        strings: [Option<&str>; STRINGS],
+        date: i32,
+        ints: [i64; INTS],
+        cost: i128,
+        conversions: i128,
+        value: i128,
+        lags: Option<&Lags>,
+    ) {
+        for (b, s) in self.strings.iter_mut().zip(strings) {
+            b.append_option(s);
+        }
+        self.date.append_value(date);
+        for (b, v) in self.ints.iter_mut().zip(ints) {
+            b.append_value(v);
+        }
+        self.decimals[0].append_value(cost);
+        self.decimals[1].append_value(conversions);
+        self.decimals[2].append_value(value);
+        for k in 0..NB {
+            self.lag_conv[k].append_value(lags.map_or(0, |l| l.0[k]));
+            self.lag_value[k].append_value(lags.map_or(0, |l| l.1[k]));
+        }
+        self.rows += 1;
+    }
+
+    fn finish(
+        mut self,
+        schema: &SchemaRef,
+        run_id: &str,
+        extracted_at_us: i64,
+    ) -> std::result::Result<RecordBatch, String> {
+        let n = self.rows;
+        let mut s = self.strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        // customer_id, currency, time_zone
+        columns.extend(s.by_ref().take(3));
+        columns.push(Arc::new(self.date.finish()));
+        // campaign_id … final_url
+        columns.extend(s.by_ref().take(STRINGS - 3));
+        let mut ints = self.ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut decs = self.decimals.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        // impressions, clicks, cost, video_views, engagements, view_through, conversions, value
+        columns.extend(ints.by_ref().take(2));
+        columns.extend(decs.by_ref().take(1));
+        columns.extend(ints.by_ref().take(3));
+        columns.extend(decs.by_ref().take(2));
+        columns.extend(self.lag_conv.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(self.lag_value.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut run = StringBuilder::with_capacity(n, n * run_id.len());
+        for _ in 0..n {
+            ts.append_value(extracted_at_us);
+            run.append_value(run_id);
+        }
+        columns.push(Arc::new(ts.finish()));
+        columns.push(Arc::new(run.finish()));
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+impl ReportSource for GoogleAdsSource {
+    fn platform(&self) -> &'static str {
+        "youtube"
+    }
+    fn report(&self) -> String {
+        "ads_daily".into()
+    }
+    fn max_slice_days(&self) -> u64 {
+        // One slice is held in memory between the two queries.
+        7
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn date_column(&self) -> &'static str {
+        "date"
+    }
+    fn call_stats(&self) -> Arc<CallStats> {
+        self.client.stats()
+    }
+
+    async fn prepare_account(&self, customer: &str) -> Result<serde_json::Value> {
+        let info = self.customer_info(customer).await?;
+        let json = serde_json::json!({
+            "customer_id": customer,
+            "name": info.name,
+            "currency": info.currency,
+            "time_zone": info.time_zone,
+        });
+        self.customers.insert(customer, info);
+        Ok(json)
+    }
+
+    async fn fetch_slice(
+        &self,
+        customer: &str,
+        range: DateRange,
+        run_id: &str,
+        extracted_at_us: i64,
+        sink: &mut SliceWriter<'_>,
+        progress: &Progress,
+    ) -> std::result::Result<u64, SliceError> {
+        let info = self.customers.get(customer)?;
+        let lags = self.lags(customer, range).await?;
+        let q = format!("{METRICS_QUERY}{}", Self::where_clause(range));
+        let label = format!("POST /customers/{customer}/googleAds:searchStream {range}");
+        let schema = &self.schema;
+        let (cur, tz) = (info.currency.as_deref(), info.time_zone.as_deref());
+        let lags_ref = &lags;
+        // Decoded inside the parse hook: the body is borrowed, rows go straight to columns.
+        let batches: Vec<RecordBatch> = self
+            .search(customer, &q, &label, |batches| {
+                let mut out = Vec::new();
+                for batch in batches {
+                    let mut cols = Columns::new();
+                    for row in batch.results {
+                        let seg = row.segments.unwrap_or_default();
+                        let date = seg
+                            .date
+                            .as_ref()
+                            .and_then(|d| crest_core::window::ymd(d.as_str()))
+                            .ok_or("a row lacks segments.date")?;
+                        let date = Date32Type::from_naive_date(date);
+                        let campaign = row.campaign.unwrap_or_default();
+                        let group = row.ad_group.unwrap_or_default();
+                        let ad = row.ad_group_ad.and_then(|a| a.ad).unwrap_or_default();
+                        let ad_id = ad.id.as_ref().ok_or("a row lacks adGroupAd.ad.id")?.as_str();
+                        let m = row.metrics.unwrap_or_default();
+                        let lag = lags_ref.get(ad_id).and_then(|by_date| by_date.get(&date));
+                        cols.push(
+                            [
+                                Some(customer),
+                                cur,
+                                tz,
+                                text(&campaign.id),
+                                text(&campaign.name),
+                                text(&campaign.advertising_channel_type),
+                                text(&group.id),
+                                text(&group.name),
+                                Some(ad_id),
+                                text(&ad.name),
+                                ad.final_urls.first().map(|u| u.as_str()),
+                            ],
+                            date,
+                            [
+                                int64(&m.impressions, "impressions")?,
+                                int64(&m.clicks, "clicks")?,
+                                int64(&m.video_views, "videoViews")?,
+                                int64(&m.engagements, "engagements")?,
+                                int64(&m.view_through_conversions, "viewThroughConversions")?,
+                            ],
+                            int64(&m.cost_micros, "costMicros")? as i128,
+                            decimal6(m.conversions, "conversions")?,
+                            decimal6(m.conversions_value, "conversionsValue")?,
+                            lag,
+                        );
+                    }
+                    if cols.rows > 0 {
+                        out.push(cols.finish(schema, run_id, extracted_at_us)?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let fail = |e: String| SliceError::Failed(Error::Upstream(format!("{label}: {e}")));
+        // Lag rows without a metrics row (conversions on a day the ad had no
+        // other numbers) still count: each becomes a row of its own.
+        let mut seen: std::collections::HashSet<(i32, &str)> = std::collections::HashSet::new();
+        for b in &batches {
+            let dates = b.column(3).as_primitive::<Date32Type>();
+            let ads = b.column(9).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                seen.insert((dates.value(i), ads.value(i)));
+            }
+        }
+        let mut orphans = Columns::new();
+        for (ad, by_date) in &lags {
+            for (date, l) in by_date {
+                if !seen.contains(&(*date, ad.as_str())) {
+                    let (conv, value) = (l.0.iter().sum(), l.1.iter().sum());
+                    let mut strings = [None; STRINGS];
+                    (strings[0], strings[1], strings[2], strings[8]) = (Some(customer), cur, tz, Some(ad.as_str()));
+                    orphans.push(strings, *date, [0; INTS], 0, conv, value, Some(l));
+                }
+            }
+        }
+        let orphans = if orphans.rows > 0 {
+            Some(orphans.finish(schema, run_id, extracted_at_us).map_err(fail)?)
+        } else {
+            None
+        };
+        let mut rows = 0u64;
+        for b in batches.iter().chain(orphans.iter()) {
+            sink.write(b).await?;
+            rows += b.num_rows() as u64;
+            progress.add_rows(b.num_rows() as u64);
+        }
+        Ok(rows)
+    }
+}

@@ -706,3 +706,134 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
         .fold((0u64, 0i64), |t, (_, _, m)| (t.0 + 1, t.1 + m.views as i64));
     assert_eq!((rows, views), truth);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let policy = RetryPolicy::default();
+    let tokens = crest_core::oauth::TokenSource::new(
+        &format!("{}/token", sb.base_url()),
+        "sandbox-client",
+        Secret::new("sandbox-client-secret"),
+        Secret::new("sandbox-refresh-token"),
+        "GOOGLE_REFRESH_TOKEN",
+        policy.clone(),
+    )
+    .unwrap();
+    let config = crest_youtube::ads::AdsConfig {
+        base: url::Url::parse(&sb.base_url()).unwrap(),
+        api_version: "v24".into(),
+        developer_token: Secret::new(sb.developer_token()),
+        login_customer_id: None,
+    };
+    let source = crest_youtube::ads::GoogleAdsSource::new(config, ApiClient::new(policy, None).unwrap(), tokens);
+    let ads = sb.ads();
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts: ads.customers.iter().map(|c| c.id.clone()).collect(),
+        range: DateRange::new(day("2026-01-01"), day("2026-01-20")).unwrap(),
+        state: None,
+        lookback_days: 7,
+        options: serde_json::json!({}),
+    };
+    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+    let (roster, fx) = write_files(dir.path());
+    let o = crest(&[
+        "transform",
+        "--input",
+        out.to_str().unwrap(),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-20",
+        "--roster",
+        roster.to_str().unwrap(),
+        "--fx",
+        fx.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let creator_of: HashMap<&str, Option<usize>> = ads.ads.iter().map(|a| (a.id.as_str(), a.creator)).collect();
+    let mut got = (0u64, 0i64, 0i64, 0i128, 0i128, 0i128);
+    let mut resolved = 0;
+    for b in &read_table(&out.join("canonical/creator_performance")) {
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let int = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int64Type>().clone();
+        let dec = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Decimal128Type>().clone();
+        let i32s = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int32Type>().clone();
+        let (platform, placement, channel, basis) =
+            (s("platform"), s("placement"), s("channel"), s("attribution_basis"));
+        let (ad, creator) = (s("ad_id"), s("creator_id"));
+        let (imps, clicks, spend, conv, value) = (
+            int("impressions"),
+            int("clicks"),
+            dec("spend"),
+            dec("conversions"),
+            dec("conversion_value"),
+        );
+        let (cw, vw) = (i32s("click_window_days"), i32s("view_window_days"));
+        for i in 0..b.num_rows() {
+            assert_eq!(
+                (platform.value(i), placement.value(i), channel.value(i), basis.value(i)),
+                ("youtube", "youtube", "paid", "recomputed")
+            );
+            assert_eq!(
+                (cw.value(i), vw.value(i)),
+                (7, 0),
+                "7-day click; Google's conversions are clicks only"
+            );
+            match creator_of[ad.value(i)] {
+                Some(c) => {
+                    assert_eq!(
+                        creator.value(i),
+                        sb.world().creators[c].creator_id,
+                        "from the final URL's UTMs"
+                    );
+                    resolved += 1;
+                }
+                None => assert!(creator.is_null(i), "the brand's own ad stays unresolved"),
+            }
+            got.0 += 1;
+            got.1 += imps.value(i);
+            got.2 += clicks.value(i);
+            got.3 += spend.value(i);
+            got.4 += conv.value(i);
+            got.5 += value.value(i);
+        }
+    }
+    let mut truth = (0u64, 0i64, 0i64, 0i128, 0i128, 0i128);
+    let mut google_default = 0i128;
+    for c in 0..ads.customers.len() {
+        let t = ads.totals(c, day("2026-01-01"), day("2026-01-20"));
+        truth.0 += t.rows;
+        truth.1 += t.impressions as i64;
+        truth.2 += t.clicks as i64;
+        truth.3 += t.cost_micros as i128;
+        truth.4 += t.conv_halves_7d as i128 * 500_000;
+        truth.5 += t.value_cents_7d as i128 * 10_000;
+        google_default += t.conv_halves as i128 * 500_000;
+    }
+    assert_eq!(
+        got, truth,
+        "rows, impressions, clicks, spend to the micro, 7-day conversions and value"
+    );
+    assert!(resolved > 0 && truth.4 > 0 && truth.4 < google_default);
+    // Google's own (30-day) figure stays beside it, in the windows table.
+    let mut served = 0i128;
+    for b in &read_table(&out.join("canonical/attribution_windows")) {
+        let w = b.column_by_name("window").unwrap().as_string::<i32>();
+        let c = b
+            .column_by_name("conversions")
+            .unwrap()
+            .as_primitive::<Decimal128Type>();
+        for i in 0..b.num_rows() {
+            if w.value(i) == "google_default" {
+                served += c.value(i);
+            }
+        }
+    }
+    assert_eq!(served, google_default);
+}

@@ -482,6 +482,8 @@ async fn older_files(
     let own = format!("{run_id}-");
     let mut tables = vec![CANONICAL_TABLE.to_string(), WINDOWS_TABLE.to_string()];
     tables.extend(platforms.iter().map(|p| quarantine_table(p.name)));
+    // YouTube's two raw tables share one quarantine table.
+    tables.dedup();
     let mut rels = Vec::new();
     for date in range.dates() {
         for table in &tables {

@@ -3,6 +3,7 @@
 //! from a raw batch to canonical rows (plus the attribution windows as
 //! served), and the raw totals reconciliation checks against.
 
+pub mod google_ads;
 pub mod meta;
 pub mod tiktok;
 pub mod youtube;
@@ -40,23 +41,32 @@ impl Platform {
     }
 }
 
-/// Every platform crest transforms. Meta and YouTube join as their connectors land.
+/// Every raw table crest transforms: YouTube has two (organic videos, and
+/// ads from Google Ads), both under the platform `youtube`.
 pub fn all() -> Vec<&'static Platform> {
-    vec![&tiktok::PLATFORM, &meta::PLATFORM, &youtube::PLATFORM]
+    vec![
+        &tiktok::PLATFORM,
+        &meta::PLATFORM,
+        &youtube::PLATFORM,
+        &google_ads::PLATFORM,
+    ]
 }
 
 /// Fails on a raw file whose schema this crest does not know.
 pub fn check_schema(rel: &str, tag: &str) -> Result<()> {
     let platform = rel.split('/').nth(1).unwrap_or_default();
-    let known = all().into_iter().find(|p| p.name == platform);
-    match known {
-        Some(p) if p.schema_tags.contains(&tag) => Ok(()),
-        Some(p) => Err(TransformError::Input(format!(
-            "{rel} has raw schema '{tag}', which this crest does not read (it reads {}); upgrade crest or re-extract",
-            p.schema_tags.join(", ")
-        ))),
-        None => Err(TransformError::Input(format!("{rel}: unknown platform '{platform}'"))),
+    let known: Vec<&Platform> = all().into_iter().filter(|p| p.name == platform).collect();
+    if known.is_empty() {
+        return Err(TransformError::Input(format!("{rel}: unknown platform '{platform}'")));
     }
+    if known.iter().any(|p| p.schema_tags.contains(&tag)) {
+        return Ok(());
+    }
+    let tags: Vec<&str> = known.iter().flat_map(|p| p.schema_tags.iter().copied()).collect();
+    Err(TransformError::Input(format!(
+        "{rel} has raw schema '{tag}', which this crest does not read (it reads {}); upgrade crest or re-extract",
+        tags.join(", ")
+    )))
 }
 
 /// One raw batch, mapped.

@@ -53,6 +53,8 @@ pub struct YouTubeWorld {
     /// One channel per creator: `UC` + 22 characters.
     pub channels: Vec<String>,
     pub videos: Vec<Video>,
+    /// The videos of each channel: a range of `videos` (they are made channel by channel).
+    by_channel: Vec<std::ops::Range<usize>>,
 }
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -111,7 +113,17 @@ impl YouTubeWorld {
                 });
             }
         }
+        let mut by_channel = vec![0..0; channels.len()];
+        for (i, v) in videos.iter().enumerate() {
+            let r = &mut by_channel[v.channel];
+            if r.start == r.end {
+                *r = i..i + 1;
+            } else {
+                r.end = i + 1;
+            }
+        }
         YouTubeWorld {
+            by_channel,
             seed,
             first_day: world.config.first_day,
             days: world.config.days,
@@ -154,11 +166,9 @@ impl YouTubeWorld {
     pub fn rows(&self, channel: usize, start: NaiveDate, end: NaiveDate) -> Vec<(NaiveDate, usize, VideoDay)> {
         let mut out = Vec::new();
         for date in start.iter_days().take_while(|d| *d <= end) {
-            for (v, video) in self.videos.iter().enumerate() {
-                if video.channel == channel {
-                    if let Some(m) = self.video_day(v, date) {
-                        out.push((date, v, m));
-                    }
+            for v in self.by_channel[channel].clone() {
+                if let Some(m) = self.video_day(v, date) {
+                    out.push((date, v, m));
                 }
             }
         }

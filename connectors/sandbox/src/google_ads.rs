@@ -54,6 +54,8 @@ pub const LAG_BUCKETS: &[(&str, u32, u32)] = &[
 ];
 /// Google's default conversion window: 30 days from the click.
 const WINDOW_BUCKETS: usize = 16;
+/// Relative share of conversions per lag bucket within 30 days.
+const LAG_SHAPE: [u64; WINDOW_BUCKETS] = [500, 120, 70, 45, 35, 28, 22, 18, 15, 12, 10, 9, 8, 7, 30, 25];
 /// Rows per searchStream batch.
 pub const BATCH_ROWS: usize = 10_000;
 const CHANNEL_TYPES: &[&str] = &["VIDEO", "VIDEO", "DEMAND_GEN", "SEARCH"];
@@ -255,12 +257,29 @@ impl AdsWorld {
         let r = h(self.seed, &[7, ad as u64, off as u64]);
         let impressions = 800 + r % 20_000;
         let clicks = impressions * (5 + (r >> 16) % 30) / 1000;
-        let conv_halves = clicks * 2 * ((r >> 32) % 9) / 100;
+        // About 1.5% of clicks convert, in whole and half conversions (data-driven
+        // attribution splits some).
+        let conv_halves = clicks * 2 * ((r >> 32) % 4) / 100;
         let value_cents = conv_halves * (1_000 + (r >> 48) % 6_000);
-        let weights: Vec<u64> = (0..WINDOW_BUCKETS as u64)
-            .map(|b| h(self.seed, &[8, ad as u64, off as u64, b]) % if b < 7 { 100 } else { 25 })
-            .collect();
-        let halves = apportion(conv_halves, &weights);
+        // Each half conversion lands in a lag bucket drawn from LAG_SHAPE:
+        // most the same day, fewer each day after, as Google's lag reports show.
+        let total: u64 = LAG_SHAPE.iter().sum();
+        let mut halves = vec![0u64; WINDOW_BUCKETS];
+        for k in 0..conv_halves {
+            let mut x = h(self.seed, &[8, ad as u64, off as u64, k]) % total;
+            let b = LAG_SHAPE
+                .iter()
+                .position(|w| {
+                    if x < *w {
+                        true
+                    } else {
+                        x -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            halves[b] += 1;
+        }
         let cents = apportion(value_cents, &halves);
         let mut day = AdsDay {
             impressions,
@@ -716,8 +735,14 @@ fn value<'a>(world: &'a AdsWorld, field: &str, r: &RowCtx<'a>) -> V<'a> {
 }
 
 fn write_str(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JSON needs.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // serde_json escapes exactly as JSON needs.
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    }
 }
 
 /// The selected fields as a tree of camelCase keys, in first-seen order.

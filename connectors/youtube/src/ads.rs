@@ -25,8 +25,10 @@ use crest_core::reqwest::{self, StatusCode};
 use crest_core::window::DateRange;
 use crest_core::{Error, Result, Secret};
 use rust_decimal::Decimal;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -37,7 +39,19 @@ pub const DEFAULT_ADS_API_VERSION: &str = "v24";
 pub const ADS_SCHEMA_TAG: &str = "google_ads.ad_daily.v1";
 /// Quota waits up to this long are waited out; longer ones stop the run.
 pub const MAX_QUOTA_WAIT: Duration = Duration::from_secs(300);
-const DECIMAL: DataType = DataType::Decimal128(38, 6);
+/// Money and conversions with six places. Precision 18 is stored as INT64 in
+/// Parquet (compact and fast to write); values beyond it are refused.
+const DECIMAL: DataType = DataType::Decimal128(18, 6);
+const MAX_DECIMAL: i128 = 999_999_999_999_999_999;
+
+fn fits(v: i128, what: &str) -> std::result::Result<i128, String> {
+    if v.abs() > MAX_DECIMAL {
+        return Err(format!(
+            "{what} {v} (millionths) is beyond what crest stores (under 10^12)"
+        ));
+    }
+    Ok(v)
+}
 
 /// `segments.conversion_lag_bucket` values: (enum, from day, to day). The raw
 /// columns are named after the day bounds so readers need no enum table.
@@ -261,10 +275,111 @@ impl PlatformPolicy for AdsPolicy {
 
 // ------------------------------------------------------------------ rows
 
-#[derive(Deserialize)]
-struct Batch<'a> {
-    #[serde(borrow, default)]
-    results: Vec<AdsRow<'a>>,
+/// Calls `f` with each result row of a searchStream body (a JSON array of
+/// batches `{results, fieldMask, requestId}`), decoded borrowed from the body
+/// one row at a time: no batch is ever collected. A body that is not JSON is
+/// malformed (retried); an error from `f` is the API's data at fault.
+fn each_row<'de, R, F>(body: &'de [u8], mut f: F) -> std::result::Result<(), Verdict>
+where
+    R: Deserialize<'de>,
+    F: FnMut(R) -> std::result::Result<(), String>,
+{
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = Stream {
+        f: &mut f,
+        failed: &mut failed,
+        level: Level::Batches,
+        row: std::marker::PhantomData,
+    }
+    .deserialize(&mut de)
+    .and_then(|_| de.end());
+    if let Some(e) = failed {
+        return Err(Verdict::Fatal(e));
+    }
+    read.map_err(|e| malformed(body, e))
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Batches,
+    Batch,
+    Results,
+}
+
+struct Stream<'a, R, F> {
+    f: &'a mut F,
+    failed: &'a mut Option<String>,
+    level: Level,
+    row: std::marker::PhantomData<R>,
+}
+
+impl<'de, R, F> DeserializeSeed<'de> for Stream<'_, R, F>
+where
+    R: Deserialize<'de>,
+    F: FnMut(R) -> std::result::Result<(), String>,
+{
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        match self.level {
+            Level::Batch => d.deserialize_map(self),
+            Level::Batches | Level::Results => d.deserialize_seq(self),
+        }
+    }
+}
+
+impl<'de, R, F> Visitor<'de> for Stream<'_, R, F>
+where
+    R: Deserialize<'de>,
+    F: FnMut(R) -> std::result::Result<(), String>,
+{
+    type Value = ();
+    fn expecting(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+        out.write_str("searchStream batches [{results, fieldMask, requestId}]")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        match self.level {
+            Level::Results => {
+                while let Some(row) = seq.next_element::<R>()? {
+                    if let Err(e) = (self.f)(row) {
+                        *self.failed = Some(e);
+                        return Err(de::Error::custom("stopped"));
+                    }
+                }
+            }
+            _ => {
+                let (f, failed) = (self.f, self.failed);
+                while seq
+                    .next_element_seed(Stream {
+                        f: &mut *f,
+                        failed: &mut *failed,
+                        level: Level::Batch,
+                        row: std::marker::PhantomData::<R>,
+                    })?
+                    .is_some()
+                {}
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> std::result::Result<(), M::Error> {
+        let (f, failed) = (self.f, self.failed);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "results" {
+                map.next_value_seed(Stream {
+                    f: &mut *f,
+                    failed: &mut *failed,
+                    level: Level::Results,
+                    row: std::marker::PhantomData::<R>,
+                })?;
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -328,8 +443,6 @@ struct AdObj<'a> {
 struct Segments<'a> {
     #[serde(borrow, default)]
     date: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    conversion_lag_bucket: Option<Text<'a>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -373,12 +486,37 @@ fn int64(v: &Option<Text<'_>>, what: &str) -> std::result::Result<i64, String> {
 pub fn decimal6(v: Option<&RawValue>, what: &str) -> std::result::Result<i128, String> {
     let Some(raw) = v else { return Ok(0) };
     let text = raw.get().trim().trim_matches('"');
+    if let Some(exact) = plain_decimal6(text) {
+        return fits(exact, what);
+    }
     let d = Decimal::from_str(text)
         .or_else(|_| Decimal::from_scientific(text))
         .map_err(|_| format!("{what} '{text}' is not a number"))?;
     let d = d.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
     let scale = d.scale();
-    Ok(d.mantissa() * 10i128.pow(6 - scale))
+    fits(d.mantissa() * 10i128.pow(6 - scale), what)
+}
+
+/// `-?digits[.digits]` with at most six decimals, as Google serves most
+/// doubles, parsed without a general decimal parser.
+fn plain_decimal6(text: &str) -> Option<i128> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() || int.len() > 20 || frac.len() > 6 {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (b - b'0') as i128;
+    }
+    v *= 10i128.pow(6 - frac.len() as u32);
+    Some(if neg { -v } else { v })
 }
 
 /// The customer's currency and time zone, asked once per run.
@@ -427,7 +565,7 @@ impl GoogleAdsSource {
         customer: &str,
         query: &str,
         label: &str,
-        decode: impl Fn(Vec<Batch<'_>>) -> std::result::Result<T, String>,
+        decode: impl Fn(&[u8]) -> std::result::Result<T, Verdict>,
     ) -> std::result::Result<T, ApiError> {
         let url = format!(
             "{}/{}/customers/{customer}/googleAds:searchStream",
@@ -455,13 +593,7 @@ impl GoogleAdsSource {
                                 }
                                 r
                             },
-                            |bytes: &[u8]| {
-                                let batches: Vec<Batch<'_>> =
-                                    serde_json::from_slice(bytes).map_err(|e| malformed(bytes, e))?;
-                                // A body that decodes but holds nonsense is the API's
-                                // fault, not a reason to retry forever.
-                                decode(batches).map_err(Verdict::Fatal)
-                            },
+                            decode,
                         )
                         .await
                 }
@@ -475,113 +607,286 @@ impl GoogleAdsSource {
             "SELECT customer.id, customer.descriptive_name, customer.currency_code, customer.time_zone FROM customer";
         let label = format!("POST /customers/{customer}/googleAds:searchStream (customer)");
         let info = self
-            .search(customer, q, &label, |batches| {
-                let c = batches
-                    .into_iter()
-                    .flat_map(|b| b.results)
-                    .find_map(|r| r.customer)
-                    .unwrap_or_default();
-                let s = |t: Option<Text<'_>>| t.map(|t| t.as_str().to_string());
-                Ok(CustomerInfo {
-                    name: s(c.descriptive_name),
-                    currency: s(c.currency_code),
-                    time_zone: s(c.time_zone),
-                })
+            .search(customer, q, &label, |body| {
+                let mut info = CustomerInfo::default();
+                each_row(body, |row: AdsRow<'_>| {
+                    if let Some(c) = row.customer {
+                        let s = |t: Option<Text<'_>>| t.map(|t| t.as_str().to_string());
+                        info = CustomerInfo {
+                            name: s(c.descriptive_name),
+                            currency: s(c.currency_code),
+                            time_zone: s(c.time_zone),
+                        };
+                    }
+                    Ok(())
+                })?;
+                Ok(info)
             })
             .await?;
         Ok(info)
     }
 
-    fn where_clause(range: DateRange) -> String {
-        format!(
-            " WHERE segments.date BETWEEN '{}' AND '{}' AND {VIDEO_CAMPAIGNS}",
-            range.start, range.end
-        )
+    /// A day's two queries (conversion lag, metrics) with their log labels.
+    fn day_queries(customer: &str, day: chrono::NaiveDate) -> [(String, String); 2] {
+        let filter = format!(" WHERE segments.date BETWEEN '{day}' AND '{day}' AND {VIDEO_CAMPAIGNS}");
+        let label = |what: &str| format!("POST /customers/{customer}/googleAds:searchStream {day}{what}");
+        [
+            (format!("{LAG_QUERY}{filter}"), label(" (conversion lag)")),
+            (format!("{METRICS_QUERY}{filter}"), label("")),
+        ]
     }
 
-    async fn lags(
+    /// A searchStream body, undecoded: it is decoded where that overlaps the
+    /// next day's requests.
+    async fn body(&self, customer: &str, query: &str, label: &str) -> std::result::Result<Vec<u8>, ApiError> {
+        self.search(customer, query, label, |b| Ok(b.to_vec())).await
+    }
+
+    /// A day's two bodies, asked for at once.
+    async fn day_bodies(
         &self,
         customer: &str,
-        range: DateRange,
-    ) -> std::result::Result<HashMap<String, HashMap<i32, Lags>>, ApiError> {
-        let q = format!("{LAG_QUERY}{}", Self::where_clause(range));
-        let label = format!("POST /customers/{customer}/googleAds:searchStream {range} (conversion lag)");
-        self.search(customer, &q, &label, |batches| {
-            let mut out: HashMap<String, HashMap<i32, Lags>> = HashMap::new();
-            for row in batches.into_iter().flat_map(|b| b.results) {
-                let seg = row.segments.unwrap_or_default();
-                let date = seg
-                    .date
-                    .as_ref()
-                    .and_then(|d| crest_core::window::ymd(d.as_str()))
-                    .ok_or("a conversion-lag row lacks segments.date")?;
-                let ad = row
-                    .ad_group_ad
-                    .and_then(|a| a.ad)
-                    .and_then(|a| a.id)
-                    .ok_or("a conversion-lag row lacks adGroupAd.ad.id")?;
-                let bucket = seg
-                    .conversion_lag_bucket
-                    .as_ref()
-                    .map(|b| b.as_str().to_string())
-                    .unwrap_or_default();
-                let Some(b) = LAG_BUCKETS.iter().position(|(name, _, _)| *name == bucket) else {
-                    return Err(format!("unknown conversionLagBucket '{bucket}'"));
-                };
-                let m = row.metrics.unwrap_or_default();
-                let e = out
-                    .entry(ad.as_str().to_string())
-                    .or_default()
-                    .entry(Date32Type::from_naive_date(date))
-                    .or_insert(([0; NB], [0; NB]));
-                e.0[b] += decimal6(m.conversions, "conversions")?;
-                e.1[b] += decimal6(m.conversions_value, "conversionsValue")?;
+        day: chrono::NaiveDate,
+    ) -> std::result::Result<(Vec<u8>, Vec<u8>), ApiError> {
+        let [(lq, ll), (mq, ml)] = Self::day_queries(customer, day);
+        let (lags, metrics) = tokio::join!(self.body(customer, &lq, &ll), self.body(customer, &mq, &ml));
+        Ok((lags?, metrics?))
+    }
+
+    /// `decode(body)`; a malformed body (cut off in transit) is fetched again
+    /// through the retrying path.
+    async fn decoded<T>(
+        &self,
+        body: &[u8],
+        customer: &str,
+        (query, label): &(String, String),
+        decode: impl Fn(&[u8]) -> std::result::Result<T, Verdict>,
+    ) -> std::result::Result<T, ApiError> {
+        match decode(body) {
+            Ok(v) => Ok(v),
+            Err(Verdict::Fatal(m)) => Err(ApiError::Fatal(format!("{label}: {m}"))),
+            Err(_) => {
+                tracing::warn!(request = %label, "malformed response body; asking again");
+                self.search(customer, query, label, decode).await
             }
-            Ok(out)
-        })
-        .await
+        }
+    }
+
+    /// Decodes one day's bodies into raw batches and writes them.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_day(
+        &self,
+        customer: &str,
+        day: chrono::NaiveDate,
+        info: &CustomerInfo,
+        (lag_body, metrics_body): (Vec<u8>, Vec<u8>),
+        run_id: &str,
+        extracted_at_us: i64,
+        sink: &mut SliceWriter<'_>,
+        progress: &Progress,
+    ) -> std::result::Result<u64, SliceError> {
+        let [lag_q, metrics_q] = Self::day_queries(customer, day);
+        let (cur, tz) = (info.currency.as_deref(), info.time_zone.as_deref());
+        let lags = self.decoded(&lag_body, customer, &lag_q, decode_lags).await?;
+        drop(lag_body);
+        let metrics = self
+            .decoded(&metrics_body, customer, &metrics_q, |b| {
+                decode_metrics(b, customer, cur, tz)
+            })
+            .await?;
+        drop(metrics_body);
+        let fail = |e: String| SliceError::Failed(Error::Upstream(format!("{}: {e}", metrics_q.1)));
+        // Lag rows without a metrics row (conversions on a day the ad had no
+        // other numbers) still count: each becomes a row of its own.
+        let mut seen: std::collections::HashSet<(i32, &str)> = std::collections::HashSet::new();
+        for cols in &metrics {
+            let (dates, ads) = (cols[3].as_primitive::<Date32Type>(), cols[9].as_string::<i32>());
+            for i in 0..dates.len() {
+                seen.insert((dates.value(i), ads.value(i)));
+            }
+        }
+        let mut orphans = Columns::new();
+        for (ad, by_date) in &lags {
+            for (date, l) in by_date {
+                if !seen.contains(&(*date, ad.as_str())) {
+                    let mut strings = [None; STRINGS];
+                    (strings[0], strings[1], strings[2], strings[8]) = (Some(customer), cur, tz, Some(ad.as_str()));
+                    orphans.push(strings, *date, [0; INTS], [0, l.0.iter().sum(), l.1.iter().sum()]);
+                }
+            }
+        }
+        drop(seen);
+        let orphans = (orphans.rows > 0).then(|| orphans.finish());
+        let mut rows = 0u64;
+        for cols in metrics.into_iter().chain(orphans) {
+            let b = assemble(cols, &lags, &self.schema, run_id, extracted_at_us).map_err(fail)?;
+            sink.write(&b).await?;
+            rows += b.num_rows() as u64;
+            progress.add_rows(b.num_rows() as u64);
+        }
+        Ok(rows)
     }
 }
 
-/// Column builders of the raw table.
+type LagMap = HashMap<String, HashMap<i32, Lags>>;
+
+/// A conversion-lag row: only what that query selects.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LagRow<'a> {
+    #[serde(borrow)]
+    segments: LagSegments<'a>,
+    #[serde(borrow)]
+    ad_group_ad: LagAdGroupAd<'a>,
+    #[serde(borrow, default)]
+    metrics: LagMetrics<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LagSegments<'a> {
+    #[serde(borrow)]
+    date: Cow<'a, str>,
+    #[serde(borrow)]
+    conversion_lag_bucket: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct LagAdGroupAd<'a> {
+    #[serde(borrow)]
+    ad: LagAd<'a>,
+}
+
+#[derive(Deserialize)]
+struct LagAd<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LagMetrics<'a> {
+    #[serde(borrow, default)]
+    conversions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    conversions_value: Option<&'a RawValue>,
+}
+
+/// Conversions and values by lag bucket, per ad and date.
+fn decode_lags(body: &[u8]) -> std::result::Result<LagMap, Verdict> {
+    let mut out: LagMap = HashMap::new();
+    each_row(body, |row: LagRow<'_>| {
+        let date = crest_core::window::ymd(&row.segments.date).ok_or("segments.date is not a date")?;
+        let bucket = &*row.segments.conversion_lag_bucket;
+        let Some(b) = LAG_BUCKETS.iter().position(|(name, _, _)| *name == bucket) else {
+            return Err(format!("unknown conversionLagBucket '{bucket}'"));
+        };
+        let ad = &*row.ad_group_ad.ad.id;
+        // A key is allocated once per ad, not once per bucket row.
+        if !out.contains_key(ad) {
+            out.insert(ad.to_string(), HashMap::new());
+        }
+        let e = out
+            .get_mut(ad)
+            .ok_or("conversion-lag rows")?
+            .entry(Date32Type::from_naive_date(date))
+            .or_insert(([0; NB], [0; NB]));
+        e.0[b] += decimal6(row.metrics.conversions, "conversions")?;
+        e.1[b] += decimal6(row.metrics.conversions_value, "conversionsValue")?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The metrics rows as raw columns, in batches of [`ROWS_PER_BATCH`].
+fn decode_metrics(
+    body: &[u8],
+    customer: &str,
+    cur: Option<&str>,
+    tz: Option<&str>,
+) -> std::result::Result<Vec<Vec<ArrayRef>>, Verdict> {
+    let mut out = Vec::new();
+    let mut cols = Columns::new();
+    each_row(body, |row: AdsRow<'_>| {
+        let seg = row.segments.unwrap_or_default();
+        let date = seg
+            .date
+            .as_ref()
+            .and_then(|d| crest_core::window::ymd(d.as_str()))
+            .ok_or("a row lacks segments.date")?;
+        let campaign = row.campaign.unwrap_or_default();
+        let group = row.ad_group.unwrap_or_default();
+        let ad = row.ad_group_ad.and_then(|a| a.ad).unwrap_or_default();
+        let ad_id = ad.id.as_ref().ok_or("a row lacks adGroupAd.ad.id")?.as_str();
+        let m = row.metrics.unwrap_or_default();
+        cols.push(
+            [
+                Some(customer),
+                cur,
+                tz,
+                text(&campaign.id),
+                text(&campaign.name),
+                text(&campaign.advertising_channel_type),
+                text(&group.id),
+                text(&group.name),
+                Some(ad_id),
+                text(&ad.name),
+                ad.final_urls.first().map(|u| u.as_str()),
+            ],
+            Date32Type::from_naive_date(date),
+            [
+                int64(&m.impressions, "impressions")?,
+                int64(&m.clicks, "clicks")?,
+                int64(&m.video_views, "videoViews")?,
+                int64(&m.engagements, "engagements")?,
+                int64(&m.view_through_conversions, "viewThroughConversions")?,
+            ],
+            [
+                fits(int64(&m.cost_micros, "costMicros")? as i128, "costMicros")?,
+                decimal6(m.conversions, "conversions")?,
+                decimal6(m.conversions_value, "conversionsValue")?,
+            ],
+        );
+        if cols.rows == ROWS_PER_BATCH {
+            out.push(std::mem::replace(&mut cols, Columns::new()).finish());
+        }
+        Ok(())
+    })?;
+    if cols.rows > 0 {
+        out.push(cols.finish());
+    }
+    Ok(out)
+}
+
+/// Column builders of the raw table's metric columns (customer_id …
+/// conversions_value); [`assemble`] adds the lag buckets and the run columns.
 struct Columns {
     strings: Vec<StringBuilder>,
     date: Date32Builder,
     ints: Vec<Int64Builder>,
     decimals: Vec<Decimal128Builder>,
-    lag_conv: Vec<Decimal128Builder>,
-    lag_value: Vec<Decimal128Builder>,
     rows: usize,
 }
 
 const STRINGS: usize = 11;
+/// Rows per Arrow batch (Google's stream batches hold up to 10,000 too).
+const ROWS_PER_BATCH: usize = 10_000;
 const INTS: usize = 5;
 
 impl Columns {
     fn new() -> Self {
-        let dec = || Decimal128Builder::new().with_data_type(DECIMAL);
         Columns {
             strings: (0..STRINGS).map(|_| StringBuilder::new()).collect(),
             date: Date32Builder::new(),
             ints: (0..INTS).map(|_| Int64Builder::new()).collect(),
-            decimals: (0..3).map(|_| dec()).collect(),
-            lag_conv: (0..NB).map(|_| dec()).collect(),
-            lag_value: (0..NB).map(|_| dec()).collect(),
+            decimals: (0..3)
+                .map(|_| Decimal128Builder::new().with_data_type(DECIMAL))
+                .collect(),
             rows: 0,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        strings: [Option<&str>; STRINGS],
-        date: i32,
-        ints: [i64; INTS],
-        cost: i128,
-        conversions: i128,
-        value: i128,
-        lags: Option<&Lags>,
-    ) {
+    fn push(&mut self, strings: [Option<&str>; STRINGS], date: i32, ints: [i64; INTS], decimals: [i128; 3]) {
         for (b, s) in self.strings.iter_mut().zip(strings) {
             b.append_option(s);
         }
@@ -589,29 +894,19 @@ impl Columns {
         for (b, v) in self.ints.iter_mut().zip(ints) {
             b.append_value(v);
         }
-        self.decimals[0].append_value(cost);
-        self.decimals[1].append_value(conversions);
-        self.decimals[2].append_value(value);
-        for k in 0..NB {
-            self.lag_conv[k].append_value(lags.map_or(0, |l| l.0[k]));
-            self.lag_value[k].append_value(lags.map_or(0, |l| l.1[k]));
+        for (b, v) in self.decimals.iter_mut().zip(decimals) {
+            b.append_value(v);
         }
         self.rows += 1;
     }
 
-    fn finish(
-        mut self,
-        schema: &SchemaRef,
-        run_id: &str,
-        extracted_at_us: i64,
-    ) -> std::result::Result<RecordBatch, String> {
-        let n = self.rows;
+    /// The columns in the schema's order, up to conversions_value.
+    fn finish(mut self) -> Vec<ArrayRef> {
         let mut s = self.strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        // customer_id, currency, time_zone
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(64);
+        // customer_id, currency, time_zone, date, campaign_id … final_url
         columns.extend(s.by_ref().take(3));
         columns.push(Arc::new(self.date.finish()));
-        // campaign_id … final_url
         columns.extend(s.by_ref().take(STRINGS - 3));
         let mut ints = self.ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
         let mut decs = self.decimals.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
@@ -620,18 +915,43 @@ impl Columns {
         columns.extend(decs.by_ref().take(1));
         columns.extend(ints.by_ref().take(3));
         columns.extend(decs.by_ref().take(2));
-        columns.extend(self.lag_conv.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(self.lag_value.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut run = StringBuilder::with_capacity(n, n * run_id.len());
-        for _ in 0..n {
-            ts.append_value(extracted_at_us);
-            run.append_value(run_id);
-        }
-        columns.push(Arc::new(ts.finish()));
-        columns.push(Arc::new(run.finish()));
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+        columns
     }
+}
+
+/// Metric columns + each row's lag buckets (zero where Google served none)
+/// + extracted_at and run_id.
+fn assemble(
+    mut columns: Vec<ArrayRef>,
+    lags: &HashMap<String, HashMap<i32, Lags>>,
+    schema: &SchemaRef,
+    run_id: &str,
+    extracted_at_us: i64,
+) -> std::result::Result<RecordBatch, String> {
+    let n = columns[0].len();
+    let dates = columns[3].as_primitive::<Date32Type>().clone();
+    let ads = columns[9].as_string::<i32>().clone();
+    let dec = || Decimal128Builder::with_capacity(n).with_data_type(DECIMAL);
+    let mut conv: Vec<Decimal128Builder> = (0..NB).map(|_| dec()).collect();
+    let mut value: Vec<Decimal128Builder> = (0..NB).map(|_| dec()).collect();
+    for i in 0..n {
+        let l = lags.get(ads.value(i)).and_then(|by_date| by_date.get(&dates.value(i)));
+        for k in 0..NB {
+            conv[k].append_value(l.map_or(0, |l| l.0[k]));
+            value[k].append_value(l.map_or(0, |l| l.1[k]));
+        }
+    }
+    columns.extend(conv.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(value.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut run = StringBuilder::with_capacity(n, n * run_id.len());
+    for _ in 0..n {
+        ts.append_value(extracted_at_us);
+        run.append_value(run_id);
+    }
+    columns.push(Arc::new(ts.finish()));
+    columns.push(Arc::new(run.finish()));
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 impl ReportSource for GoogleAdsSource {
@@ -642,7 +962,8 @@ impl ReportSource for GoogleAdsSource {
         "ads_daily".into()
     }
     fn max_slice_days(&self) -> u64 {
-        // One slice is held in memory between the two queries.
+        // Read day by day within a slice (see fetch_slice); a slice is what
+        // commits at once.
         7
     }
     fn schema(&self) -> SchemaRef {
@@ -677,100 +998,83 @@ impl ReportSource for GoogleAdsSource {
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
         let info = self.customers.get(customer)?;
-        let lags = self.lags(customer, range).await?;
-        let q = format!("{METRICS_QUERY}{}", Self::where_clause(range));
-        let label = format!("POST /customers/{customer}/googleAds:searchStream {range}");
-        let schema = &self.schema;
-        let (cur, tz) = (info.currency.as_deref(), info.time_zone.as_deref());
-        let lags_ref = &lags;
-        // Decoded inside the parse hook: the body is borrowed, rows go straight to columns.
-        let batches: Vec<RecordBatch> = self
-            .search(customer, &q, &label, |batches| {
-                let mut out = Vec::new();
-                for batch in batches {
-                    let mut cols = Columns::new();
-                    for row in batch.results {
-                        let seg = row.segments.unwrap_or_default();
-                        let date = seg
-                            .date
-                            .as_ref()
-                            .and_then(|d| crest_core::window::ymd(d.as_str()))
-                            .ok_or("a row lacks segments.date")?;
-                        let date = Date32Type::from_naive_date(date);
-                        let campaign = row.campaign.unwrap_or_default();
-                        let group = row.ad_group.unwrap_or_default();
-                        let ad = row.ad_group_ad.and_then(|a| a.ad).unwrap_or_default();
-                        let ad_id = ad.id.as_ref().ok_or("a row lacks adGroupAd.ad.id")?.as_str();
-                        let m = row.metrics.unwrap_or_default();
-                        let lag = lags_ref.get(ad_id).and_then(|by_date| by_date.get(&date));
-                        cols.push(
-                            [
-                                Some(customer),
-                                cur,
-                                tz,
-                                text(&campaign.id),
-                                text(&campaign.name),
-                                text(&campaign.advertising_channel_type),
-                                text(&group.id),
-                                text(&group.name),
-                                Some(ad_id),
-                                text(&ad.name),
-                                ad.final_urls.first().map(|u| u.as_str()),
-                            ],
-                            date,
-                            [
-                                int64(&m.impressions, "impressions")?,
-                                int64(&m.clicks, "clicks")?,
-                                int64(&m.video_views, "videoViews")?,
-                                int64(&m.engagements, "engagements")?,
-                                int64(&m.view_through_conversions, "viewThroughConversions")?,
-                            ],
-                            int64(&m.cost_micros, "costMicros")? as i128,
-                            decimal6(m.conversions, "conversions")?,
-                            decimal6(m.conversions_value, "conversionsValue")?,
-                            lag,
-                        );
-                    }
-                    if cols.rows > 0 {
-                        out.push(cols.finish(schema, run_id, extracted_at_us)?);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        let fail = |e: String| SliceError::Failed(Error::Upstream(format!("{label}: {e}")));
-        // Lag rows without a metrics row (conversions on a day the ad had no
-        // other numbers) still count: each becomes a row of its own.
-        let mut seen: std::collections::HashSet<(i32, &str)> = std::collections::HashSet::new();
-        for b in &batches {
-            let dates = b.column(3).as_primitive::<Date32Type>();
-            let ads = b.column(9).as_string::<i32>();
-            for i in 0..b.num_rows() {
-                seen.insert((dates.value(i), ads.value(i)));
-            }
-        }
-        let mut orphans = Columns::new();
-        for (ad, by_date) in &lags {
-            for (date, l) in by_date {
-                if !seen.contains(&(*date, ad.as_str())) {
-                    let (conv, value) = (l.0.iter().sum(), l.1.iter().sum());
-                    let mut strings = [None; STRINGS];
-                    (strings[0], strings[1], strings[2], strings[8]) = (Some(customer), cur, tz, Some(ad.as_str()));
-                    orphans.push(strings, *date, [0; INTS], 0, conv, value, Some(l));
-                }
-            }
-        }
-        let orphans = if orphans.rows > 0 {
-            Some(orphans.finish(schema, run_id, extracted_at_us).map_err(fail)?)
-        } else {
-            None
-        };
+        // Day by day, with the next day's two requests in flight while this
+        // day is decoded and written: Google (or the sandbox) prepares one
+        // while crest reads the other, and only one day is held in memory.
+        let days: Vec<chrono::NaiveDate> = range.dates().collect();
         let mut rows = 0u64;
-        for b in batches.iter().chain(orphans.iter()) {
-            sink.write(b).await?;
-            rows += b.num_rows() as u64;
-            progress.add_rows(b.num_rows() as u64);
+        let mut bodies = self.day_bodies(customer, range.start).await?;
+        for (k, day) in days.iter().enumerate() {
+            let write = self.write_day(customer, *day, &info, bodies, run_id, extracted_at_us, sink, progress);
+            match days.get(k + 1) {
+                Some(next) => {
+                    // The next requests go out first, then this day is decoded.
+                    let (next, written) = tokio::join!(self.day_bodies(customer, *next), write);
+                    rows += written?;
+                    bodies = next?;
+                }
+                None => {
+                    rows += write.await?;
+                    break;
+                }
+            }
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn doubles_become_exact_six_place_decimals() {
+        for (text, want) in [
+            ("21", 21_000_000),
+            ("21.5", 21_500_000),
+            ("533.4", 533_400_000),
+            ("0.000001", 1),
+            ("-3.25", -3_250_000),
+            ("1e2", 100_000_000),
+            ("1.23456789", 1_234_568),
+        ] {
+            assert_eq!(decimal6(Some(&raw(text)), "x").unwrap(), want, "{text}");
+        }
+        assert_eq!(decimal6(None, "x").unwrap(), 0, "omitted is Google's default, 0");
+        assert!(decimal6(Some(&raw("\"abc\"")), "x").is_err());
+    }
+
+    #[test]
+    fn retry_delays_read_as_durations() {
+        assert_eq!(parse_retry_delay("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_delay("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_retry_delay("soon"), None);
+        assert_eq!(human(Duration::from_secs(3 * 3600 + 600)), "3h 10min");
+    }
+
+    #[test]
+    fn stream_rows_are_visited_one_by_one_across_batches() {
+        let body = br#"[{"results":[{"segments":{"date":"2026-01-01"},"metrics":{"clicks":"3"}},
+            {"segments":{"date":"2026-01-02"}}],"fieldMask":"segments.date,metrics.clicks","requestId":"a"},
+            {"results":[{"metrics":{"clicks":"4"}}],"fieldMask":"x","requestId":"b"},{"fieldMask":"x"}]"#;
+        let mut clicks = Vec::new();
+        each_row(body, |r: AdsRow<'_>| {
+            clicks.push(int64(&r.metrics.unwrap_or_default().clicks, "clicks")?);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(clicks, vec![3, 0, 4]);
+        assert!(matches!(
+            each_row(b"[{\"results\":[{", |_: AdsRow<'_>| Ok(())),
+            Err(Verdict::Retry { .. })
+        ));
+        assert!(matches!(
+            each_row(body, |_: AdsRow<'_>| Err("bad row".into())),
+            Err(Verdict::Fatal(m)) if m == "bad row"
+        ));
     }
 }

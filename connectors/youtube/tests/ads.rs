@@ -151,8 +151,8 @@ fn seen(batches: &[RecordBatch], currency: &str) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_totals_across_stream_batches_with_a_token_expiry_and_a_short_quota_wait() {
-    // ~2,000 ads in one customer: a 7-day slice streams in more than one 10,000-row batch.
-    let sb = sandbox(1000, "expired_token@4,rate_limit@6", Duration::from_secs(1)).await;
+    // ~18,000 ads in one customer: each day streams in more than one 10,000-row batch.
+    let sb = sandbox(9000, "expired_token@4,rate_limit@6", Duration::from_secs(1)).await;
     let customer = sb.ads().customers[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let dashed = format!("{}-{}-{}", &customer.id[..3], &customer.id[3..6], &customer.id[6..]);
@@ -165,7 +165,7 @@ async fn exact_totals_across_stream_batches_with_a_token_expiry_and_a_short_quot
             "--start",
             "2026-01-01",
             "--end",
-            "2026-01-20",
+            "2026-01-03",
             "--out",
             dir.path().to_str().unwrap(),
             "--max-qps",
@@ -176,8 +176,8 @@ async fn exact_totals_across_stream_batches_with_a_token_expiry_and_a_short_quot
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let truth = sb.ads().totals(0, day("2026-01-01"), day("2026-01-20"));
-    assert!(truth.rows > 10_000 * 2 && truth.conv_halves > 0, "{truth:?}");
+    let truth = sb.ads().totals(0, day("2026-01-01"), day("2026-01-03"));
+    assert!(truth.rows > 10_000 * 3 && truth.conv_halves > 0, "{truth:?}");
     let got = seen(&read(dir.path()), customer.currency);
     assert_eq!(
         got,

@@ -93,18 +93,30 @@ fn recomputed(raw: &RecordBatch, click_days: i32) -> Result<Option<(ArrayRef, Ar
     Ok(Some((dec(conv)?, dec(value)?)))
 }
 
+/// A raw decimal (precision 18, stored compactly) as the canonical Decimal128(38, 6).
+fn widen(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(Arc::new(
+        a.as_primitive::<Decimal128Type>()
+            .clone()
+            .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
+            .map_err(arrow_err)?,
+    ))
+}
+
 /// Standard-window conversions and value, and whether crest derived them.
 fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<(ArrayRef, ArrayRef, bool)> {
     match recomputed(raw, w.click_days)? {
         Some((c, v)) => Ok((c, v, true)),
         // No buckets (a narrower raw file): Google's own figure, unnormalized.
         None => Ok((
-            raw.column_by_name("conversions")
-                .cloned()
-                .ok_or_else(|| missing("conversions"))?,
-            raw.column_by_name("conversions_value")
-                .cloned()
-                .ok_or_else(|| missing("conversions_value"))?,
+            widen(
+                raw.column_by_name("conversions")
+                    .ok_or_else(|| missing("conversions"))?,
+            )?,
+            widen(
+                raw.column_by_name("conversions_value")
+                    .ok_or_else(|| missing("conversions_value"))?,
+            )?,
             false,
         )),
     }
@@ -136,7 +148,7 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
 
     let date = req("date")?;
     let currency = req("currency")?;
-    let spend = req("cost")?;
+    let spend = widen(&req("cost")?)?;
     let link = opt("final_url", &DataType::Utf8);
     let no_handle = new_null_array(&DataType::Utf8, n);
     let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =

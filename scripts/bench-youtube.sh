@@ -25,9 +25,10 @@ for api in "${apis[@]}"; do
     work=$(mktemp -d)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     if [ "$api" = organic ]; then
-      # Creators with a back catalogue: ~200 videos a channel, ~4,500 video-days a channel-month.
-      days=32
-      creators=$(( (target + 4499) / 4500 ))
+      # A month for creators with a back catalogue: ~200 videos a channel, ~4,200
+      # video-days a channel-month (one 30-day slice per channel).
+      days=30
+      creators=$(( (target + 4199) / 4200 ))
       world=(--creators "$creators" --videos-per-channel 400 --advertisers 1)
     else
       # 2,500 creators' ads in one customer: ~3,700 video-campaign ad rows a day.

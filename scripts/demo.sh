@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo, no credentials needed: starts the platform sandbox on a free port,
-# extracts January's TikTok ad reports, Meta insights and five creators' YouTube
-# videos into ./crest-out, transforms them into the canonical
+# extracts January's TikTok ad reports, Meta insights, five creators' YouTube
+# videos and the brand's YouTube ads (Google Ads) into ./crest-out, transforms them into the canonical
 # creator_performance table (creators resolved through the sandbox's roster,
 # EUR and GBP spend converted to USD),
 # and stops the sandbox.
@@ -22,6 +22,7 @@ cat "$work/sandbox.log"
 advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$work/sandbox.log" | paste -sd, -)
 accounts=$(awk '/^meta ad account/ {print $4}' "$work/sandbox.log" | paste -sd, -)
 channels=$(awk '/^youtube channels/ {print $3}' "$work/sandbox.log")
+customers=$(awk '/^google ads customer/ {print $4}' "$work/sandbox.log" | paste -sd, -)
 
 echo; echo "== crest-tiktok check, extract"
 export TIKTOK_ACCESS_TOKEN=sandbox-token CREST_TIKTOK_BASE_URL="http://127.0.0.1:$port"
@@ -32,10 +33,12 @@ echo; echo "== crest-meta extract"
 export META_ACCESS_TOKEN=sandbox-meta-token CREST_META_BASE_URL="http://127.0.0.1:$port"
 "$bin/crest-meta" extract --account-id "$accounts" --start 2026-01-01 --end 2026-01-31 --out "$out" --poll-initial-ms 100
 
-echo; echo "== crest-youtube extract (creators' own videos)"
+echo; echo "== crest-youtube extract (creators' own videos, the brand's YouTube ads)"
 export GOOGLE_CLIENT_ID=sandbox-client GOOGLE_CLIENT_SECRET=sandbox-client-secret GOOGLE_REFRESH_TOKEN=sandbox-refresh-token
+export GOOGLE_ADS_DEVELOPER_TOKEN=sandbox-developer-token CREST_GOOGLE_ADS_BASE_URL="http://127.0.0.1:$port"
 export CREST_GOOGLE_OAUTH_URL="http://127.0.0.1:$port/token" CREST_YOUTUBE_ANALYTICS_BASE_URL="http://127.0.0.1:$port" CREST_YOUTUBE_DATA_BASE_URL="http://127.0.0.1:$port"
-"$bin/crest-youtube" extract --channel-id "$channels" --start 2026-01-01 --end 2026-01-31 --out "$out"
+"$bin/crest-youtube" extract --channel-id "$channels" --ads-customer-id "$customers" \
+    --start 2026-01-01 --end 2026-01-31 --out "$out"
 
 echo; echo "== crest transform"
 "$bin/crest-sandbox" roster >"$work/roster.csv"

@@ -75,7 +75,18 @@ pub struct Run {
     prior_api: CallCounts,
     prior_elapsed_ms: u64,
     started: std::time::Instant,
+    /// When the checkpoint was last written; commits in between are recorded
+    /// by the next one (a crash before it re-reads those slices, nothing more).
+    last_checkpoint: Option<std::time::Instant>,
+    /// Committed slices whose older files wait for a checkpoint naming them.
+    pending_supersede: Vec<(String, DateRange)>,
+    /// Other runs' files per date partition, with their account, listed once.
+    foreign: BTreeMap<chrono::NaiveDate, Vec<(String, Option<String>)>>,
 }
+
+/// How often commits are checkpointed: each checkpoint holds every file of
+/// the run, so writing one per slice would grow quadratically with accounts.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Run {
     /// Opens a new run, or resumes the unfinished run with the same inputs.
@@ -92,7 +103,7 @@ impl Run {
             Some(mut m) if m.status == RunStatus::Running => {
                 m.resumed += 1;
                 tracing::info!(run_id = %m.run_id, committed_slices = m.slices.len(), "resuming an unfinished run");
-                let run = Run {
+                let mut run = Run {
                     next_n: AtomicU64::new(m.next_file_number),
                     prior_api: m.api,
                     prior_elapsed_ms: m.elapsed_ms,
@@ -102,6 +113,9 @@ impl Run {
                     extracted_at,
                     extracted_at_us,
                     started: std::time::Instant::now(),
+                    last_checkpoint: None,
+                    pending_supersede: Vec::new(),
+                    foreign: BTreeMap::new(),
                 };
                 run.remove_uncommitted_files().await?;
                 run.supersede_committed().await?;
@@ -144,6 +158,9 @@ impl Run {
                     extracted_at,
                     extracted_at_us,
                     started: std::time::Instant::now(),
+                    last_checkpoint: None,
+                    pending_supersede: Vec::new(),
+                    foreign: BTreeMap::new(),
                 })
             }
         }
@@ -255,12 +272,26 @@ impl Run {
         self.manifest.rows += rows;
         self.manifest.files.extend(files);
         self.refresh_counters(api);
+        self.pending_supersede.push((account.to_string(), range));
+        if self.last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint, then removes the older files its new slices
+    /// replace (only once a checkpoint names their replacements).
+    async fn checkpoint(&mut self) -> Result<()> {
         self.out
             .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
             .await?;
-        let superseded = self.supersede(account, range).await?;
-        if !superseded.is_empty() {
-            self.manifest.superseded.extend(superseded);
+        self.last_checkpoint = Some(std::time::Instant::now());
+        let mut removed = Vec::new();
+        for (account, range) in std::mem::take(&mut self.pending_supersede) {
+            removed.extend(self.supersede(&account, range).await?);
+        }
+        if !removed.is_empty() {
+            self.manifest.superseded.extend(removed);
             self.out
                 .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
                 .await?;
@@ -269,37 +300,58 @@ impl Run {
     }
 
     /// Deletes other runs' files of `account` in `range`'s date partitions.
-    async fn supersede(&self, account: &str, range: DateRange) -> Result<Vec<String>> {
+    async fn supersede(&mut self, account: &str, range: DateRange) -> Result<Vec<String>> {
         let own = format!("{}-", self.manifest.run_id);
         let mut removed = Vec::new();
         for date in range.dates() {
-            let dir = raw::partition_dir(&raw::raw_table(&self.manifest.platform, &self.manifest.report), date);
-            for meta in self.out.list(&dir).await? {
-                let rel = self.out.relative(&meta.location);
-                let name = rel.rsplit('/').next().unwrap_or_default();
-                if name.starts_with(&own) || !name.ends_with(".parquet") {
-                    continue;
+            if !self.foreign.contains_key(&date) {
+                // Listed once per run: this run's own files are never candidates.
+                let dir = raw::partition_dir(&raw::raw_table(&self.manifest.platform, &self.manifest.report), date);
+                let mut files = Vec::new();
+                for meta in self.out.list(&dir).await? {
+                    let rel = self.out.relative(&meta.location);
+                    let name = rel.rsplit('/').next().unwrap_or_default();
+                    if name.starts_with(&own) || !name.ends_with(".parquet") {
+                        continue;
+                    }
+                    let owner = raw::file_account(&self.out, &rel).await?;
+                    files.push((rel, owner));
                 }
-                if raw::file_account(&self.out, &rel).await?.as_deref() == Some(account) {
+                self.foreign.insert(date, files);
+            }
+            let Some(files) = self.foreign.get_mut(&date) else { continue };
+            let mut kept = Vec::with_capacity(files.len());
+            for (rel, owner) in files.drain(..) {
+                if owner.as_deref() == Some(account) {
                     self.out.delete(&rel).await?;
                     tracing::debug!(path = %rel, "replaced by this run");
                     removed.push(rel);
+                } else {
+                    kept.push((rel, owner));
                 }
             }
+            *files = kept;
         }
         Ok(removed)
     }
 
-    async fn supersede_committed(&self) -> Result<()> {
-        for s in &self.manifest.slices {
-            self.supersede(
-                &s.account_id,
-                DateRange {
-                    start: s.start,
-                    end: s.end,
-                },
-            )
-            .await?;
+    async fn supersede_committed(&mut self) -> Result<()> {
+        let slices: Vec<(String, DateRange)> = self
+            .manifest
+            .slices
+            .iter()
+            .map(|s| {
+                (
+                    s.account_id.clone(),
+                    DateRange {
+                        start: s.start,
+                        end: s.end,
+                    },
+                )
+            })
+            .collect();
+        for (account, range) in slices {
+            self.supersede(&account, range).await?;
         }
         Ok(())
     }
@@ -327,6 +379,9 @@ impl Run {
     /// Writes the manifest (last) and removes the checkpoint.
     pub async fn finish(mut self, api: CallCounts, state: Option<serde_json::Value>) -> Result<RunManifest> {
         self.refresh_counters(api);
+        if !self.pending_supersede.is_empty() {
+            self.checkpoint().await?;
+        }
         self.manifest.status = RunStatus::Succeeded;
         self.manifest.finished_at = Some(Utc::now());
         self.manifest.state = state;
@@ -343,8 +398,6 @@ impl Run {
             // Nothing committed: leave nothing behind.
             return self.out.delete(&Self::checkpoint_path(&self.key)).await;
         }
-        self.out
-            .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
-            .await
+        self.checkpoint().await
     }
 }

@@ -78,6 +78,17 @@ struct OpenFile {
 /// Writes one account's rows for one slice, split by the date column.
 /// Nothing is visible until [`SliceWriter::finish`]; [`SliceWriter::abort`]
 /// removes files a roll-over already put.
+/// Raw extracts are many small files (an account × a day each), written once
+/// and read once by the transform: LZ4, whose per-page cost is small. What
+/// users and warehouses read (canonical, quarantine) is ZSTD: smaller files.
+fn compression_for(table: &str) -> Compression {
+    if table.starts_with("raw/") {
+        Compression::LZ4_RAW
+    } else {
+        Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default())
+    }
+}
+
 pub struct SliceWriter<'a> {
     out: &'a Location,
     id: FileIdentity<'a>,
@@ -113,7 +124,7 @@ impl<'a> SliceWriter<'a> {
         // Dictionaries pay off for repeated strings (ids, names, URLs), not for
         // metrics, where they cost CPU for little size.
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_compression(compression_for(&id.table))
             .set_max_row_group_size(128 * 1024)
             .set_dictionary_enabled(false)
             .set_key_value_metadata(Some(meta));

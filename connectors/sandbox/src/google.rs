@@ -55,6 +55,7 @@ pub struct YouTubeWorld {
     pub videos: Vec<Video>,
     /// The videos of each channel: a range of `videos` (they are made channel by channel).
     by_channel: Vec<std::ops::Range<usize>>,
+    by_id: HashMap<String, usize>,
 }
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -122,8 +123,10 @@ impl YouTubeWorld {
                 r.end = i + 1;
             }
         }
+        let by_id = videos.iter().enumerate().map(|(i, v)| (v.video_id.clone(), i)).collect();
         YouTubeWorld {
             by_channel,
+            by_id,
             seed,
             first_day: world.config.first_day,
             days: world.config.days,
@@ -450,7 +453,7 @@ async fn videos(State(state): State<Shared>, headers: HeaderMap, Query(params): 
     }
     let items: Vec<Value> = ids
         .iter()
-        .filter_map(|id| world.videos.iter().find(|v| v.video_id == *id))
+        .filter_map(|id| world.by_id.get(*id).map(|i| &world.videos[*i]))
         .map(|v| {
             json!({
                 "kind": "youtube#video", "id": v.video_id,

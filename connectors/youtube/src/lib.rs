@@ -474,37 +474,60 @@ impl ReportSource for YouTubeSource {
     ) -> std::result::Result<u64, SliceError> {
         let mut rows = 0u64;
         let mut start_index = 1;
+        let mut table = self.report_page(channel, range, start_index).await?;
         loop {
-            let table = self.report_page(channel, range, start_index).await?;
             // No total is served: read until a page comes back empty.
             if table.rows.is_empty() {
                 return Ok(rows);
             }
-            let ids: Vec<String> = {
-                let video_i = table.column_headers.iter().position(|h| h.name == "video");
-                let mut ids: Vec<String> = table
-                    .rows
-                    .iter()
-                    .filter_map(|r| {
-                        video_i
-                            .and_then(|i| r.get(i))
-                            .and_then(|v| v.as_str())
-                            .map(str::to_string)
-                    })
-                    .collect();
-                ids.sort();
-                ids.dedup();
-                ids
-            };
-            let meta = self.video_meta(channel, &ids).await?;
-            let batch = self
-                .to_batch(channel, &table, &meta, run_id, extracted_at_us)
-                .map_err(|e| Error::Upstream(format!("GET /v2/reports channel=={channel} {range}: {e}")))?;
-            rows += batch.num_rows() as u64;
-            sink.write(&batch).await?;
-            progress.add_rows(batch.num_rows() as u64);
             start_index += table.rows.len();
+            // The next page is asked for while this one is written.
+            let (next, written) = tokio::join!(
+                self.report_page(channel, range, start_index),
+                self.write_page(channel, range, &table, run_id, extracted_at_us, sink, progress)
+            );
+            rows += written?;
+            table = next?;
         }
+    }
+}
+
+impl YouTubeSource {
+    /// One page's rows, with their videos' metadata, into the sink.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_page(
+        &self,
+        channel: &str,
+        range: DateRange,
+        table: &ResultTable,
+        run_id: &str,
+        extracted_at_us: i64,
+        sink: &mut SliceWriter<'_>,
+        progress: &Progress,
+    ) -> std::result::Result<u64, SliceError> {
+        let ids: Vec<String> = {
+            let video_i = table.column_headers.iter().position(|h| h.name == "video");
+            let mut ids: Vec<String> = table
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    video_i
+                        .and_then(|i| r.get(i))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let meta = self.video_meta(channel, &ids).await?;
+        let batch = self
+            .to_batch(channel, table, &meta, run_id, extracted_at_us)
+            .map_err(|e| Error::Upstream(format!("GET /v2/reports channel=={channel} {range}: {e}")))?;
+        sink.write(&batch).await?;
+        progress.add_rows(batch.num_rows() as u64);
+        Ok(batch.num_rows() as u64)
     }
 }
 

@@ -101,6 +101,9 @@ struct YouTubeExtractArgs {
 /// YouTube Analytics restates recent days and lags a couple: read a week again.
 const DEFAULT_LOOKBACK_DAYS: u32 = 7;
 const DEFAULT_QPS: f64 = 10.0;
+/// Google Ads publishes no fixed request rate (it answers RESOURCE_EXHAUSTED
+/// with a retry delay, which crest honours); two calls read a customer-day.
+const ADS_DEFAULT_QPS: f64 = 50.0;
 /// Google Ads attributes conversions to the click's date for up to 30 days.
 const ADS_LOOKBACK_DAYS: u32 = 30;
 
@@ -275,6 +278,7 @@ async fn extract(args: YouTubeExtractArgs, format: cli::LogFormat) -> Result<()>
     let paid = if customer_ids.is_empty() {
         None
     } else {
+        let qps = args.common.max_qps.unwrap_or(ADS_DEFAULT_QPS);
         Some(ads_source(args.targets.login_customer_id.as_deref(), policy, qps)?)
     };
     // One state file may hold channels and customers: each run reopens it.

@@ -319,7 +319,9 @@ impl Run {
                 }
                 self.foreign.insert(date, files);
             }
-            let Some(files) = self.foreign.get_mut(&date) else { continue };
+            let Some(files) = self.foreign.get_mut(&date) else {
+                continue;
+            };
             let mut kept = Vec::with_capacity(files.len());
             for (rel, owner) in files.drain(..) {
                 if owner.as_deref() == Some(account) {

@@ -123,7 +123,11 @@ impl YouTubeWorld {
                 r.end = i + 1;
             }
         }
-        let by_id = videos.iter().enumerate().map(|(i, v)| (v.video_id.clone(), i)).collect();
+        let by_id = videos
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.video_id.clone(), i))
+            .collect();
         YouTubeWorld {
             by_channel,
             by_id,

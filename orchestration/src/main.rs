@@ -1,4 +1,4 @@
-//! `crest`: the stages that are not per platform. This release: `transform`.
+//! `crest`: the stages that are not per platform: `transform`, `load`, `query`.
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
@@ -20,7 +20,16 @@ Examples:
   crest --log-format json transform --input s3://bucket/crest --start 2026-01-01 --end 2026-01-01 \\
       --roster s3://bucket/config/roster.parquet --standard-window 28d_click
 
-Exit codes: 0 ok, 2 usage or bad input (roster, fx, empty range), 5 storage, 6 reconciliation failed.";
+  # Load the newest transform run into the embedded lake (./crest-lake), then ask it
+  crest load --input ./crest-out
+  crest query \"SELECT platform, SUM(spend_reporting) AS spend FROM creator_performance GROUP BY platform\"
+  crest query --format csv \"SELECT * FROM v_creator_daily WHERE date = '2026-01-31'\" > day.csv
+
+  # A lake on an object store; re-load a run on purpose
+  crest load --input s3://bucket/crest/_runs/20260201T020000Z-1a2b3c4d.json --target lake:s3://bucket/lake --force
+
+Exit codes: 0 ok, 2 usage or bad input (roster, fx, empty range, target, SQL), 5 storage,
+6 reconciliation failed or input that does not fit the target.";
 
 #[derive(Parser)]
 #[command(name = "crest", version, about = "crest: creator-marketing ETL stages that span platforms", after_help = EXAMPLES)]
@@ -35,6 +44,47 @@ struct Cli {
 enum Command {
     /// Raw platform reports → the canonical schema (creator_performance, attribution_windows, quarantine).
     Transform(TransformArgs),
+    /// A transform run's canonical tables → a target, replacing the dates it restates.
+    Load(LoadArgs),
+    /// Run SQL against a target, its tables and views registered.
+    Query(QueryArgs),
+}
+
+const DEFAULT_TARGET: &str = "lake:./crest-lake";
+
+#[derive(Args)]
+struct LoadArgs {
+    /// A transform run: its manifest (…/_runs/{run_id}.json), or the transform's output
+    /// folder (its newest run is loaded).
+    #[arg(long, value_name = "URL")]
+    input: String,
+    /// lake:PATH_OR_URL (the embedded default).
+    #[arg(long, default_value = DEFAULT_TARGET, value_name = "TARGET")]
+    target: String,
+    /// Load the run again even if this target has it already.
+    #[arg(long)]
+    force: bool,
+    /// Create the dataset or schema if it does not exist (warehouses; a lake folder is always created).
+    #[arg(long)]
+    create: bool,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The SQL (tables: creator_performance, attribution_windows, quarantine, crest_loads; views: v_…).
+    sql: String,
+    /// lake:PATH_OR_URL.
+    #[arg(long, default_value = DEFAULT_TARGET, value_name = "TARGET")]
+    target: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Args)]
@@ -176,6 +226,91 @@ fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow,
     println!("  manifest {}", s.manifest);
 }
 
+/// The lake a target names; the warehouses are not in this crest yet.
+fn lake(target: &str, existing: bool) -> Result<crest_lake::Lake> {
+    let target = target.trim();
+    if let Some(rest) = target.strip_prefix("lake:") {
+        if rest.trim().is_empty() {
+            return Err(Error::Config(
+                "--target lake: needs a path or URL, e.g. lake:./crest-lake".into(),
+            ));
+        }
+        let loc = if existing {
+            Location::parse_existing(rest)?
+        } else {
+            Location::parse(rest)?
+        };
+        return Ok(crest_lake::Lake::new(loc));
+    }
+    let scheme = target.split("://").next().unwrap_or_default();
+    Err(Error::Config(match scheme {
+        "bigquery" | "snowflake" => {
+            format!("--target {target}: loading into {scheme} is not in this crest yet; use lake:PATH_OR_URL")
+        }
+        _ => format!("--target '{target}' is not a target: write lake:PATH_OR_URL, e.g. lake:./crest-lake"),
+    }))
+}
+
+fn canonical_tables() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+    vec![
+        ("creator_performance", crest_transforms::canonical::schema()),
+        (
+            "attribution_windows",
+            crest_transforms::canonical::attribution_windows_schema(),
+        ),
+        ("quarantine", crest_transforms::canonical::quarantine_schema()),
+    ]
+}
+
+async fn load(args: LoadArgs) -> Result<()> {
+    let lake = lake(&args.target, false)?;
+    let plan = crest_core::load::plan(&args.input).await?;
+    let schemas = crest_core::load::file_schemas(&plan, &canonical_tables()).await?;
+    let started = std::time::Instant::now();
+    let outcome = crest_core::load::run_load(&lake, &plan, &schemas, args.force, args.create).await?;
+    let target = crest_core::load::Destination::describe(&lake);
+    match outcome {
+        crest_core::load::LoadOutcome::AlreadyLoaded(r) => println!(
+            "run {} is already in {target} (load {} at {}): nothing to do; --force loads it again",
+            plan.run_id,
+            r.load_id,
+            r.loaded_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        crest_core::load::LoadOutcome::Loaded(r) => {
+            println!(
+                "loaded run {} ({}) into {target} in {:.1}s; load {}",
+                plan.run_id,
+                plan.range,
+                started.elapsed().as_secs_f64(),
+                r.load_id
+            );
+            for t in &r.tables {
+                println!(
+                    "  {:<22} {:>10} inserted  {:>10} replaced ({} before)  {:>10} unchanged",
+                    t.table, t.inserted, t.replaced, t.replaced_old, t.unchanged
+                );
+            }
+            for c in &r.schema_changes {
+                println!("  schema: {c}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn query(args: QueryArgs) -> Result<()> {
+    let lake = lake(&args.target, true)?;
+    let batches = lake.query(&canonical_tables(), &args.sql).await?;
+    let format = match args.format {
+        Format::Table => "table",
+        Format::Csv => "csv",
+        Format::Json => "json",
+    };
+    let text = crest_lake::render(&batches, format)?;
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse() {
         Ok(c) => c,
@@ -185,6 +320,8 @@ fn main() -> ExitCode {
     cli::run(async {
         match cli.command {
             Command::Transform(args) => transform(args).await,
+            Command::Load(args) => load(args).await,
+            Command::Query(args) => query(args).await,
         }
     })
 }

@@ -2,13 +2,15 @@
 //! API's shape: HTTP with retry, backoff and pacing ([`http`], [`pacing`]),
 //! date windows ([`window`]), incremental state ([`state`]), the raw Parquet
 //! writer and run manifest ([`raw`], [`manifest`], [`storage`]) and the CLI
-//! skeleton with logging, progress and exit codes ([`cli`]).
+//! skeleton with logging, progress and exit codes ([`cli`]); and for loaders,
+//! the load plan and the destination trait ([`load`]).
 
 pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod json;
+pub mod load;
 pub mod manifest;
 pub mod oauth;
 pub mod pacing;

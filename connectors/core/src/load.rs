@@ -1,0 +1,292 @@
+//! What every destination shares: the load plan read from a transform run's
+//! manifest (which files, which tables, which dates it restates), and the
+//! steps a destination takes (create or upgrade its tables, stage the run's
+//! files, merge them in, record the load), driven by [`run_load`]. A new
+//! warehouse implements [`Destination`]; planning, idempotency and the
+//! report come from here.
+
+use crate::raw::RawFile;
+use crate::storage::{split_file, Location};
+use crate::window::DateRange;
+use crate::{Error, Result};
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// The tables a load writes: (folder prefix in the transform output, table).
+pub const TABLES: &[(&str, &str)] = &[
+    ("canonical/creator_performance/", "creator_performance"),
+    ("canonical/attribution_windows/", "attribution_windows"),
+    ("quarantine/", "quarantine"),
+];
+/// The table that records loads.
+pub const LOADS_TABLE: &str = "crest_loads";
+
+#[derive(Deserialize)]
+struct ManifestView {
+    run_id: String,
+    #[serde(default)]
+    stage: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    inputs: serde_json::Value,
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+/// One table's part of a load: its files by date, for every date the run
+/// restates (a date without files empties that date).
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    pub table: &'static str,
+    pub dates: BTreeMap<NaiveDate, Vec<RawFile>>,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub input: Location,
+    /// The manifest, relative to `input`.
+    pub manifest: String,
+    /// SHA-256 of the manifest's bytes: the same run loads once.
+    pub checksum: String,
+    pub run_id: String,
+    pub range: DateRange,
+    pub tables: Vec<TablePlan>,
+}
+
+impl LoadPlan {
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+}
+
+/// Reads the load plan from `--input`: a transform manifest's path or URL
+/// (`…/_runs/{run_id}.json`), or a transform output folder, whose newest
+/// successful transform manifest is taken.
+pub async fn plan(spec: &str) -> Result<LoadPlan> {
+    let spec = spec.trim();
+    let (input, rel) = if spec.ends_with(".json") {
+        let (loc, name) = split_file(spec, false)?;
+        // The manifest sits in {input}/_runs/: file paths in it are relative to {input}.
+        let base = spec.trim_end_matches(&name).trim_end_matches('/');
+        match base.strip_suffix("_runs") {
+            Some(root) => {
+                let root = if root.is_empty() {
+                    "."
+                } else {
+                    root.trim_end_matches('/')
+                };
+                (Location::parse_existing(root)?, format!("_runs/{name}"))
+            }
+            None => (loc, name),
+        }
+    } else {
+        let input = Location::parse_existing(spec)?;
+        let rel = newest_transform(&input).await?.ok_or_else(|| {
+            Error::Config(format!(
+                "{spec} has no transform manifest (_runs/*.json): run crest transform into it first, or give a manifest's path"
+            ))
+        })?;
+        (input, rel)
+    };
+    let bytes = input
+        .get(&rel)
+        .await?
+        .ok_or_else(|| Error::Config(format!("{input}/{rel} does not exist: give a transform manifest")))?;
+    let m: ManifestView = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Config(format!("{input}/{rel} is not a crest run manifest ({e})")))?;
+    if m.stage != "transform" || m.status != "succeeded" {
+        return Err(Error::Config(format!(
+            "{input}/{rel} is a {} run ({}), not a finished transform: load what crest transform wrote",
+            if m.stage.is_empty() { "non-crest" } else { &m.stage },
+            if m.status.is_empty() { "no status" } else { &m.status }
+        )));
+    }
+    let range: DateRange = serde_json::from_value(m.inputs["range"].clone())
+        .map_err(|_| Error::Config(format!("{input}/{rel} names no date range")))?;
+    let mut tables: Vec<TablePlan> = TABLES
+        .iter()
+        .map(|(_, table)| TablePlan {
+            table,
+            dates: range.dates().map(|d| (d, Vec::new())).collect(),
+            rows: 0,
+        })
+        .collect();
+    for f in m.files {
+        let Some(t) = TABLES.iter().position(|(prefix, _)| f.path.starts_with(prefix)) else {
+            continue;
+        };
+        let plan = &mut tables[t];
+        plan.rows += f.rows;
+        plan.dates.entry(f.date).or_default().push(f);
+    }
+    Ok(LoadPlan {
+        input,
+        manifest: rel,
+        checksum: hex::encode(Sha256::digest(&bytes)),
+        run_id: m.run_id,
+        range,
+        tables,
+    })
+}
+
+async fn newest_transform(input: &Location) -> Result<Option<String>> {
+    let mut runs: Vec<String> = input
+        .list("_runs")
+        .await?
+        .iter()
+        .map(|m| input.relative(&m.location))
+        .filter(|r| r.ends_with(".json") && !r.contains("_inflight"))
+        .collect();
+    // Run ids start with their UTC start time: the last name is the newest.
+    runs.sort();
+    for rel in runs.into_iter().rev() {
+        let Some(bytes) = input.get(&rel).await? else { continue };
+        if let Ok(m) = serde_json::from_slice::<ManifestView>(&bytes) {
+            if m.stage == "transform" && m.status == "succeeded" {
+                return Ok(Some(rel));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What a load did to one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableReport {
+    pub table: String,
+    /// Rows in dates the table did not hold before.
+    pub inserted: u64,
+    /// Rows that replaced a date's earlier rows, and how many rows that date held.
+    pub replaced: u64,
+    pub replaced_old: u64,
+    /// Rows of dates whose content was already there.
+    pub unchanged: u64,
+}
+
+/// The record of one load, kept by the destination (`crest_loads`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRecord {
+    pub load_id: String,
+    pub run_id: String,
+    pub manifest: String,
+    pub manifest_checksum: String,
+    pub rows: u64,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    pub status: String,
+    pub tables: Vec<TableReport>,
+    /// Schema changes applied (columns added).
+    #[serde(default)]
+    pub schema_changes: Vec<String>,
+}
+
+/// A warehouse or lake crest loads into.
+pub trait Destination {
+    /// How the target prints in messages (never with credentials).
+    fn describe(&self) -> String;
+    /// The record of an earlier load of this manifest, if any.
+    fn loaded(&self, checksum: &str) -> impl Future<Output = Result<Option<LoadRecord>>>;
+    /// Creates the tables, or adds the columns a newer schema brings; stops on
+    /// an incompatible change with what differs. Returns the changes made.
+    fn prepare(&self, schemas: &[(&'static str, SchemaRef)], create: bool)
+        -> impl Future<Output = Result<Vec<String>>>;
+    /// Puts the run's rows where readers do not see them yet.
+    fn stage(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<()>>;
+    /// Makes the staged rows visible, replacing the dates they restate, all at
+    /// once per date (per table for warehouses); reports what changed.
+    fn merge(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<Vec<TableReport>>>;
+    /// Removes what `stage` put, after a failure.
+    fn abort(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = ()>;
+    fn record(&self, record: &LoadRecord) -> impl Future<Output = Result<()>>;
+}
+
+/// Each table's schema as the run's files carry it (a newer crest may add
+/// columns), else `defaults` for a table the run wrote no file of.
+pub async fn file_schemas(
+    plan: &LoadPlan,
+    defaults: &[(&'static str, SchemaRef)],
+) -> Result<Vec<(&'static str, SchemaRef)>> {
+    use parquet::arrow::async_reader::ParquetObjectReader;
+    use parquet::arrow::ParquetRecordBatchStreamBuilder;
+    let mut out = Vec::new();
+    for (table, default) in defaults {
+        let first = plan
+            .tables
+            .iter()
+            .find(|t| t.table == *table)
+            .and_then(|t| t.dates.values().flatten().next());
+        let schema = match first {
+            None => default.clone(),
+            Some(f) => {
+                let reader = ParquetObjectReader::new(plan.input.store().clone(), plan.input.path(&f.path));
+                let builder = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .map_err(|e| Error::Data(format!("{}/{} is not readable Parquet: {e}", plan.input, f.path)))?;
+                builder.schema().clone()
+            }
+        };
+        out.push((*table, schema));
+    }
+    Ok(out)
+}
+
+/// The outcome of [`run_load`].
+#[derive(Debug, Clone)]
+pub enum LoadOutcome {
+    Loaded(LoadRecord),
+    /// The manifest was loaded before (`--force` loads it again).
+    AlreadyLoaded(LoadRecord),
+}
+
+/// Loads a transform run into a destination: once per manifest unless
+/// `force`; schema first, then stage, merge, record. A failure before the
+/// merge leaves the destination as it was.
+pub async fn run_load<D: Destination>(
+    dest: &D,
+    plan: &LoadPlan,
+    schemas: &[(&'static str, SchemaRef)],
+    force: bool,
+    create: bool,
+) -> Result<LoadOutcome> {
+    if !force {
+        if let Some(done) = dest.loaded(&plan.checksum).await? {
+            return Ok(LoadOutcome::AlreadyLoaded(done));
+        }
+    }
+    let schema_changes = dest.prepare(schemas, create).await?;
+    let now = chrono::Utc::now();
+    let load_id = format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    );
+    if let Err(e) = dest.stage(plan, &load_id).await {
+        dest.abort(plan, &load_id).await;
+        return Err(e);
+    }
+    let tables = match dest.merge(plan, &load_id).await {
+        Ok(t) => t,
+        Err(e) => {
+            dest.abort(plan, &load_id).await;
+            return Err(e);
+        }
+    };
+    let record = LoadRecord {
+        load_id,
+        run_id: plan.run_id.clone(),
+        manifest: format!("{}/{}", plan.input, plan.manifest),
+        manifest_checksum: plan.checksum.clone(),
+        rows: plan.rows(),
+        loaded_at: now,
+        status: "succeeded".into(),
+        tables,
+        schema_changes,
+    };
+    dest.record(&record).await?;
+    Ok(LoadOutcome::Loaded(record))
+}

@@ -1,0 +1,521 @@
+//! The lake: crest's embedded default target. One folder per table on a local
+//! path or any object store, partitioned by date, in the canonical Parquet:
+//!
+//! ```text
+//! {lake}/{table}/date=YYYY-MM-DD/{load_id}-{n}.parquet   the rows
+//! {lake}/{table}/date=YYYY-MM-DD/_partition.json         which files make the date now
+//! {lake}/{table}/_schema.parquet                         the table's schema (no rows)
+//! {lake}/_loads/{load_id}.json                           what was loaded (crest_loads)
+//! {lake}/views/*.sql                                     views, registered by crest query
+//! ```
+//!
+//! A load replaces whole date partitions: new files first, then the date's
+//! `_partition.json` (one atomic put), then the old files go. Readers go
+//! through the pointers, so they see the old date or the new one, never a mix
+//! and never a staged file. Queries run in-process with DataFusion.
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport, LOADS_TABLE};
+use crest_core::storage::Location;
+use crest_core::{Error, Result};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The views every lake carries (`sql/datafusion/`), written at each load.
+pub const VIEWS: &[(&str, &str)] = &[(
+    "v_creator_daily.sql",
+    include_str!("../../../sql/datafusion/v_creator_daily.sql"),
+)];
+const POINTER: &str = "_partition.json";
+const SCHEMA_FILE: &str = "_schema.parquet";
+/// Files copied at once while staging.
+const COPY_CONCURRENCY: usize = 8;
+
+/// A date partition's current files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Partition {
+    load_id: String,
+    run_id: String,
+    rows: u64,
+    files: Vec<PartFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct PartFile {
+    name: String,
+    sha256: String,
+    rows: u64,
+}
+
+pub struct Lake {
+    loc: Location,
+}
+
+fn dir(table: &str, date: NaiveDate) -> String {
+    format!("{table}/date={date}")
+}
+
+fn staged_name(load_id: &str, k: usize) -> String {
+    format!("{load_id}-{k}.parquet")
+}
+
+impl Lake {
+    pub fn new(loc: Location) -> Self {
+        Lake { loc }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.loc
+    }
+
+    async fn pointer(&self, table: &str, date: NaiveDate) -> Result<Option<Partition>> {
+        self.loc.get_json(&format!("{}/{POINTER}", dir(table, date))).await
+    }
+
+    /// Every date's pointer of a table.
+    async fn pointers(&self, table: &str) -> Result<Vec<(String, Partition)>> {
+        let mut out = Vec::new();
+        for meta in self.loc.list(table).await? {
+            let rel = self.loc.relative(&meta.location);
+            if rel.ends_with(POINTER) {
+                if let Some(p) = self.loc.get_json::<Partition>(&rel).await? {
+                    let d = rel.trim_end_matches(POINTER).trim_end_matches('/').to_string();
+                    out.push((d, p));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn table_schema(&self, table: &str) -> Result<Option<SchemaRef>> {
+        let rel = format!("{table}/{SCHEMA_FILE}");
+        if self.loc.get(&rel).await?.is_none() {
+            return Ok(None);
+        }
+        let reader = ParquetObjectReader::new(self.loc.store().clone(), self.loc.path(&rel));
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| Error::Storage(format!("{}/{rel} is not readable: {e}", self.loc)))?;
+        Ok(Some(builder.schema().clone()))
+    }
+
+    async fn write_schema(&self, table: &str, schema: &SchemaRef) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), None)
+            .map_err(|e| Error::Storage(format!("cannot encode the {table} schema: {e}")))?;
+        w.finish()
+            .map_err(|e| Error::Storage(format!("cannot encode the {table} schema: {e}")))?;
+        drop(w);
+        self.loc.put(&format!("{table}/{SCHEMA_FILE}"), Bytes::from(buf)).await
+    }
+
+    async fn records(&self) -> Result<Vec<LoadRecord>> {
+        let mut out = Vec::new();
+        for meta in self.loc.list("_loads").await? {
+            let rel = self.loc.relative(&meta.location);
+            if rel.ends_with(".json") {
+                if let Some(r) = self.loc.get_json::<LoadRecord>(&rel).await? {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.load_id.cmp(&b.load_id));
+        Ok(out)
+    }
+
+    /// A DataFusion session with the lake's tables (through the partition
+    /// pointers), `crest_loads`, and the views in `{lake}/views/`.
+    pub async fn session(&self, defaults: &[(&'static str, SchemaRef)]) -> Result<SessionContext> {
+        let ctx = SessionContext::new();
+        let base = url::Url::parse("crest-lake://lake").map_err(|e| Error::Config(e.to_string()))?;
+        ctx.register_object_store(&base, self.loc.store().clone());
+        for (table, default) in defaults {
+            let schema = self.table_schema(table).await?.unwrap_or_else(|| default.clone());
+            let mut urls = Vec::new();
+            for (d, p) in self.pointers(table).await? {
+                for f in &p.files {
+                    let path = self.loc.path(&format!("{d}/{}", f.name));
+                    urls.push(
+                        ListingTableUrl::parse(format!("crest-lake://lake/{path}"))
+                            .map_err(|e| Error::Storage(format!("{}: {e}", self.loc)))?,
+                    );
+                }
+            }
+            let provider: Arc<dyn datafusion::catalog::TableProvider> = if urls.is_empty() {
+                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(df)?)
+            } else {
+                let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+                let config = ListingTableConfig::new_with_multi_paths(urls)
+                    .with_listing_options(options)
+                    .with_schema(schema);
+                Arc::new(ListingTable::try_new(config).map_err(df)?)
+            };
+            ctx.register_table(*table, provider).map_err(df)?;
+        }
+        let loads = loads_batch(&self.records().await?)?;
+        ctx.register_table(
+            LOADS_TABLE,
+            Arc::new(MemTable::try_new(loads.schema(), vec![vec![loads]]).map_err(df)?),
+        )
+        .map_err(df)?;
+        let mut views: Vec<String> = self
+            .loc
+            .list("views")
+            .await?
+            .iter()
+            .map(|m| self.loc.relative(&m.location))
+            .filter(|r| r.ends_with(".sql"))
+            .collect();
+        views.sort();
+        for rel in views {
+            let Some(sql) = self.loc.get(&rel).await? else { continue };
+            let sql = String::from_utf8_lossy(&sql);
+            ctx.sql(&sql).await.map_err(|e| {
+                Error::Data(format!(
+                    "the view {}/{rel} does not compile: {}",
+                    self.loc,
+                    one_line(&e)
+                ))
+            })?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs SQL against the lake.
+    pub async fn query(&self, defaults: &[(&'static str, SchemaRef)], sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session(defaults).await?;
+        let frame = ctx
+            .sql(sql)
+            .await
+            .map_err(|e| Error::Config(format!("the query failed: {}", one_line(&e))))?;
+        frame
+            .collect()
+            .await
+            .map_err(|e| Error::Config(format!("the query failed: {}", one_line(&e))))
+    }
+}
+
+fn df(e: datafusion::error::DataFusionError) -> Error {
+    Error::Storage(one_line(&e))
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `crest_loads`: one row per load and table.
+fn loads_batch(records: &[LoadRecord]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("load_id", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("manifest_checksum", DataType::Utf8, false),
+        Field::new("target_table", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("inserted", DataType::UInt64, false),
+        Field::new("replaced", DataType::UInt64, false),
+        Field::new("unchanged", DataType::UInt64, false),
+        Field::new(
+            "loaded_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("status", DataType::Utf8, false),
+    ]));
+    let rows: Vec<(&LoadRecord, &TableReport)> = records
+        .iter()
+        .flat_map(|r| r.tables.iter().map(move |t| (r, t)))
+        .collect();
+    let s = |f: &dyn Fn(&LoadRecord, &TableReport) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(r, t)| f(r, t))))
+    };
+    let u = |f: &dyn Fn(&TableReport) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, t)| f(t))))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        s(&|r, _| r.load_id.clone()),
+        s(&|r, _| r.run_id.clone()),
+        s(&|r, _| r.manifest_checksum.clone()),
+        s(&|_, t| t.table.clone()),
+        u(&|t| t.inserted + t.replaced + t.unchanged),
+        u(&|t| t.inserted),
+        u(&|t| t.replaced),
+        u(&|t| t.unchanged),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(r, _)| r.loaded_at.timestamp_micros()))
+                .with_timezone("UTC"),
+        ),
+        s(&|r, _| r.status.clone()),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::Storage(e.to_string()))
+}
+
+/// What differs between the lake's table and the input, as (added, problems).
+fn compare(table: &str, lake: &Schema, input: &Schema) -> (Vec<String>, Vec<String>) {
+    let mut added = Vec::new();
+    let mut problems = Vec::new();
+    for f in lake.fields() {
+        match input.field_with_name(f.name()) {
+            Err(_) => problems.push(format!("{table}.{} is missing from the input", f.name())),
+            Ok(g) if g.data_type() != f.data_type() => problems.push(format!(
+                "{table}.{} is {} in the lake but {} in the input",
+                f.name(),
+                f.data_type(),
+                g.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    for g in input.fields() {
+        if lake.field_with_name(g.name()).is_err() {
+            if g.is_nullable() {
+                added.push(format!("{table}: added column {} ({})", g.name(), g.data_type()));
+            } else {
+                problems.push(format!(
+                    "{table}.{} is new but not nullable: old rows cannot hold it",
+                    g.name()
+                ));
+            }
+        }
+    }
+    (added, problems)
+}
+
+impl Lake {
+    /// The files a date will hold after this load: (staged name, source file).
+    fn new_files<'p>(load_id: &str, files: &'p [crest_core::raw::RawFile]) -> Vec<(PartFile, &'p str)> {
+        files
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                (
+                    PartFile {
+                        name: staged_name(load_id, k),
+                        sha256: f.sha256.clone(),
+                        rows: f.rows,
+                    },
+                    f.path.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    fn same_content(old: Option<&Partition>, new: &[(PartFile, &str)]) -> bool {
+        let Some(old) = old else { return false };
+        let a: BTreeSet<&str> = old.files.iter().map(|f| f.sha256.as_str()).collect();
+        let b: BTreeSet<&str> = new.iter().map(|(f, _)| f.sha256.as_str()).collect();
+        a == b && old.files.len() == new.len()
+    }
+}
+
+impl Destination for Lake {
+    fn describe(&self) -> String {
+        format!("lake:{}", self.loc)
+    }
+
+    async fn loaded(&self, checksum: &str) -> Result<Option<LoadRecord>> {
+        Ok(self
+            .records()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.manifest_checksum == checksum && r.status == "succeeded"))
+    }
+
+    async fn prepare(&self, schemas: &[(&'static str, SchemaRef)], _create: bool) -> Result<Vec<String>> {
+        // The lake is created where it is missing: it is the embedded default.
+        let mut changes = Vec::new();
+        let mut updates = Vec::new();
+        let mut problems = Vec::new();
+        for (table, input) in schemas {
+            match self.table_schema(table).await? {
+                None => updates.push((*table, input.clone())),
+                Some(lake) => {
+                    let (added, bad) = compare(table, &lake, input);
+                    problems.extend(bad);
+                    if !added.is_empty() {
+                        // The lake's columns first, in their order, then the new ones.
+                        let mut fields: Vec<Field> = lake.fields().iter().map(|f| f.as_ref().clone()).collect();
+                        for g in input.fields() {
+                            if lake.field_with_name(g.name()).is_err() {
+                                fields.push(g.as_ref().clone());
+                            }
+                        }
+                        updates.push((
+                            *table,
+                            Arc::new(Schema::new_with_metadata(fields, lake.metadata().clone())),
+                        ));
+                        changes.extend(added);
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Data(format!(
+                "the input does not fit the lake's tables, nothing was loaded: {}; load into a new lake or with the crest version that wrote it",
+                problems.join("; ")
+            )));
+        }
+        for (table, schema) in updates {
+            self.write_schema(table, &schema).await?;
+        }
+        for (name, sql) in VIEWS {
+            self.loc
+                .put(&format!("views/{name}"), Bytes::from_static(sql.as_bytes()))
+                .await?;
+        }
+        Ok(changes)
+    }
+
+    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<()> {
+        let mut copies: Vec<(String, String, String)> = Vec::new();
+        for t in &plan.tables {
+            for (date, files) in &t.dates {
+                let old = self.pointer(t.table, *date).await?;
+                let new = Self::new_files(load_id, files);
+                if Self::same_content(old.as_ref(), &new) {
+                    continue;
+                }
+                for (f, src) in new {
+                    copies.push((src.to_string(), format!("{}/{}", dir(t.table, *date), f.name), f.sha256));
+                }
+            }
+        }
+        futures::stream::iter(copies)
+            .map(|(src, dst, sha)| async move {
+                let bytes = plan
+                    .input
+                    .get(&src)
+                    .await?
+                    .ok_or_else(|| Error::Data(format!("{}/{src} is named by the manifest but missing", plan.input)))?;
+                if hex::encode(Sha256::digest(&bytes)) != sha {
+                    return Err(Error::Data(format!(
+                        "{}/{src} does not match its checksum in the manifest: it changed after the transform; run crest transform again",
+                        plan.input
+                    )));
+                }
+                self.loc.put(&dst, bytes).await
+            })
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn merge(&self, plan: &LoadPlan, load_id: &str) -> Result<Vec<TableReport>> {
+        let mut reports = Vec::new();
+        for t in &plan.tables {
+            let mut report = TableReport {
+                table: t.table.to_string(),
+                ..TableReport::default()
+            };
+            for (date, files) in &t.dates {
+                let d = dir(t.table, *date);
+                let old = self.pointer(t.table, *date).await?;
+                let new = Self::new_files(load_id, files);
+                let rows: u64 = new.iter().map(|(f, _)| f.rows).sum();
+                if Self::same_content(old.as_ref(), &new) {
+                    report.unchanged += rows;
+                    continue;
+                }
+                if old.is_none() && new.is_empty() {
+                    continue;
+                }
+                let pointer = Partition {
+                    load_id: load_id.to_string(),
+                    run_id: plan.run_id.clone(),
+                    rows,
+                    files: new.into_iter().map(|(f, _)| f).collect(),
+                };
+                // The switch: one atomic put.
+                self.loc.put_json(&format!("{d}/{POINTER}"), &pointer).await?;
+                match &old {
+                    Some(o) => {
+                        report.replaced += rows;
+                        report.replaced_old += o.rows;
+                    }
+                    None => report.inserted += rows,
+                }
+                // Then the old files (and any a crashed load left) go.
+                let keep: BTreeSet<&str> = pointer.files.iter().map(|f| f.name.as_str()).collect();
+                for meta in self.loc.list(&d).await? {
+                    let rel = self.loc.relative(&meta.location);
+                    let name = rel.rsplit('/').next().unwrap_or_default();
+                    if name.ends_with(".parquet") && !keep.contains(name) {
+                        self.loc.delete(&rel).await?;
+                    }
+                }
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    async fn abort(&self, plan: &LoadPlan, load_id: &str) {
+        for t in &plan.tables {
+            for date in t.dates.keys() {
+                let d = dir(t.table, *date);
+                let Ok(list) = self.loc.list(&d).await else { continue };
+                for meta in list {
+                    let rel = self.loc.relative(&meta.location);
+                    if rel.rsplit('/').next().is_some_and(|n| n.starts_with(load_id)) {
+                        let _ = self.loc.delete(&rel).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record(&self, record: &LoadRecord) -> Result<()> {
+        self.loc
+            .put_json(&format!("_loads/{}.json", record.load_id), record)
+            .await
+    }
+}
+
+/// Query results as a table, CSV or JSON (an array of objects).
+pub fn render(batches: &[RecordBatch], format: &str) -> Result<String> {
+    let err = |e: arrow::error::ArrowError| Error::Data(format!("cannot print the result: {e}"));
+    match format {
+        "table" => Ok(arrow::util::pretty::pretty_format_batches(batches)
+            .map_err(err)?
+            .to_string()),
+        "csv" => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        "json" => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::ArrayWriter::new(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+                w.finish().map_err(err)?;
+            }
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        other => Err(Error::Config(format!("--format {other}: use table, csv or json"))),
+    }
+}

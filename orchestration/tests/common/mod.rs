@@ -1,0 +1,121 @@
+//! Test support: a sandbox on a free loopback port, raw data extracted from it
+//! through the real connectors, the `crest` binary, and readers for what it wrote.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use arrow::array::RecordBatch;
+use chrono::NaiveDate;
+use crest_core::cli::Progress;
+use crest_core::extract::{run_extract, ExtractPlan};
+use crest_core::http::{ApiClient, RetryPolicy};
+use crest_core::storage::Location;
+use crest_core::window::DateRange;
+use crest_core::Secret;
+use crest_sandbox::world::WorldConfig;
+use crest_sandbox::{Sandbox, SandboxConfig};
+use crest_tiktok::schema::DEFAULT_METRICS;
+use crest_tiktok::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+pub async fn sandbox() -> Sandbox {
+    let world = WorldConfig {
+        first_day: day("2026-01-01"),
+        days: 40,
+        creators: 40,
+        ..WorldConfig::default()
+    };
+    Sandbox::start(SandboxConfig {
+        world,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Raw TikTok data for every sandbox advertiser, through the real connector over HTTP.
+pub async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
+    let source = TikTokSource::new(
+        TikTokConfig {
+            base_url: parse_base_url(&sb.base_url()).unwrap(),
+            token: Secret::new(sb.tiktok_token()),
+            level: Level::Ad,
+            granularity: Granularity::Day,
+            metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
+            page_size: 1000,
+            concurrency: 2,
+        },
+        ApiClient::new(RetryPolicy::default(), None).unwrap(),
+    )
+    .unwrap();
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts: sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
+        range: DateRange::new(day(start), day(end)).unwrap(),
+        state: None,
+        lookback_days: 7,
+        options: serde_json::json!({}),
+    };
+    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+}
+
+pub async fn crest(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(args)
+        .env_remove("CREST_LOG")
+        .output()
+        .await
+        .unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+        })
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+pub fn write_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let roster = dir.join("roster.csv");
+    std::fs::write(
+        &roster,
+        crest_sandbox::world::World::new(WorldConfig::default()).roster_csv(),
+    )
+    .unwrap();
+    let fx = dir.join("fx.csv");
+    std::fs::write(&fx, "date,currency,rate\n2026-01-02,EUR,1.10\n2026-01-03,EUR,1.125\n").unwrap();
+    (roster, fx)
+}

@@ -3,12 +3,13 @@
 # extracts January's TikTok ad reports, Meta insights, five creators' YouTube
 # videos and the brand's YouTube ads (Google Ads) into ./crest-out, transforms them into the canonical
 # creator_performance table (creators resolved through the sandbox's roster,
-# EUR and GBP spend converted to USD),
-# and stops the sandbox.
+# EUR and GBP spend converted to USD), loads that into the embedded lake
+# (./crest-lake) and asks it a question with SQL, and stops the sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 out="${1:-./crest-out}"
+lake="${2:-./crest-lake}"
 cargo build --release --locked -q -p crest-sandbox -p crest-tiktok -p crest-meta -p crest-youtube -p crest
 bin="$CARGO_TARGET_DIR/release"
 
@@ -45,5 +46,16 @@ echo; echo "== crest transform"
 { echo "date,currency,rate"; for d in $(seq -w 1 31); do echo "2026-01-$d,EUR,1.0$((10#$d % 10))"; echo "2026-01-$d,GBP,1.2$((10#$d % 10))"; done; } >"$work/fx.csv"
 "$bin/crest" transform --input "$out" --start 2026-01-01 --end 2026-01-31 \
     --roster "$work/roster.csv" --fx "$work/fx.csv" --reporting-currency USD
+
+echo; echo "== crest load (into the lake), crest query"
+"$bin/crest" load --input "$out" --target "lake:$lake"
+"$bin/crest" query --target "lake:$lake" \
+    "SELECT platform, channel, COUNT(*) AS rows, SUM(impressions) AS impressions, SUM(clicks) AS clicks,
+            ROUND(SUM(spend_reporting), 2) AS spend_usd, ROUND(SUM(conversions), 1) AS conversions_7d_1d
+     FROM creator_performance GROUP BY platform, channel ORDER BY platform, channel"
+"$bin/crest" query --target "lake:$lake" \
+    "SELECT creator_handle, creator_tier, SUM(clicks) AS clicks, ROUND(SUM(spend_reporting), 2) AS spend_usd,
+            ROUND(SUM(spend_reporting) / SUM(clicks), 3) AS cpc_usd
+     FROM v_creator_daily WHERE channel = 'paid' GROUP BY creator_handle, creator_tier ORDER BY cpc_usd LIMIT 5"
 echo
-echo "raw: $out/raw/{tiktok,meta,youtube}/  canonical: $out/canonical/creator_performance/  manifests: $out/_runs/"
+echo "raw: $out/raw/{tiktok,meta,youtube}/  canonical: $out/canonical/  lake: $lake/  manifests: $out/_runs/, $lake/_loads/"

@@ -49,6 +49,13 @@ pub const META_EXTRACTED_AT: &str = "crest.extracted_at";
 pub const PLAIN_ENCODING: &str = "crest.plain_encoding";
 
 /// The table folder of a platform's raw report.
+/// The two columns every raw row ends with: `extracted_at` (UTC µs) and `run_id`.
+pub fn run_columns(rows: usize, run_id: &str, extracted_at_us: i64) -> [arrow::array::ArrayRef; 2] {
+    let extracted = arrow::array::TimestampMicrosecondArray::from_value(extracted_at_us, rows).with_timezone("UTC");
+    let run = arrow::array::StringArray::from_iter_values(std::iter::repeat_n(run_id, rows));
+    [std::sync::Arc::new(extracted), std::sync::Arc::new(run)]
+}
+
 pub fn raw_table(platform: &str, report: &str) -> String {
     format!("raw/{platform}/{report}")
 }

@@ -86,16 +86,25 @@ impl Lake {
 
     /// Every date's pointer of a table.
     async fn pointers(&self, table: &str) -> Result<Vec<(String, Partition)>> {
-        let mut out = Vec::new();
-        for meta in self.loc.list(table).await? {
-            let rel = self.loc.relative(&meta.location);
-            if rel.ends_with(POINTER) {
-                if let Some(p) = self.loc.get_json::<Partition>(&rel).await? {
-                    let d = rel.trim_end_matches(POINTER).trim_end_matches('/').to_string();
-                    out.push((d, p));
-                }
-            }
-        }
+        let rels: Vec<String> = self
+            .loc
+            .list(table)
+            .await?
+            .iter()
+            .map(|m| self.loc.relative(&m.location))
+            .filter(|rel| rel.ends_with(POINTER))
+            .collect();
+        // Small reads, many dates: read them side by side.
+        let mut out: Vec<(String, Partition)> = futures::stream::iter(rels)
+            .map(|rel| async move {
+                let p = self.loc.get_json::<Partition>(&rel).await?;
+                let d = rel.trim_end_matches(POINTER).trim_end_matches('/').to_string();
+                Ok::<_, Error>(p.map(|p| (d, p)))
+            })
+            .buffer_unordered(32)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -137,12 +146,49 @@ impl Lake {
     }
 
     /// A DataFusion session with the lake's tables (through the partition
-    /// pointers), `crest_loads`, and the views in `{lake}/views/`.
-    pub async fn session(&self, defaults: &[(&'static str, SchemaRef)]) -> Result<SessionContext> {
+    /// pointers), `crest_loads`, and the views in `{lake}/views/`. With `sql`,
+    /// only what it names (directly or through a view) is registered: a table
+    /// costs a read of every date's pointer.
+    pub async fn session(&self, defaults: &[(&'static str, SchemaRef)], sql: Option<&str>) -> Result<SessionContext> {
         let ctx = SessionContext::new();
         let base = url::Url::parse("crest-lake://lake").map_err(|e| Error::Config(e.to_string()))?;
         ctx.register_object_store(&base, self.loc.store().clone());
+        let mut views: Vec<(String, String)> = Vec::new();
+        let mut names: Vec<String> = self
+            .loc
+            .list("views")
+            .await?
+            .iter()
+            .map(|m| self.loc.relative(&m.location))
+            .filter(|r| r.ends_with(".sql"))
+            .collect();
+        names.sort();
+        for rel in names {
+            let Some(text) = self.loc.get(&rel).await? else {
+                continue;
+            };
+            let name = rel
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(".sql")
+                .to_string();
+            views.push((name, String::from_utf8_lossy(&text).into_owned()));
+        }
+        let wanted = sql.map(str::to_lowercase);
+        let views: Vec<(String, String)> = views
+            .into_iter()
+            .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(&name.to_lowercase())))
+            .collect();
+        let needs = |name: &str| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(name) || views.iter().any(|(_, text)| text.to_lowercase().contains(name)))
+        };
         for (table, default) in defaults {
+            if !needs(table) {
+                continue;
+            }
             let schema = self.table_schema(table).await?.unwrap_or_else(|| default.clone());
             let mut urls = Vec::new();
             for (d, p) in self.pointers(table).await? {
@@ -165,27 +211,18 @@ impl Lake {
             };
             ctx.register_table(*table, provider).map_err(df)?;
         }
-        let loads = loads_batch(&self.records().await?)?;
-        ctx.register_table(
-            LOADS_TABLE,
-            Arc::new(MemTable::try_new(loads.schema(), vec![vec![loads]]).map_err(df)?),
-        )
-        .map_err(df)?;
-        let mut views: Vec<String> = self
-            .loc
-            .list("views")
-            .await?
-            .iter()
-            .map(|m| self.loc.relative(&m.location))
-            .filter(|r| r.ends_with(".sql"))
-            .collect();
-        views.sort();
-        for rel in views {
-            let Some(sql) = self.loc.get(&rel).await? else { continue };
-            let sql = String::from_utf8_lossy(&sql);
-            ctx.sql(&sql).await.map_err(|e| {
+        if needs(LOADS_TABLE) {
+            let loads = loads_batch(&self.records().await?)?;
+            ctx.register_table(
+                LOADS_TABLE,
+                Arc::new(MemTable::try_new(loads.schema(), vec![vec![loads]]).map_err(df)?),
+            )
+            .map_err(df)?;
+        }
+        for (name, text) in views {
+            ctx.sql(&text).await.map_err(|e| {
                 Error::Data(format!(
-                    "the view {}/{rel} does not compile: {}",
+                    "the view {}/views/{name}.sql does not compile: {}",
                     self.loc,
                     one_line(&e)
                 ))
@@ -196,7 +233,7 @@ impl Lake {
 
     /// Runs SQL against the lake.
     pub async fn query(&self, defaults: &[(&'static str, SchemaRef)], sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = self.session(defaults).await?;
+        let ctx = self.session(defaults, Some(sql)).await?;
         let frame = ctx
             .sql(sql)
             .await

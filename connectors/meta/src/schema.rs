@@ -6,9 +6,7 @@
 
 use crate::api::{self, InsightRow};
 use crate::AdMeta;
-use arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -249,14 +247,7 @@ pub fn page_to_batch(ctx: &PageContext, rows: &[InsightRow<'_>]) -> Result<Recor
     }
     columns.push(Arc::new(actions_json.finish()));
     columns.push(Arc::new(values_json.finish()));
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut run = StringBuilder::with_capacity(n, n * ctx.run_id.len());
-    for _ in 0..n {
-        ts.append_value(ctx.extracted_at_us);
-        run.append_value(&ctx.run_id);
-    }
-    columns.push(Arc::new(ts.finish()));
-    columns.push(Arc::new(run.finish()));
+    columns.extend(crest_core::raw::run_columns(n, &ctx.run_id, ctx.extracted_at_us));
     RecordBatch::try_new(ctx.schema.clone(), columns).map_err(|e| format!("cannot build an insights batch: {e}"))
 }
 

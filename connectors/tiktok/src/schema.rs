@@ -6,7 +6,7 @@ use crate::api::ReportRow;
 use crate::Meta;
 use arrow::array::{
     ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder, TimestampSecondBuilder,
+    TimestampSecondBuilder,
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{NaiveDate, NaiveDateTime};
@@ -311,14 +311,7 @@ pub fn page_to_batch(ctx: &PageContext, rows: &[ReportRow<'_>]) -> Result<Record
             MetricBuilder::Text(mut b) => Arc::new(b.finish()),
         });
     }
-    let mut extracted = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut run = StringBuilder::with_capacity(n, n * ctx.run_id.len());
-    for _ in 0..n {
-        extracted.append_value(ctx.extracted_at_us);
-        run.append_value(&ctx.run_id);
-    }
-    columns.push(Arc::new(extracted.finish()));
-    columns.push(Arc::new(run.finish()));
+    columns.extend(crest_core::raw::run_columns(n, &ctx.run_id, ctx.extracted_at_us));
     RecordBatch::try_new(ctx.schema.clone(), columns).map_err(|e| format!("cannot build a report batch: {e}"))
 }
 

@@ -10,10 +10,7 @@
 //! their default (0, "") are omitted by Google's JSON and read as zero.
 
 use crate::GoogleErrorBody;
-use arrow::array::{
-    ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use crest_core::cli::Progress;
 use crest_core::extract::{Prepared, ReportSource, SliceError};
@@ -943,14 +940,7 @@ fn assemble(
     }
     columns.extend(conv.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     columns.extend(value.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut run = StringBuilder::with_capacity(n, n * run_id.len());
-    for _ in 0..n {
-        ts.append_value(extracted_at_us);
-        run.append_value(run_id);
-    }
-    columns.push(Arc::new(ts.finish()));
-    columns.push(Arc::new(run.finish()));
+    columns.extend(crest_core::raw::run_columns(n, run_id, extracted_at_us));
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 

@@ -9,9 +9,7 @@
 
 pub mod ads;
 
-use arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use crest_core::cli::Progress;
 use crest_core::extract::{ReportSource, SliceError};
@@ -419,14 +417,7 @@ impl YouTubeSource {
                 columns.push(Arc::new(floats.next().ok_or("metric columns")?.1.finish()));
             }
         }
-        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut run = StringBuilder::with_capacity(n, n * run_id.len());
-        for _ in 0..n {
-            ts.append_value(extracted_at_us);
-            run.append_value(run_id);
-        }
-        columns.push(Arc::new(ts.finish()));
-        columns.push(Arc::new(run.finish()));
+        columns.extend(crest_core::raw::run_columns(n, run_id, extracted_at_us));
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())
     }
 

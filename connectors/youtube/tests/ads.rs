@@ -2,20 +2,21 @@
 //! real HTTP on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::*;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, Int64Type};
-use chrono::NaiveDate;
 use crest_sandbox::faults::FaultPlan;
 use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
 use crest_youtube::ads::{lag_column, LAG_BUCKETS};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+fn read_raw_table(out: &Path) -> Vec<RecordBatch> {
+    read_raw(out, "raw/youtube/ads_daily")
 }
 
 async fn sandbox(creators: usize, faults: &str, retry_delay: Duration) -> Sandbox {
@@ -49,36 +50,6 @@ async fn run(sb: &Sandbox, args: &[&str], refresh_token: &str, developer_token: 
         .output()
         .await
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn read(out: &Path) -> Vec<RecordBatch> {
-    files(&out.join("raw/youtube/ads_daily"))
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-        })
-        .map(|b| b.unwrap())
-        .collect()
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -178,7 +149,7 @@ async fn exact_totals_across_stream_batches_with_a_token_expiry_and_a_short_quot
     assert!(o.status.success(), "{}", stderr(&o));
     let truth = sb.ads().totals(0, day("2026-01-01"), day("2026-01-03"));
     assert!(truth.rows > 10_000 * 3 && truth.conv_halves > 0, "{truth:?}");
-    let got = seen(&read(dir.path()), customer.currency);
+    let got = seen(&read_raw_table(dir.path()), customer.currency);
     assert_eq!(
         got,
         Seen {
@@ -231,7 +202,7 @@ async fn a_quota_wait_of_hours_stops_with_the_delay_named() {
     let err = stderr(&o);
     assert!(err.contains("wait 3h 00min"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(read(dir.path()).is_empty(), "nothing half-written");
+    assert!(read_raw_table(dir.path()).is_empty(), "nothing half-written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,18 +1,19 @@
 //! crest-youtube against the sandbox's Google APIs over real HTTP on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::*;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
-use chrono::NaiveDate;
 use crest_sandbox::faults::FaultPlan;
 use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+fn read_raw_table(out: &Path) -> Vec<RecordBatch> {
+    read_raw(out, "raw/youtube/video_daily")
 }
 
 async fn sandbox(faults: &str) -> Sandbox {
@@ -44,36 +45,6 @@ async fn run(sb: &Sandbox, args: &[&str], refresh_token: &str) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn read(out: &Path) -> Vec<RecordBatch> {
-    files(&out.join("raw/youtube/video_daily"))
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-        })
-        .map(|b| b.unwrap())
-        .collect()
 }
 
 /// (rows, views, minutes, likes, card clicks, average view % × 100) for a channel.
@@ -146,7 +117,7 @@ async fn exact_totals_across_pages_whatever_order_the_metrics_are_asked_in() {
         }
         let o = run(&sb, &args, "sandbox-refresh-token").await;
         assert!(o.status.success(), "{}", stderr(&o));
-        let batches = read(&out);
+        let batches = read_raw_table(&out);
         for c in &channels {
             let t = truth(&sb, c, "2026-01-01", "2026-03-01");
             assert!(t.0 > 30, "several pages: {t:?}");
@@ -210,7 +181,10 @@ async fn an_access_token_rejected_mid_run_is_refreshed_once_and_the_run_complete
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(seen(&read(&out), &c), truth(&sb, &c, "2026-01-01", "2026-02-20"));
+    assert_eq!(
+        seen(&read_raw_table(&out), &c),
+        truth(&sb, &c, "2026-01-01", "2026-02-20")
+    );
     let (refreshes, unauthenticated) = sb.google_counts();
     assert_eq!((refreshes, unauthenticated), (2, 1), "one 401, one extra refresh");
 }

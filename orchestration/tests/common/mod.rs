@@ -119,3 +119,16 @@ pub fn write_files(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&fx, "date,currency,rate\n2026-01-02,EUR,1.10\n2026-01-03,EUR,1.125\n").unwrap();
     (roster, fx)
 }
+
+/// The sandbox's Google OAuth client and refresh token.
+pub fn google_tokens(sb: &Sandbox, policy: &RetryPolicy) -> crest_core::oauth::TokenSource {
+    crest_core::oauth::TokenSource::new(
+        &format!("{}/token", sb.base_url()),
+        "sandbox-client",
+        Secret::new("sandbox-client-secret"),
+        Secret::new("sandbox-refresh-token"),
+        "GOOGLE_REFRESH_TOKEN",
+        policy.clone(),
+    )
+    .unwrap()
+}

@@ -14,14 +14,14 @@
 //!   own all-window figure stay in the attribution-windows table
 //!   (`view_through`, `google_default`).
 
-use super::{creator_columns, spend_reporting, LinkKind, Mapped, Mapper, Platform, RawColumns};
+use super::{
+    creator_columns, spend_reporting, windows_batch, LinkKind, Mapped, Mapper, Platform, RawColumns, WindowKeys,
+    WindowRows,
+};
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, StringArray, UInt32Array,
-};
-use arrow::compute::take;
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use std::sync::Arc;
 
@@ -219,7 +219,6 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
 /// every lag the conversion action's window allows, 30 days by default) and
 /// `view_through` (view-through conversions; Google serves no value for them).
 fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UInt32Array)> {
-    let n = raw.num_rows();
     let conv = raw
         .column_by_name("conversions")
         .ok_or_else(|| missing("conversions"))?;
@@ -232,58 +231,29 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
         .column_by_name("view_through_conversions")
         .map(|c| c.as_primitive::<Int64Type>().clone());
     let scale = 10i128.pow(canonical::DECIMAL_SCALE as u32);
-    let mut rows = Vec::new();
-    let mut labels = Vec::new();
-    let mut c_out: Vec<Option<i128>> = Vec::new();
-    let mut v_out: Vec<Option<i128>> = Vec::new();
-    for i in 0..n {
+    let mut out = WindowRows::default();
+    for i in 0..raw.num_rows() {
         if conv.is_valid(i) {
-            rows.push(i as u32);
-            labels.push("google_default");
-            c_out.push(Some(conv.value(i)));
-            v_out.push(value.is_valid(i).then(|| value.value(i)));
+            out.push(
+                i,
+                "google_default",
+                Some(conv.value(i)),
+                value.is_valid(i).then(|| value.value(i)),
+            );
         }
         if let Some(v) = view.as_ref().filter(|v| v.is_valid(i)) {
-            rows.push(i as u32);
-            labels.push("view_through");
-            c_out.push(Some(v.value(i) as i128 * scale));
-            v_out.push(None);
+            out.push(i, "view_through", Some(v.value(i) as i128 * scale), None);
         }
     }
-    let rows = UInt32Array::from(rows);
-    let m = rows.len();
-    let pick = |name: &str| -> Result<ArrayRef> {
-        let col = raw
-            .column_by_name(name)
-            .cloned()
-            .unwrap_or_else(|| new_null_array(&DataType::Utf8, n));
-        take(&col, &rows, None).map_err(arrow_err)
+    let keys = WindowKeys {
+        platform: "youtube",
+        date: "date",
+        account: "customer_id",
+        ad: "ad_id",
+        content: None,
+        action: Err("conversions"),
     };
-    let decimal = |v: Vec<Option<i128>>| -> Result<ArrayRef> {
-        Ok(Arc::new(
-            Decimal128Array::from(v)
-                .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
-                .map_err(arrow_err)?,
-        ))
-    };
-    let batch = RecordBatch::try_new(
-        canonical::attribution_windows_schema(),
-        vec![
-            pick("date")?,
-            new_null_array(&DataType::Int32, m),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("youtube", m))),
-            pick("customer_id")?,
-            pick("ad_id")?,
-            new_null_array(&DataType::Utf8, m),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("conversions", m))),
-            Arc::new(StringArray::from(labels)),
-            decimal(c_out)?,
-            decimal(v_out)?,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id, m))),
-        ],
-    )
-    .map_err(arrow_err)?;
-    Ok((batch, rows))
+    windows_batch(raw, &keys, out, run_id)
 }
 
 fn missing(name: &str) -> TransformError {

@@ -11,15 +11,15 @@
 //! - UTMs come from the creative's `url_tags`, else its link;
 //! - `content_id` is the promoted Instagram post's permalink.
 
-use super::{creator_columns, spend_reporting, LinkKind, Mapped, Mapper, Platform, RawColumns};
+use super::{
+    creator_columns, spend_reporting, windows_batch, LinkKind, Mapped, Mapper, Platform, RawColumns, WindowKeys,
+    WindowRows,
+};
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, StringArray, StringBuilder,
-    UInt32Array,
-};
-use arrow::compute::{kernels::zip::zip, take};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
+use arrow::compute::kernels::zip::zip;
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use std::sync::Arc;
 
@@ -203,21 +203,13 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
 /// canonical row and window where the window is served.
 fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UInt32Array)> {
     let n = raw.num_rows();
-    let action = raw
-        .column_by_name("conversion_action")
-        .cloned()
-        .ok_or_else(|| missing("conversion_action"))?;
     let schema = raw.schema();
-    let windows: Vec<&str> = schema
+    let mut out = WindowRows::default();
+    for w in schema
         .fields()
         .iter()
         .filter_map(|f| f.name().strip_prefix("conversions_"))
-        .collect();
-    let mut rows: Vec<u32> = Vec::new();
-    let mut labels = StringBuilder::new();
-    let mut conv: Vec<Option<i128>> = Vec::new();
-    let mut value: Vec<Option<i128>> = Vec::new();
-    for w in &windows {
+    {
         let c = raw
             .column_by_name(&format!("conversions_{w}"))
             .map(|c| c.as_primitive::<Decimal128Type>().clone());
@@ -227,47 +219,19 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
         let (Some(c), Some(v)) = (c, v) else { continue };
         for i in 0..n {
             if c.is_valid(i) {
-                rows.push(i as u32);
-                labels.append_value(w);
-                conv.push(Some(c.value(i)));
-                value.push(v.is_valid(i).then(|| v.value(i)));
+                out.push(i, w, Some(c.value(i)), v.is_valid(i).then(|| v.value(i)));
             }
         }
     }
-    let rows = UInt32Array::from(rows);
-    let pick = |name: &str| -> Result<ArrayRef> {
-        let col = raw
-            .column_by_name(name)
-            .cloned()
-            .unwrap_or_else(|| new_null_array(&DataType::Utf8, n));
-        take(&col, &rows, None).map_err(arrow_err)
+    let keys = WindowKeys {
+        platform: "meta",
+        date: "date_start",
+        account: "account_id",
+        ad: "ad_id",
+        content: Some("instagram_permalink_url"),
+        action: Ok("conversion_action"),
     };
-    let m = rows.len();
-    let decimal = |v: Vec<Option<i128>>| -> Result<ArrayRef> {
-        Ok(Arc::new(
-            Decimal128Array::from(v)
-                .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
-                .map_err(arrow_err)?,
-        ))
-    };
-    let batch = RecordBatch::try_new(
-        canonical::attribution_windows_schema(),
-        vec![
-            pick("date_start")?,
-            new_null_array(&DataType::Int32, m),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("meta", m))),
-            pick("account_id")?,
-            pick("ad_id")?,
-            pick("instagram_permalink_url")?,
-            take(&action, &rows, None).map_err(arrow_err)?,
-            Arc::new(labels.finish()),
-            decimal(conv)?,
-            decimal(value)?,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id, m))),
-        ],
-    )
-    .map_err(arrow_err)?;
-    Ok((batch, rows))
+    windows_batch(raw, &keys, out, run_id)
 }
 
 fn missing(name: &str) -> TransformError {

@@ -336,3 +336,93 @@ impl<'a> RawColumns<'a> {
         )))
     }
 }
+
+/// Attribution windows as served, gathered by a platform map: for each, the
+/// raw row it belongs to, the window's label, conversions and value (both in
+/// millionths).
+#[derive(Default)]
+pub struct WindowRows<'a> {
+    rows: Vec<u32>,
+    labels: Vec<&'a str>,
+    conversions: Vec<Option<i128>>,
+    values: Vec<Option<i128>>,
+}
+
+impl<'a> WindowRows<'a> {
+    pub fn push(&mut self, row: usize, label: &'a str, conversions: Option<i128>, value: Option<i128>) {
+        self.rows.push(row as u32);
+        self.labels.push(label);
+        self.conversions.push(conversions);
+        self.values.push(value);
+    }
+}
+
+/// Where a platform's raw batch keeps the windows table's key columns.
+pub struct WindowKeys<'k> {
+    pub platform: &'k str,
+    pub date: &'k str,
+    pub account: &'k str,
+    pub ad: &'k str,
+    pub content: Option<&'k str>,
+    /// The conversion action: a raw column, or one name for every row.
+    pub action: Result<&'k str, &'k str>,
+}
+
+/// The `attribution_windows` rows, and for each the index of its canonical row.
+pub fn windows_batch(
+    raw: &RecordBatch,
+    keys: &WindowKeys<'_>,
+    w: WindowRows<'_>,
+    run_id: &str,
+) -> Result<(RecordBatch, UInt32Array)> {
+    use arrow::array::{new_null_array, Decimal128Array, StringArray};
+    use arrow::datatypes::DataType;
+    let err = |e: arrow::error::ArrowError| TransformError::Input(format!("{}: {e}", keys.platform));
+    let n = raw.num_rows();
+    let rows = UInt32Array::from(w.rows);
+    let m = rows.len();
+    let pick = |name: Option<&str>| -> Result<ArrayRef> {
+        let col = name
+            .and_then(|name| raw.column_by_name(name).cloned())
+            .unwrap_or_else(|| new_null_array(&DataType::Utf8, n));
+        arrow::compute::take(&col, &rows, None).map_err(err)
+    };
+    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, m))) };
+    let decimal = |v: Vec<Option<i128>>| -> Result<ArrayRef> {
+        Ok(Arc::new(
+            Decimal128Array::from(v)
+                .with_precision_and_scale(38, crate::canonical::DECIMAL_SCALE)
+                .map_err(err)?,
+        ))
+    };
+    let action = match keys.action {
+        Ok(column) => {
+            if raw.column_by_name(column).is_none() {
+                return Err(TransformError::Input(format!(
+                    "a {} raw file lacks the column {column}",
+                    keys.platform
+                )));
+            }
+            pick(Some(column))?
+        }
+        Err(name) => constant(name),
+    };
+    let batch = RecordBatch::try_new(
+        crate::canonical::attribution_windows_schema(),
+        vec![
+            pick(Some(keys.date))?,
+            new_null_array(&DataType::Int32, m),
+            constant(keys.platform),
+            pick(Some(keys.account))?,
+            pick(Some(keys.ad))?,
+            pick(keys.content)?,
+            action,
+            Arc::new(StringArray::from(w.labels)),
+            decimal(w.conversions)?,
+            decimal(w.values)?,
+            constant(run_id),
+        ],
+    )
+    .map_err(err)?;
+    Ok((batch, rows))
+}

@@ -236,7 +236,10 @@ fn lake(target: &str, existing: bool) -> Result<crest_lake::Lake> {
             ));
         }
         let loc = if existing {
-            Location::parse_existing(rest)?
+            Location::parse_existing(rest).map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("{m}: run crest load into it first, or give --target")),
+                other => other,
+            })?
         } else {
             Location::parse(rest)?
         };

@@ -21,8 +21,9 @@ use chrono::NaiveDate;
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport, LOADS_TABLE};
 use crest_core::storage::Location;
 use crest_core::{Error, Result};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -39,9 +40,58 @@ pub const VIEWS: &[(&str, &str)] = &[(
     include_str!("../../../sql/datafusion/v_creator_daily.sql"),
 )];
 const POINTER: &str = "_partition.json";
+/// The lake's store as DataFusion's session knows it.
+const LAKE_URL: &str = "crest-lake://lake";
 const SCHEMA_FILE: &str = "_schema.parquet";
 /// Files copied at once while staging.
 const COPY_CONCURRENCY: usize = 8;
+
+/// A table read from the files its date pointers name, as they name them:
+/// no listing of the store at query time (one request per file on S3).
+#[derive(Debug)]
+struct PointerTable {
+    schema: SchemaRef,
+    files: Vec<PartitionedFile>,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for PointerTable {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let url = datafusion::execution::object_store::ObjectStoreUrl::parse(LAKE_URL)?;
+        let source = Arc::new(ParquetSource::new(self.schema.clone()));
+        // Files spread over the session's partitions, each a similar number of files.
+        let parts = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(self.files.len()).max(1)];
+        let n = groups.len();
+        for (i, f) in self.files.iter().enumerate() {
+            groups[i % n].push(f.clone());
+        }
+        let config = FileScanConfigBuilder::new(url, source)
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
 
 /// A date partition's current files.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,6 +107,9 @@ struct PartFile {
     name: String,
     sha256: String,
     rows: u64,
+    /// Size, so readers open the file without asking the store for it.
+    #[serde(default)]
+    bytes: u64,
 }
 
 pub struct Lake {
@@ -151,7 +204,7 @@ impl Lake {
     /// costs a read of every date's pointer.
     pub async fn session(&self, defaults: &[(&'static str, SchemaRef)], sql: Option<&str>) -> Result<SessionContext> {
         let ctx = SessionContext::new();
-        let base = url::Url::parse("crest-lake://lake").map_err(|e| Error::Config(e.to_string()))?;
+        let base = url::Url::parse(LAKE_URL).map_err(|e| Error::Config(e.to_string()))?;
         ctx.register_object_store(&base, self.loc.store().clone());
         let mut views: Vec<(String, String)> = Vec::new();
         let mut names: Vec<String> = self
@@ -190,25 +243,25 @@ impl Lake {
                 continue;
             }
             let schema = self.table_schema(table).await?.unwrap_or_else(|| default.clone());
-            let mut urls = Vec::new();
+            let mut files = Vec::new();
             for (d, p) in self.pointers(table).await? {
                 for f in &p.files {
                     let path = self.loc.path(&format!("{d}/{}", f.name));
-                    urls.push(
-                        ListingTableUrl::parse(format!("crest-lake://lake/{path}"))
-                            .map_err(|e| Error::Storage(format!("{}: {e}", self.loc)))?,
-                    );
+                    let bytes = match f.bytes {
+                        0 => {
+                            self.loc
+                                .store()
+                                .head(&path)
+                                .await
+                                .map_err(|e| Error::storage(&path, e))?
+                                .size
+                        }
+                        b => b,
+                    };
+                    files.push(PartitionedFile::new(path.to_string(), bytes));
                 }
             }
-            let provider: Arc<dyn datafusion::catalog::TableProvider> = if urls.is_empty() {
-                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(df)?)
-            } else {
-                let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-                let config = ListingTableConfig::new_with_multi_paths(urls)
-                    .with_listing_options(options)
-                    .with_schema(schema);
-                Arc::new(ListingTable::try_new(config).map_err(df)?)
-            };
+            let provider: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(PointerTable { schema, files });
             ctx.register_table(*table, provider).map_err(df)?;
         }
         if needs(LOADS_TABLE) {
@@ -342,6 +395,7 @@ impl Lake {
                         name: staged_name(load_id, k),
                         sha256: f.sha256.clone(),
                         rows: f.rows,
+                        bytes: f.bytes,
                     },
                     f.path.as_str(),
                 )

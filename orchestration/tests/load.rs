@@ -147,6 +147,27 @@ async fn a_run_loads_once_restated_dates_replace_and_sums_read_back_exactly() {
         "restated dates hold only the newer run"
     );
 
+    // Date filters prune files; they keep exactly the rows a full scan keeps.
+    for cond in [
+        "date BETWEEN '2026-01-05' AND '2026-01-10'",
+        "date >= '2026-01-12'",
+        "date < '2026-01-03'",
+        "date = '2026-01-07'",
+    ] {
+        let pruned = query(
+            &lake,
+            &format!("SELECT COUNT(*) AS n FROM creator_performance WHERE {cond}"),
+        )
+        .await;
+        let scanned = query(
+            &lake,
+            &format!("SELECT SUM(CASE WHEN {cond} THEN 1 ELSE 0 END) AS n FROM creator_performance"),
+        )
+        .await;
+        assert_eq!(pruned[0]["n"], scanned[0]["n"], "{cond}");
+        assert!(pruned[0]["n"].as_i64().unwrap() > 0, "{cond}");
+    }
+
     // The view is there, over the same rows.
     let view = query(&lake, "SELECT SUM(impressions) AS imps FROM v_creator_daily").await;
     let resolved = query(

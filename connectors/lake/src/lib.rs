@@ -51,7 +51,41 @@ const COPY_CONCURRENCY: usize = 8;
 #[derive(Debug)]
 struct PointerTable {
     schema: SchemaRef,
-    files: Vec<PartitionedFile>,
+    /// Each file with its partition's date (days since the epoch).
+    files: Vec<(i32, PartitionedFile)>,
+}
+
+/// The date range (days since the epoch) a filter on `date` keeps, if it is
+/// one crest can read: `date` compared with a date, or BETWEEN two.
+fn date_bounds(e: &datafusion::prelude::Expr) -> Option<(i32, i32)> {
+    use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+    use datafusion::prelude::Expr;
+    use datafusion::scalar::ScalarValue;
+    let day = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Date32(Some(d)), _) => Some(*d),
+        _ => None,
+    };
+    let is_date = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "date");
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_date(left) => {
+            let d = day(right)?;
+            match op {
+                Operator::Eq => Some((d, d)),
+                Operator::GtEq => Some((d, i32::MAX)),
+                Operator::Gt => Some((d.saturating_add(1), i32::MAX)),
+                Operator::LtEq => Some((i32::MIN, d)),
+                Operator::Lt => Some((i32::MIN, d.saturating_sub(1))),
+                _ => None,
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_date(expr) => Some((day(low)?, day(high)?)),
+        _ => None,
+    }
 }
 
 #[async_trait::async_trait]
@@ -68,20 +102,42 @@ impl datafusion::catalog::TableProvider for PointerTable {
         datafusion::datasource::TableType::Base
     }
 
+    /// Filters on `date` prune whole files; DataFusion still applies every
+    /// filter to the rows read.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::prelude::Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(vec![
+            datafusion::logical_expr::TableProviderFilterPushDown::Inexact;
+            filters.len()
+        ])
+    }
+
     async fn scan(
         &self,
         state: &dyn datafusion::catalog::Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[datafusion::prelude::Expr],
+        filters: &[datafusion::prelude::Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
         let url = datafusion::execution::object_store::ObjectStoreUrl::parse(LAKE_URL)?;
         let source = Arc::new(ParquetSource::new(self.schema.clone()));
+        let (from, to) = filters
+            .iter()
+            .filter_map(date_bounds)
+            .fold((i32::MIN, i32::MAX), |(a, b), (c, d)| (a.max(c), b.min(d)));
+        let files: Vec<&PartitionedFile> = self
+            .files
+            .iter()
+            .filter(|(d, _)| (from..=to).contains(d))
+            .map(|(_, f)| f)
+            .collect();
         // Files spread over the session's partitions, each a similar number of files.
         let parts = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(self.files.len()).max(1)];
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len()).max(1)];
         let n = groups.len();
-        for (i, f) in self.files.iter().enumerate() {
+        for (i, f) in files.into_iter().enumerate() {
             groups[i % n].push(f.clone());
         }
         let config = FileScanConfigBuilder::new(url, source)
@@ -245,6 +301,12 @@ impl Lake {
             let schema = self.table_schema(table).await?.unwrap_or_else(|| default.clone());
             let mut files = Vec::new();
             for (d, p) in self.pointers(table).await? {
+                let day = d
+                    .rsplit("date=")
+                    .next()
+                    .and_then(|x| NaiveDate::parse_from_str(x, "%Y-%m-%d").ok())
+                    .map(arrow::datatypes::Date32Type::from_naive_date)
+                    .ok_or_else(|| Error::Storage(format!("{}/{d} is not a date partition", self.loc)))?;
                 for f in &p.files {
                     let path = self.loc.path(&format!("{d}/{}", f.name));
                     let bytes = match f.bytes {
@@ -258,7 +320,7 @@ impl Lake {
                         }
                         b => b,
                     };
-                    files.push(PartitionedFile::new(path.to_string(), bytes));
+                    files.push((day, PartitionedFile::new(path.to_string(), bytes)));
                 }
             }
             let provider: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(PointerTable { schema, files });

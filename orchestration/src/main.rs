@@ -288,6 +288,17 @@ async fn load(args: LoadArgs) -> Result<()> {
                 r.load_id
             );
             for t in &r.tables {
+                // The same as an event, for JSON logs (Airflow).
+                tracing::info!(
+                    run_id = %plan.run_id,
+                    load_id = %r.load_id,
+                    table = %t.table,
+                    inserted = t.inserted,
+                    replaced = t.replaced,
+                    replaced_before = t.replaced_old,
+                    unchanged = t.unchanged,
+                    "table loaded"
+                );
                 println!(
                     "  {:<22} {:>10} inserted  {:>10} replaced ({} before)  {:>10} unchanged",
                     t.table, t.inserted, t.replaced, t.replaced_old, t.unchanged

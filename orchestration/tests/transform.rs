@@ -537,15 +537,7 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
         page_size: 200,
     };
     let source = crest_youtube::YouTubeSource::new(config, ApiClient::new(policy, None).unwrap(), tokens).unwrap();
-    let plan = ExtractPlan {
-        out: Location::parse(out.to_str().unwrap()).unwrap(),
-        accounts: channels.clone(),
-        range: DateRange::new(day("2026-01-01"), day("2026-01-31")).unwrap(),
-        state: None,
-        lookback_days: 7,
-        options: serde_json::json!({}),
-    };
-    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+    extract_with(&source, &out, channels.clone(), "2026-01-01", "2026-01-31").await;
     let (roster, _) = write_files(dir.path());
     let o = crest(&[
         "transform",
@@ -610,15 +602,8 @@ async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets()
     };
     let source = crest_youtube::ads::GoogleAdsSource::new(config, ApiClient::new(policy, None).unwrap(), tokens);
     let ads = sb.ads();
-    let plan = ExtractPlan {
-        out: Location::parse(out.to_str().unwrap()).unwrap(),
-        accounts: ads.customers.iter().map(|c| c.id.clone()).collect(),
-        range: DateRange::new(day("2026-01-01"), day("2026-01-20")).unwrap(),
-        state: None,
-        lookback_days: 7,
-        options: serde_json::json!({}),
-    };
-    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+    let customers = ads.customers.iter().map(|c| c.id.clone()).collect();
+    extract_with(&source, &out, customers, "2026-01-01", "2026-01-20").await;
     let (roster, fx) = write_files(dir.path());
     let o = crest(&[
         "transform",

@@ -52,15 +52,14 @@ pub async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
         ApiClient::new(RetryPolicy::default(), None).unwrap(),
     )
     .unwrap();
-    let plan = ExtractPlan {
-        out: Location::parse(out.to_str().unwrap()).unwrap(),
-        accounts: sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
-        range: DateRange::new(day(start), day(end)).unwrap(),
-        state: None,
-        lookback_days: 7,
-        options: serde_json::json!({}),
-    };
-    run_extract(&source, plan, &Progress::hidden()).await.unwrap();
+    extract_with(
+        &source,
+        out,
+        sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
+        start,
+        end,
+    )
+    .await;
 }
 
 pub async fn crest(args: &[&str]) -> Output {
@@ -131,4 +130,23 @@ pub fn google_tokens(sb: &Sandbox, policy: &RetryPolicy) -> crest_core::oauth::T
         policy.clone(),
     )
     .unwrap()
+}
+
+/// Raw data for `accounts` over a range, through a connector's real source over HTTP.
+pub async fn extract_with<S: crest_core::extract::ReportSource>(
+    source: &S,
+    out: &Path,
+    accounts: Vec<String>,
+    start: &str,
+    end: &str,
+) {
+    let plan = ExtractPlan {
+        out: Location::parse(out.to_str().unwrap()).unwrap(),
+        accounts,
+        range: DateRange::new(day(start), day(end)).unwrap(),
+        state: None,
+        lookback_days: 7,
+        options: serde_json::json!({}),
+    };
+    run_extract(source, plan, &Progress::hidden()).await.unwrap();
 }

@@ -278,6 +278,40 @@ async fn a_newer_schema_adds_a_column_and_an_incompatible_one_changes_nothing() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_after_the_transform_stops_the_load_and_leaves_the_lake_as_it_was() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, lake) = (dir.path().join("out"), dir.path().join("lake"));
+    extract(&sb, &out, "2026-01-01", "2026-01-04").await;
+    let first = transform(&out, "2026-01-01", "2026-01-04", "1.10").await;
+    assert!(load(&first, &lake, &[]).await.status.success());
+    let before = totals(&query(&lake, TOTALS).await);
+    let files_before = files_under(&lake);
+
+    // The next run restates the same dates, but one of its files is edited afterwards.
+    let second = transform(&out, "2026-01-01", "2026-01-04", "1.30").await;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap();
+    let victim = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .filter(|p| p.starts_with("canonical/creator_performance/"))
+        .next_back()
+        .unwrap();
+    let mut bytes = std::fs::read(out.join(&victim)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(out.join(&victim), bytes).unwrap();
+
+    let o = load(&second, &lake, &[]).await;
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not match its checksum"), "{}", stderr(&o));
+    assert_eq!(totals(&query(&lake, TOTALS).await), before, "the lake is as it was");
+    assert_eq!(files_under(&lake), files_before, "nothing staged is left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lake_runs_on_an_object_store_other_than_the_disk() {
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();

@@ -296,8 +296,7 @@ async fn a_file_changed_after_the_transform_stops_the_load_and_leaves_the_lake_a
         .unwrap()
         .iter()
         .map(|f| f["path"].as_str().unwrap().to_string())
-        .filter(|p| p.starts_with("canonical/creator_performance/"))
-        .next_back()
+        .rfind(|p| p.starts_with("canonical/creator_performance/"))
         .unwrap();
     let mut bytes = std::fs::read(out.join(&victim)).unwrap();
     let mid = bytes.len() / 2;

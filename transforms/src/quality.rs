@@ -32,6 +32,11 @@ impl Reason {
     }
 }
 
+/// The sum of a decimal column, in its unscaled units (0 when empty).
+pub fn sum_decimal(a: &ArrayRef) -> i128 {
+    arrow::compute::sum(a.as_primitive::<Decimal128Type>()).unwrap_or(0)
+}
+
 /// What reconciliation compares. Money and conversions in millionths (scale 6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -43,6 +48,30 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// A raw batch's totals: impressions and clicks summed from its Int64
+    /// columns of those names (0 where absent), spend from its decimal
+    /// column, conversions as the platform derives them (millionths).
+    pub fn of_raw(
+        raw: &RecordBatch,
+        impressions: &str,
+        clicks: &str,
+        spend: &ArrayRef,
+        conversions_micros: i128,
+    ) -> Totals {
+        let int = |n: &str| {
+            raw.column_by_name(n)
+                .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
+                .unwrap_or(0)
+        };
+        Totals {
+            rows: raw.num_rows() as u64,
+            impressions: int(impressions),
+            clicks: int(clicks),
+            spend_micros: sum_decimal(spend),
+            conversions_micros,
+        }
+    }
+
     pub fn add(&mut self, o: &Totals) {
         self.rows += o.rows;
         self.impressions += o.impressions;

@@ -19,7 +19,7 @@ use super::{
     WindowRows,
 };
 use crate::canonical::{self, SCHEMA_VERSION};
-use crate::quality::Totals;
+use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
@@ -123,20 +123,15 @@ fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<(ArrayRef, ArrayRef
 }
 
 pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
-    let int = |n: &str| {
-        raw.column_by_name(n)
-            .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
-            .unwrap_or(0)
-    };
     let cost = raw.column_by_name("cost").ok_or_else(|| missing("cost"))?;
     let (conversions, _, _) = standard(raw, w)?;
-    Ok(Totals {
-        rows: raw.num_rows() as u64,
-        impressions: int("impressions"),
-        clicks: int("clicks"),
-        spend_micros: arrow::compute::sum(cost.as_primitive::<Decimal128Type>()).unwrap_or(0),
-        conversions_micros: arrow::compute::sum(conversions.as_primitive::<Decimal128Type>()).unwrap_or(0),
-    })
+    Ok(Totals::of_raw(
+        raw,
+        "impressions",
+        "clicks",
+        cost,
+        sum_decimal(&conversions),
+    ))
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {

@@ -16,11 +16,11 @@ use super::{
     WindowRows,
 };
 use crate::canonical::{self, SCHEMA_VERSION};
-use crate::quality::Totals;
+use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::kernels::zip::zip;
-use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
+use arrow::datatypes::{DataType, Decimal128Type};
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -94,20 +94,15 @@ fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<Standard> {
 }
 
 pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
-    let int = |n: &str| {
-        raw.column_by_name(n)
-            .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
-            .unwrap_or(0)
-    };
     let spend = raw.column_by_name("spend").ok_or_else(|| missing("spend"))?;
-    let conversions = standard(raw, w)?.conversions;
-    Ok(Totals {
-        rows: raw.num_rows() as u64,
-        impressions: int("impressions"),
-        clicks: int("inline_link_clicks"),
-        spend_micros: arrow::compute::sum(spend.as_primitive::<Decimal128Type>()).unwrap_or(0),
-        conversions_micros: arrow::compute::sum(conversions.as_primitive::<Decimal128Type>()).unwrap_or(0),
-    })
+    let conversions = sum_decimal(&standard(raw, w)?.conversions);
+    Ok(Totals::of_raw(
+        raw,
+        "impressions",
+        "inline_link_clicks",
+        spend,
+        conversions,
+    ))
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {

@@ -18,7 +18,7 @@ use arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -31,20 +31,18 @@ pub static PLATFORM: Platform = Platform {
 };
 
 pub fn raw_totals(raw: &RecordBatch, _standard: &crate::StandardWindow) -> Result<Totals> {
-    let int = |n: &str| -> Result<i64> {
-        Ok(raw
-            .column_by_name(n)
-            .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
-            .unwrap_or(0))
-    };
     let spend = raw.column_by_name("spend").ok_or_else(|| missing("spend"))?;
-    Ok(Totals {
-        rows: raw.num_rows() as u64,
-        impressions: int("impressions")?,
-        clicks: int("clicks")?,
-        spend_micros: arrow::compute::sum(spend.as_primitive::<Decimal128Type>()).unwrap_or(0),
-        conversions_micros: int("conversion")? as i128 * 10i128.pow(DECIMAL_SCALE as u32),
-    })
+    let conversions = raw
+        .column_by_name("conversion")
+        .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
+        .unwrap_or(0);
+    Ok(Totals::of_raw(
+        raw,
+        "impressions",
+        "clicks",
+        spend,
+        conversions as i128 * 10i128.pow(DECIMAL_SCALE as u32),
+    ))
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {

@@ -254,21 +254,10 @@ fn lake(target: &str, existing: bool) -> Result<crest_lake::Lake> {
     }))
 }
 
-fn canonical_tables() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
-    vec![
-        ("creator_performance", crest_transforms::canonical::schema()),
-        (
-            "attribution_windows",
-            crest_transforms::canonical::attribution_windows_schema(),
-        ),
-        ("quarantine", crest_transforms::canonical::quarantine_schema()),
-    ]
-}
-
 async fn load(args: LoadArgs) -> Result<()> {
     let lake = lake(&args.target, false)?;
     let plan = crest_core::load::plan(&args.input).await?;
-    let schemas = crest_core::load::file_schemas(&plan, &canonical_tables()).await?;
+    let schemas = crest_core::load::file_schemas(&plan, &crest_transforms::canonical::tables()).await?;
     let started = std::time::Instant::now();
     let outcome = crest_core::load::run_load(&lake, &plan, &schemas, args.force, args.create).await?;
     let target = crest_core::load::Destination::describe(&lake);
@@ -314,7 +303,7 @@ async fn load(args: LoadArgs) -> Result<()> {
 
 async fn query(args: QueryArgs) -> Result<()> {
     let lake = lake(&args.target, true)?;
-    let batches = lake.query(&canonical_tables(), &args.sql).await?;
+    let batches = lake.query(&crest_transforms::canonical::tables(), &args.sql).await?;
     let format = match args.format {
         Format::Table => "table",
         Format::Csv => "csv",

@@ -323,14 +323,7 @@ async fn the_lake_runs_on_an_object_store_other_than_the_disk() {
         "memory://lakes/brand",
     );
     let lake = crest_lake::Lake::new(memory);
-    let tables = vec![
-        ("creator_performance", crest_transforms::canonical::schema()),
-        (
-            "attribution_windows",
-            crest_transforms::canonical::attribution_windows_schema(),
-        ),
-        ("quarantine", crest_transforms::canonical::quarantine_schema()),
-    ];
+    let tables = crest_transforms::canonical::tables();
     let p = plan(out.to_str().unwrap()).await.unwrap();
     let schemas = crest_core::load::file_schemas(&p, &tables).await.unwrap();
     assert!(matches!(

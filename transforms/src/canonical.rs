@@ -85,6 +85,16 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
+/// The tables a load writes, as targets name them, with their schemas (the
+/// folders they come from are `crest_core::load::TABLES`).
+pub fn tables() -> Vec<(&'static str, SchemaRef)> {
+    vec![
+        ("creator_performance", schema()),
+        ("attribution_windows", attribution_windows_schema()),
+        ("quarantine", quarantine_schema()),
+    ]
+}
+
 /// Rows that failed a check: the canonical columns plus `reason`.
 pub fn quarantine_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();

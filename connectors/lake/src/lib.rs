@@ -27,8 +27,8 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::async_reader::ParquetObjectReader;
-use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -220,12 +220,11 @@ impl Lake {
 
     async fn table_schema(&self, table: &str) -> Result<Option<SchemaRef>> {
         let rel = format!("{table}/{SCHEMA_FILE}");
-        if self.loc.get(&rel).await?.is_none() {
+        // A footer and no rows: one read, decoded in memory.
+        let Some(bytes) = self.loc.get(&rel).await? else {
             return Ok(None);
-        }
-        let reader = ParquetObjectReader::new(self.loc.store().clone(), self.loc.path(&rel));
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::Storage(format!("{}/{rel} is not readable: {e}", self.loc)))?;
         Ok(Some(builder.schema().clone()))
     }

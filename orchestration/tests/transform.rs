@@ -527,7 +527,7 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
     let out = dir.path().join("lake");
     let channels: Vec<String> = sb.youtube().channels[..4].to_vec();
     let policy = RetryPolicy::default();
-    let tokens = google_tokens(&sb, &policy);
+    let tokens = std::sync::Arc::new(google_tokens(&sb, &policy));
     let base = url::Url::parse(&sb.base_url()).unwrap();
     let metrics = crest_youtube::METRICS.iter().map(|(m, _, _)| m.to_string()).collect();
     let config = crest_youtube::YouTubeConfig {
@@ -593,7 +593,7 @@ async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets()
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
     let policy = RetryPolicy::default();
-    let tokens = google_tokens(&sb, &policy);
+    let tokens = std::sync::Arc::new(google_tokens(&sb, &policy));
     let config = crest_youtube::ads::AdsConfig {
         base: url::Url::parse(&sb.base_url()).unwrap(),
         api_version: "v24".into(),

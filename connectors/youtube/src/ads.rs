@@ -534,7 +534,8 @@ pub struct AdsConfig {
 pub struct GoogleAdsSource {
     config: AdsConfig,
     client: ApiClient,
-    tokens: TokenSource,
+    /// Shared by every Google source of a run: one refresh serves them all.
+    tokens: Arc<TokenSource>,
     schema: SchemaRef,
     customers: Prepared<CustomerInfo>,
 }
@@ -543,7 +544,7 @@ pub struct GoogleAdsSource {
 type Lags = ([i128; NB], [i128; NB]);
 
 impl GoogleAdsSource {
-    pub fn new(config: AdsConfig, client: ApiClient, tokens: TokenSource) -> Self {
+    pub fn new(config: AdsConfig, client: ApiClient, tokens: Arc<TokenSource>) -> Self {
         let client = client
             .with_platform(AdsPolicy)
             .with_secret(config.developer_token.clone());

@@ -112,7 +112,8 @@ pub struct YouTubeConfig {
 pub struct YouTubeSource {
     config: YouTubeConfig,
     client: ApiClient,
-    tokens: TokenSource,
+    /// Shared by every Google source of a run: one refresh serves them all.
+    tokens: Arc<TokenSource>,
     schema: SchemaRef,
     /// Per channel: video id → (title, published at, link from the description).
     videos: Mutex<HashMap<String, Arc<HashMap<String, VideoMeta>>>>,
@@ -201,7 +202,7 @@ pub fn raw_schema() -> SchemaRef {
 }
 
 impl YouTubeSource {
-    pub fn new(config: YouTubeConfig, client: ApiClient, tokens: TokenSource) -> Result<Self> {
+    pub fn new(config: YouTubeConfig, client: ApiClient, tokens: Arc<TokenSource>) -> Result<Self> {
         for m in &config.metrics {
             if !METRICS.iter().any(|(name, _, _)| name == m) {
                 let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();

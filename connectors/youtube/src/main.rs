@@ -14,6 +14,7 @@ use crest_youtube::{
     YouTubeConfig, YouTubeSource, DEFAULT_ANALYTICS_BASE_URL, DEFAULT_DATA_BASE_URL, DEFAULT_OAUTH_URL, METRICS,
 };
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLES: &str = "\
@@ -174,7 +175,12 @@ fn tokens(policy: &RetryPolicy) -> Result<TokenSource> {
     )
 }
 
-fn ads_source(login: Option<&str>, policy: RetryPolicy, max_qps: f64) -> Result<GoogleAdsSource> {
+fn ads_source(
+    login: Option<&str>,
+    tokens: Arc<TokenSource>,
+    policy: RetryPolicy,
+    max_qps: f64,
+) -> Result<GoogleAdsSource> {
     let login_customer_id = login.map(|l| customer_id(l, "--login-customer-id")).transpose()?;
     let version = std::env::var("CREST_GOOGLE_ADS_API_VERSION").unwrap_or_else(|_| DEFAULT_ADS_API_VERSION.into());
     let version = version.trim().to_string();
@@ -192,7 +198,6 @@ fn ads_source(login: Option<&str>, policy: RetryPolicy, max_qps: f64) -> Result<
         developer_token: Secret::from_env("GOOGLE_ADS_DEVELOPER_TOKEN")?,
         login_customer_id,
     };
-    let tokens = tokens(&policy)?;
     Ok(GoogleAdsSource::new(
         config,
         ApiClient::new(policy, Some(max_qps))?,
@@ -200,8 +205,13 @@ fn ads_source(login: Option<&str>, policy: RetryPolicy, max_qps: f64) -> Result<
     ))
 }
 
-fn source(metrics: Vec<String>, page_size: usize, policy: RetryPolicy, max_qps: f64) -> Result<YouTubeSource> {
-    let tokens = tokens(&policy)?;
+fn source(
+    metrics: Vec<String>,
+    page_size: usize,
+    tokens: Arc<TokenSource>,
+    policy: RetryPolicy,
+    max_qps: f64,
+) -> Result<YouTubeSource> {
     let config = YouTubeConfig {
         analytics_base: env_url("CREST_YOUTUBE_ANALYTICS_BASE_URL", DEFAULT_ANALYTICS_BASE_URL)?,
         data_base: env_url("CREST_YOUTUBE_DATA_BASE_URL", DEFAULT_DATA_BASE_URL)?,
@@ -224,9 +234,10 @@ async fn check(args: Targets) -> Result<()> {
         timeout: Duration::from_secs(30),
         ..RetryPolicy::default()
     };
+    let tokens = Arc::new(tokens(&policy)?);
     if !ids.is_empty() {
         let metrics = vec!["views".to_string()];
-        let source = source(metrics, 1, policy.clone(), DEFAULT_QPS)?;
+        let source = source(metrics, 1, tokens.clone(), policy.clone(), DEFAULT_QPS)?;
         let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(3);
         for id in ids {
             source.check_channel(&id, yesterday).await?;
@@ -234,7 +245,7 @@ async fn check(args: Targets) -> Result<()> {
         }
     }
     if !customer_ids.is_empty() {
-        let source = ads_source(args.login_customer_id.as_deref(), policy, DEFAULT_QPS)?;
+        let source = ads_source(args.login_customer_id.as_deref(), tokens, policy, DEFAULT_QPS)?;
         for id in customer_ids {
             let info = source.customer_info(&id).await?;
             println!(
@@ -270,16 +281,28 @@ async fn extract(args: YouTubeExtractArgs, format: cli::LogFormat) -> Result<()>
     let out = Location::parse(&args.common.out)?;
     let qps = args.common.max_qps.unwrap_or(DEFAULT_QPS);
     // Both sources are built first: a missing credential fails before anything is read.
+    let tokens = Arc::new(tokens(&policy)?);
     let organic = if ids.is_empty() {
         None
     } else {
-        Some(source(metrics.clone(), args.page_size, policy.clone(), qps)?)
+        Some(source(
+            metrics.clone(),
+            args.page_size,
+            tokens.clone(),
+            policy.clone(),
+            qps,
+        )?)
     };
     let paid = if customer_ids.is_empty() {
         None
     } else {
         let qps = args.common.max_qps.unwrap_or(ADS_DEFAULT_QPS);
-        Some(ads_source(args.targets.login_customer_id.as_deref(), policy, qps)?)
+        Some(ads_source(
+            args.targets.login_customer_id.as_deref(),
+            tokens,
+            policy,
+            qps,
+        )?)
     };
     // One state file may hold channels and customers: each run reopens it.
     let state = || async {

@@ -195,11 +195,18 @@ pub trait Destination {
     /// an incompatible change with what differs. Returns the changes made.
     fn prepare(&self, schemas: &[(&'static str, SchemaRef)], create: bool)
         -> impl Future<Output = Result<Vec<String>>>;
+    /// What `stage` learned that `merge` needs (e.g. what the target held before).
+    type Staged;
     /// Puts the run's rows where readers do not see them yet.
-    fn stage(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<()>>;
+    fn stage(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<Self::Staged>>;
     /// Makes the staged rows visible, replacing the dates they restate, all at
     /// once per date (per table for warehouses); reports what changed.
-    fn merge(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<Vec<TableReport>>>;
+    fn merge(
+        &self,
+        plan: &LoadPlan,
+        load_id: &str,
+        staged: Self::Staged,
+    ) -> impl Future<Output = Result<Vec<TableReport>>>;
     /// Removes what `stage` put, after a failure.
     fn abort(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = ()>;
     fn record(&self, record: &LoadRecord) -> impl Future<Output = Result<()>>;
@@ -265,11 +272,14 @@ pub async fn run_load<D: Destination>(
         now.format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     );
-    if let Err(e) = dest.stage(plan, &load_id).await {
-        dest.abort(plan, &load_id).await;
-        return Err(e);
-    }
-    let tables = match dest.merge(plan, &load_id).await {
+    let staged = match dest.stage(plan, &load_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            dest.abort(plan, &load_id).await;
+            return Err(e);
+        }
+    };
+    let tables = match dest.merge(plan, &load_id, staged).await {
         Ok(t) => t,
         Err(e) => {
             dest.abort(plan, &load_id).await;

@@ -31,7 +31,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The views every lake carries (`sql/datafusion/`), written at each load.
@@ -170,6 +170,12 @@ struct PartFile {
 
 pub struct Lake {
     loc: Location,
+}
+
+/// What each date of a load held before it (its pointer), read once by
+/// `stage` and used by `merge`.
+pub struct Staged {
+    before: BTreeMap<(&'static str, NaiveDate), Option<Partition>>,
 }
 
 fn dir(table: &str, date: NaiveDate) -> String {
@@ -531,13 +537,26 @@ impl Destination for Lake {
         Ok(changes)
     }
 
-    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<()> {
+    type Staged = Staged;
+
+    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<Staged> {
+        // What each date holds now, read side by side; merge needs it too.
+        let keys: Vec<(&'static str, NaiveDate)> = plan
+            .tables
+            .iter()
+            .flat_map(|t| t.dates.keys().map(move |d| (t.table, *d)))
+            .collect();
+        let before: BTreeMap<(&'static str, NaiveDate), Option<Partition>> = futures::stream::iter(keys)
+            .map(|(table, date)| async move { Ok::<_, Error>(((table, date), self.pointer(table, date).await?)) })
+            .buffer_unordered(32)
+            .try_collect()
+            .await?;
         let mut copies: Vec<(String, String, String)> = Vec::new();
         for t in &plan.tables {
             for (date, files) in &t.dates {
-                let old = self.pointer(t.table, *date).await?;
+                let old = before.get(&(t.table, *date)).and_then(|p| p.as_ref());
                 let new = Self::new_files(load_id, files);
-                if Self::same_content(old.as_ref(), &new) {
+                if Self::same_content(old, &new) {
                     continue;
                 }
                 for (f, src) in new {
@@ -563,10 +582,10 @@ impl Destination for Lake {
             .buffer_unordered(COPY_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        Ok(())
+        Ok(Staged { before })
     }
 
-    async fn merge(&self, plan: &LoadPlan, load_id: &str) -> Result<Vec<TableReport>> {
+    async fn merge(&self, plan: &LoadPlan, load_id: &str, mut staged: Staged) -> Result<Vec<TableReport>> {
         let mut reports = Vec::new();
         for t in &plan.tables {
             let mut report = TableReport {
@@ -575,7 +594,7 @@ impl Destination for Lake {
             };
             for (date, files) in &t.dates {
                 let d = dir(t.table, *date);
-                let old = self.pointer(t.table, *date).await?;
+                let old = staged.before.remove(&(t.table, *date)).flatten();
                 let new = Self::new_files(load_id, files);
                 let rows: u64 = new.iter().map(|(f, _)| f.rows).sum();
                 if Self::same_content(old.as_ref(), &new) {

@@ -124,10 +124,9 @@ pub struct AdsWorld {
     by_customer: Vec<Vec<usize>>,
 }
 
+/// The world's hash, salted so Google Ads draws differ from the other platforms'.
 fn h(seed: u64, parts: &[u64]) -> u64 {
-    parts.iter().fold(crate::world::mix(seed ^ 0x6761), |acc, p| {
-        crate::world::mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D))
-    })
+    crate::world::h(seed ^ 0x6761, parts)
 }
 
 /// Totals of a customer's video ads over a range, as the tests check them.

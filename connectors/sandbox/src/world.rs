@@ -12,7 +12,8 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn h(seed: u64, parts: &[u64]) -> u64 {
+/// A seeded hash of several parts.
+pub(crate) fn h(seed: u64, parts: &[u64]) -> u64 {
     parts
         .iter()
         .fold(mix(seed), |acc, p| mix(acc ^ p.wrapping_mul(0x2545_F491_4F6C_DD1D)))

@@ -557,7 +557,8 @@ impl GoogleAdsSource {
         }
     }
 
-    /// One searchStream call; `decode` turns the body's batches into `T`.
+    /// One searchStream call; `decode` turns the body into `T` (or says why
+    /// it cannot: malformed bodies are retried).
     async fn search<T>(
         &self,
         customer: &str,
@@ -698,7 +699,10 @@ impl GoogleAdsSource {
         // other numbers) still count: each becomes a row of its own.
         let mut seen: std::collections::HashSet<(i32, &str)> = std::collections::HashSet::new();
         for cols in &metrics {
-            let (dates, ads) = (cols[3].as_primitive::<Date32Type>(), cols[9].as_string::<i32>());
+            let (dates, ads) = (
+                cols[DATE_COL].as_primitive::<Date32Type>(),
+                cols[AD_COL].as_string::<i32>(),
+            );
             for i in 0..dates.len() {
                 seen.insert((dates.value(i), ads.value(i)));
             }
@@ -708,7 +712,9 @@ impl GoogleAdsSource {
             for (date, l) in by_date {
                 if !seen.contains(&(*date, ad.as_str())) {
                     let mut strings = [None; STRINGS];
-                    (strings[0], strings[1], strings[2], strings[8]) = (Some(customer), cur, tz, Some(ad.as_str()));
+                    // The text columns skip `date`, so ad_id is one place earlier there.
+                    (strings[0], strings[1], strings[2], strings[AD_COL - 1]) =
+                        (Some(customer), cur, tz, Some(ad.as_str()));
                     orphans.push(strings, *date, [0; INTS], [0, l.0.iter().sum(), l.1.iter().sum()]);
                 }
             }
@@ -867,6 +873,9 @@ struct Columns {
 }
 
 const STRINGS: usize = 11;
+/// Positions of `date` and `ad_id` among the raw columns (see [`ads_schema`]).
+const DATE_COL: usize = 3;
+const AD_COL: usize = 9;
 /// Rows per Arrow batch (Google's stream batches hold up to 10,000 too).
 const ROWS_PER_BATCH: usize = 10_000;
 const INTS: usize = 5;
@@ -927,8 +936,8 @@ fn assemble(
     extracted_at_us: i64,
 ) -> std::result::Result<RecordBatch, String> {
     let n = columns[0].len();
-    let dates = columns[3].as_primitive::<Date32Type>().clone();
-    let ads = columns[9].as_string::<i32>().clone();
+    let dates = columns[DATE_COL].as_primitive::<Date32Type>().clone();
+    let ads = columns[AD_COL].as_string::<i32>().clone();
     let dec = || Decimal128Builder::with_capacity(n).with_data_type(DECIMAL);
     let mut conv: Vec<Decimal128Builder> = (0..NB).map(|_| dec()).collect();
     let mut value: Vec<Decimal128Builder> = (0..NB).map(|_| dec()).collect();
@@ -1037,6 +1046,13 @@ mod tests {
         }
         assert_eq!(decimal6(None, "x").unwrap(), 0, "omitted is Google's default, 0");
         assert!(decimal6(Some(&raw("\"abc\"")), "x").is_err());
+    }
+
+    #[test]
+    fn column_positions_match_the_schema() {
+        let schema = ads_schema();
+        assert_eq!(schema.field(DATE_COL).name(), "date");
+        assert_eq!(schema.field(AD_COL).name(), "ad_id");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
+use crest_core::load::{Destination, LoadPlan};
 use crest_core::storage::{read_file, Location};
 use crest_core::window::{parse_date, DateRange};
 use crest_core::{Error, Result};
@@ -58,7 +59,8 @@ struct LoadArgs {
     /// folder (its newest run is loaded).
     #[arg(long, value_name = "URL")]
     input: String,
-    /// lake:PATH_OR_URL (the embedded default).
+    /// lake:PATH_OR_URL (the embedded default), bigquery://PROJECT/DATASET or
+    /// snowflake://ACCOUNT/DATABASE/SCHEMA?warehouse=W&role=R.
     #[arg(long, default_value = DEFAULT_TARGET, value_name = "TARGET")]
     target: String,
     /// Load the run again even if this target has it already.
@@ -73,7 +75,7 @@ struct LoadArgs {
 struct QueryArgs {
     /// The SQL (tables: creator_performance, attribution_windows, quarantine, crest_loads; views: v_…).
     sql: String,
-    /// lake:PATH_OR_URL.
+    /// lake:PATH_OR_URL, bigquery://PROJECT/DATASET or snowflake://ACCOUNT/DATABASE/SCHEMA.
     #[arg(long, default_value = DEFAULT_TARGET, value_name = "TARGET")]
     target: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -226,10 +228,16 @@ fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow,
     println!("  manifest {}", s.manifest);
 }
 
-/// The lake a target names; the warehouses are not in this crest yet.
-fn lake(target: &str, existing: bool) -> Result<crest_lake::Lake> {
-    let target = target.trim();
-    if let Some(rest) = target.strip_prefix("lake:") {
+/// A target named by `--target`, chosen by its scheme.
+enum Target {
+    Lake(crest_lake::Lake),
+    BigQuery(crest_bigquery::BigQuery),
+    Snowflake(crest_snowflake::Snowflake),
+}
+
+async fn target(spec: &str, existing: bool) -> Result<Target> {
+    let spec = spec.trim();
+    if let Some(rest) = spec.strip_prefix("lake:") {
         if rest.trim().is_empty() {
             return Err(Error::Config(
                 "--target lake: needs a path or URL, e.g. lake:./crest-lake".into(),
@@ -243,24 +251,41 @@ fn lake(target: &str, existing: bool) -> Result<crest_lake::Lake> {
         } else {
             Location::parse(rest)?
         };
-        return Ok(crest_lake::Lake::new(loc));
+        return Ok(Target::Lake(crest_lake::Lake::new(loc)));
     }
-    let scheme = target.split("://").next().unwrap_or_default();
-    Err(Error::Config(match scheme {
-        "bigquery" | "snowflake" => {
-            format!("--target {target}: loading into {scheme} is not in this crest yet; use lake:PATH_OR_URL")
-        }
-        _ => format!("--target '{target}' is not a target: write lake:PATH_OR_URL, e.g. lake:./crest-lake"),
-    }))
+    match spec.split("://").next().unwrap_or_default() {
+        "bigquery" => Ok(Target::BigQuery(
+            crest_bigquery::BigQuery::connect(crest_bigquery::BigQueryTarget::parse(spec)?).await?,
+        )),
+        "snowflake" => Ok(Target::Snowflake(crest_snowflake::Snowflake::connect(
+            crest_snowflake::SnowflakeTarget::parse(spec)?,
+        )?)),
+        _ => Err(Error::Config(format!(
+            "--target '{spec}' is not a target: write lake:PATH_OR_URL, bigquery://PROJECT/DATASET or snowflake://ACCOUNT/DATABASE/SCHEMA"
+        ))),
+    }
 }
 
 async fn load(args: LoadArgs) -> Result<()> {
-    let lake = lake(&args.target, false)?;
+    let target = target(&args.target, false).await?;
     let plan = crest_core::load::plan(&args.input).await?;
     let schemas = crest_core::load::file_schemas(&plan, &crest_transforms::canonical::tables()).await?;
+    match &target {
+        Target::Lake(d) => load_into(d, &plan, &schemas, &args).await,
+        Target::BigQuery(d) => load_into(d, &plan, &schemas, &args).await,
+        Target::Snowflake(d) => load_into(d, &plan, &schemas, &args).await,
+    }
+}
+
+async fn load_into<D: Destination>(
+    dest: &D,
+    plan: &LoadPlan,
+    schemas: &[(&'static str, arrow::datatypes::SchemaRef)],
+    args: &LoadArgs,
+) -> Result<()> {
     let started = std::time::Instant::now();
-    let outcome = crest_core::load::run_load(&lake, &plan, &schemas, args.force, args.create).await?;
-    let target = crest_core::load::Destination::describe(&lake);
+    let outcome = crest_core::load::run_load(dest, plan, schemas, args.force, args.create).await?;
+    let target = dest.describe();
     match outcome {
         crest_core::load::LoadOutcome::AlreadyLoaded(r) => println!(
             "run {} is already in {target} (load {} at {}): nothing to do; --force loads it again",
@@ -296,14 +321,25 @@ async fn load(args: LoadArgs) -> Result<()> {
             for c in &r.schema_changes {
                 println!("  schema: {c}");
             }
+            if let Some((calls, bytes)) = dest.traffic() {
+                tracing::info!(load_id = %r.load_id, api_calls = calls, bytes_sent = bytes, rows = plan.rows(), "load traffic");
+                println!(
+                    "  sent {calls} API calls, {:.1} MB for {} rows",
+                    bytes as f64 / 1e6,
+                    plan.rows()
+                );
+            }
         }
     }
     Ok(())
 }
 
 async fn query(args: QueryArgs) -> Result<()> {
-    let lake = lake(&args.target, true)?;
-    let batches = lake.query(&crest_transforms::canonical::tables(), &args.sql).await?;
+    let batches = match target(&args.target, true).await? {
+        Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), &args.sql).await?,
+        Target::BigQuery(bq) => bq.query(&args.sql).await?,
+        Target::Snowflake(sf) => sf.query(&args.sql).await?,
+    };
     let format = match args.format {
         Format::Table => "table",
         Format::Csv => "csv",

@@ -18,6 +18,7 @@ pub mod raw;
 pub mod secret;
 pub mod state;
 pub mod storage;
+pub mod warehouse;
 pub mod window;
 
 pub use error::{Error, Result};

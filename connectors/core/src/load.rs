@@ -25,6 +25,124 @@ pub const TABLES: &[(&str, &str)] = &[
 /// The table that records loads.
 pub const LOADS_TABLE: &str = "crest_loads";
 
+/// `crest_loads` in a warehouse: one row per load and table.
+pub fn loads_schema() -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let col = |name: &str, t: DataType, doc: &str| {
+        Field::new(name, t, false).with_metadata(std::collections::HashMap::from([(
+            "description".to_string(),
+            doc.to_string(),
+        )]))
+    };
+    std::sync::Arc::new(Schema::new(vec![
+        col(
+            "load_id",
+            DataType::Utf8,
+            "The load: its UTC start time and a unique suffix.",
+        ),
+        col(
+            "run_id",
+            DataType::Utf8,
+            "The transform run loaded (see its _runs/{run_id}.json).",
+        ),
+        col("manifest", DataType::Utf8, "Where the run's manifest was read."),
+        col(
+            "manifest_checksum",
+            DataType::Utf8,
+            "SHA-256 of the manifest: a manifest loads once unless forced.",
+        ),
+        col("target_table", DataType::Utf8, "The table this row reports on."),
+        col(
+            "rows",
+            DataType::Int64,
+            "Rows of the run for the table, after de-duplication.",
+        ),
+        col("inserted", DataType::Int64, "Rows with keys the table did not hold."),
+        col(
+            "replaced",
+            DataType::Int64,
+            "Rows that replaced different numbers for their key.",
+        ),
+        col(
+            "replaced_before",
+            DataType::Int64,
+            "Rows the table held in the run's dates that were replaced or removed.",
+        ),
+        col("unchanged", DataType::Int64, "Rows already there with the same values."),
+        col(
+            "loaded_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            "When the load started (UTC).",
+        ),
+        col(
+            "status",
+            DataType::Utf8,
+            "succeeded (a load that fails records nothing).",
+        ),
+    ]))
+}
+
+/// A load's rows for `crest_loads`.
+pub fn loads_batch(r: &LoadRecord) -> Result<arrow::record_batch::RecordBatch> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    let n = r.tables.len();
+    let s = |v: &str| -> ArrayRef { std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let i = |f: &dyn Fn(&TableReport) -> u64| -> ArrayRef {
+        std::sync::Arc::new(Int64Array::from_iter_values(r.tables.iter().map(|t| f(t) as i64)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        s(&r.load_id),
+        s(&r.run_id),
+        s(&r.manifest),
+        s(&r.manifest_checksum),
+        std::sync::Arc::new(StringArray::from_iter_values(r.tables.iter().map(|t| t.table.as_str()))),
+        i(&|t| t.inserted + t.replaced + t.unchanged),
+        i(&|t| t.inserted),
+        i(&|t| t.replaced),
+        i(&|t| t.replaced_old),
+        i(&|t| t.unchanged),
+        std::sync::Arc::new(
+            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(r.loaded_at.timestamp_micros(), n))
+                .with_timezone("UTC"),
+        ),
+        s(&r.status),
+    ];
+    arrow::record_batch::RecordBatch::try_new(loads_schema(), columns)
+        .map_err(|e| Error::Data(format!("cannot build the crest_loads rows: {e}")))
+}
+
+/// A load record read back from `crest_loads` rows: (load_id, table, rows, inserted, replaced, replaced_before, unchanged).
+pub fn record_from_rows(run_id: &str, checksum: &str, rows: &[Vec<Option<String>>]) -> Option<LoadRecord> {
+    let newest = rows.iter().filter_map(|r| r.first().cloned().flatten()).max()?;
+    let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let tables = rows
+        .iter()
+        .filter(|r| r.first().cloned().flatten().as_deref() == Some(newest.as_str()))
+        .map(|r| TableReport {
+            table: r.get(1).cloned().flatten().unwrap_or_default(),
+            inserted: num(&r[3]),
+            replaced: num(&r[4]),
+            replaced_old: num(&r[5]),
+            unchanged: num(&r[6]),
+        })
+        .collect();
+    // The load id starts with the load's UTC start time.
+    let loaded_at = chrono::NaiveDateTime::parse_from_str(newest.get(..16).unwrap_or_default(), "%Y%m%dT%H%M%SZ")
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|_| chrono::Utc::now());
+    Some(LoadRecord {
+        load_id: newest,
+        run_id: run_id.to_string(),
+        manifest: String::new(),
+        manifest_checksum: checksum.to_string(),
+        rows: 0,
+        loaded_at,
+        status: "succeeded".into(),
+        tables,
+        schema_changes: Vec::new(),
+    })
+}
+
 #[derive(Deserialize)]
 struct ManifestView {
     run_id: String,
@@ -210,6 +328,11 @@ pub trait Destination {
     /// Removes what `stage` put, after a failure.
     fn abort(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = ()>;
     fn record(&self, record: &LoadRecord) -> impl Future<Output = Result<()>>;
+    /// API calls made and request bytes sent so far (warehouses), for the
+    /// report and the benchmarks.
+    fn traffic(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Each table's schema as the run's files carry it (a newer crest may add

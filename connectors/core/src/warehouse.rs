@@ -1,0 +1,419 @@
+//! What the SQL warehouses (BigQuery, Snowflake) share: validated and quoted
+//! identifiers, `.sql` templates rendered with named parameters, the natural
+//! keys a merge matches on, the column lists and predicates a merge is made
+//! of, and the counts that become a load's report. A warehouse crate brings
+//! its dialect (quoting, types, literals) and its `.sql` files.
+
+use crate::load::TableReport;
+use crate::storage::Location;
+use crate::{Error, Result};
+use arrow::datatypes::{DataType, Schema};
+use arrow::record_batch::RecordBatch;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+/// The natural key of each loaded table; a table without one (quarantine,
+/// which keeps duplicates on purpose) is replaced by date.
+pub fn natural_key(table: &str) -> &'static [&'static str] {
+    match table {
+        "creator_performance" => &[
+            "date",
+            "hour",
+            "platform",
+            "placement",
+            "account_id",
+            "ad_id",
+            "content_id",
+        ],
+        "attribution_windows" => &[
+            "date",
+            "hour",
+            "platform",
+            "account_id",
+            "ad_id",
+            "content_id",
+            "action",
+            "window",
+        ],
+        _ => &[],
+    }
+}
+
+/// The column that orders duplicates of a key: the latest wins.
+pub fn latest_column(schema: &Schema) -> &'static str {
+    if schema.field_with_name("extracted_at").is_ok() {
+        "extracted_at"
+    } else {
+        "run_id"
+    }
+}
+
+/// A name from config (dataset, schema, database, warehouse, role): letters,
+/// digits and underscores, not starting with a digit. Anything else is refused
+/// rather than quoted, so no config value can reach SQL as SQL.
+pub fn ident<'a>(what: &str, name: &'a str) -> Result<&'a str> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Config(format!(
+            "{what} '{name}' is not a valid name: use letters, digits and underscores, not starting with a digit"
+        )))
+    }
+}
+
+/// Renders a `.sql` template: every `{{name}}` is replaced by its parameter.
+/// A placeholder without a parameter is a bug in crest, reported as such.
+pub fn render(template: &str, params: &[(&str, &str)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| Error::Data("a SQL template has an unclosed {{".into()))?;
+        let name = after[..end].trim();
+        let value = params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                Error::Data(format!(
+                    "a SQL template names {{{{{name}}}}} but crest gave no value for it"
+                ))
+            })?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    // Comments are for people reading the .sql files, not for the warehouse's log.
+    Ok(out
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// How a dialect spells names.
+pub trait Quote {
+    /// A column or table name, quoted.
+    fn quote(&self, name: &str) -> String;
+    /// The value a nullable key column of this type compares as when null
+    /// (so keys with nulls match; ids are never empty strings).
+    fn null_sentinel(&self, t: &DataType) -> &'static str {
+        match t {
+            DataType::Utf8 | DataType::LargeUtf8 => "''",
+            _ => "-1",
+        }
+    }
+}
+
+/// The pieces of a merge for one table, quoted for one dialect.
+pub struct MergeParts {
+    /// `a, b, c`
+    pub columns: String,
+    /// `S.a, S.b, S.c`
+    pub source_columns: String,
+    /// `T.k1 = S.k1 AND COALESCE(T.k2, '') = COALESCE(S.k2, '')`; `FALSE` without a key
+    pub key_match: String,
+    /// `k1, k2`
+    pub key: String,
+    /// `T.a IS DISTINCT FROM S.a OR …` over the columns outside the key
+    pub changed: String,
+    /// `a = S.a, …` over the columns outside the key
+    pub update_set: String,
+    pub keyed: bool,
+    key_terms: Vec<(String, Option<&'static str>)>,
+}
+
+impl MergeParts {
+    pub fn new(q: &dyn Quote, schema: &Schema, key: &[&str]) -> Self {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let key_terms: Vec<(String, Option<&'static str>)> = key
+            .iter()
+            .map(|k| {
+                let sentinel = match schema.field_with_name(k) {
+                    Ok(f) if f.is_nullable() => Some(q.null_sentinel(f.data_type())),
+                    _ => None,
+                };
+                (q.quote(k), sentinel)
+            })
+            .collect();
+        let rest: Vec<&str> = names.iter().copied().filter(|n| !key.contains(n)).collect();
+        let mut parts = MergeParts {
+            columns: names.iter().map(|n| q.quote(n)).collect::<Vec<_>>().join(", "),
+            source_columns: names
+                .iter()
+                .map(|n| format!("S.{}", q.quote(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_match: String::new(),
+            key: key_terms.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
+            changed: if rest.is_empty() {
+                "FALSE".into()
+            } else {
+                rest.iter()
+                    .map(|n| format!("T.{0} IS DISTINCT FROM S.{0}", q.quote(n)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            },
+            update_set: rest
+                .iter()
+                .map(|n| format!("{0} = S.{0}", q.quote(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            keyed: !key.is_empty(),
+            key_terms,
+        };
+        parts.key_match = parts.key_match_between("T", "S");
+        parts
+    }
+
+    /// The key match between two aliases (`FALSE` for a table without a key).
+    pub fn key_match_between(&self, a: &str, b: &str) -> String {
+        if self.key_terms.is_empty() {
+            return "FALSE".into();
+        }
+        self.key_terms
+            .iter()
+            .map(|(c, sentinel)| match sentinel {
+                Some(z) => format!("COALESCE({a}.{c}, {z}) = COALESCE({b}.{c}, {z})"),
+                None => format!("{a}.{c} = {b}.{c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+/// What a table held and what the run brings, counted before the merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeCounts {
+    /// Rows of the run after de-duplication on the key.
+    pub staged: u64,
+    /// Of those, keys the table held already …
+    pub matched: u64,
+    /// … and of those, rows whose values differ.
+    pub changed: u64,
+    /// Rows the table held in the run's dates.
+    pub held: u64,
+}
+
+impl MergeCounts {
+    pub fn report(&self, table: &str) -> TableReport {
+        let unchanged = self.matched - self.changed.min(self.matched);
+        TableReport {
+            table: table.to_string(),
+            inserted: self.staged - self.matched.min(self.staged),
+            replaced: self.changed,
+            // Rows the merge replaced or removed: the changed ones and those the run no longer has.
+            replaced_old: self.held.saturating_sub(unchanged),
+            unchanged,
+        }
+    }
+}
+
+/// The record batches of one of the run's files, streamed.
+pub async fn file_batches(
+    input: &Location,
+    rel: &str,
+    batch_rows: usize,
+) -> Result<BoxStream<'static, Result<arrow::record_batch::RecordBatch>>> {
+    use parquet::arrow::async_reader::ParquetObjectReader;
+    use parquet::arrow::ParquetRecordBatchStreamBuilder;
+    let reader = ParquetObjectReader::new(input.store().clone(), input.path(rel));
+    let what = format!("{input}/{rel}");
+    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| Error::Data(format!("{what} is not readable Parquet: {e}")))?
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| Error::Data(format!("{what}: {e}")))?;
+    Ok(stream
+        .map(move |b| b.map_err(|e| Error::Storage(format!("reading {what}: {e}"))))
+        .boxed())
+}
+
+/// Compares a warehouse table's columns (name → the warehouse's type name)
+/// with the input's: returns the input columns to add, or what differs.
+pub fn compare_columns(
+    table: &str,
+    held: &[(String, String)],
+    input: &[(String, String, bool)],
+) -> std::result::Result<Vec<usize>, Vec<String>> {
+    let mut problems = Vec::new();
+    let find = |name: &str| input.iter().position(|(n, _, _)| n.eq_ignore_ascii_case(name));
+    for (name, ty) in held {
+        match find(name) {
+            None => problems.push(format!("{table}.{name} is missing from the input")),
+            Some(i) if !input[i].1.eq_ignore_ascii_case(ty) => problems.push(format!(
+                "{table}.{name} is {ty} in the target but {} in the input",
+                input[i].1
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut added = Vec::new();
+    for (i, (name, _, nullable)) in input.iter().enumerate() {
+        if !held.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if *nullable {
+                added.push(i);
+            } else {
+                problems.push(format!(
+                    "{table}.{name} is new but not nullable: old rows cannot hold it"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(added)
+    } else {
+        Err(problems)
+    }
+}
+
+/// How a dialect writes a string literal (the one value type whose escaping differs).
+pub trait Literal {
+    fn string(&self, s: &str) -> String;
+}
+
+/// Each row of a batch as a SQL `(v1, v2, …)` tuple of literals, for the
+/// batched multi-row INSERT a warehouse takes when it cannot read the files.
+pub fn value_rows(batch: &RecordBatch, dialect: &dyn Literal) -> Result<Vec<String>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::new()
+        .with_null("NULL")
+        .with_date_format(Some("%Y-%m-%d"))
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.6f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.6f"));
+    let bad = |e: arrow::error::ArrowError| Error::Data(format!("cannot write a value as SQL: {e}"));
+    let columns: Vec<(ArrayFormatter, &DataType, &dyn arrow::array::Array)> = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            Ok((
+                ArrayFormatter::try_new(c.as_ref(), &options).map_err(bad)?,
+                c.data_type(),
+                c.as_ref(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut row = String::new();
+    for i in 0..batch.num_rows() {
+        row.clear();
+        row.push('(');
+        for (k, (f, t, a)) in columns.iter().enumerate() {
+            if k > 0 {
+                row.push_str(", ");
+            }
+            if a.is_null(i) {
+                row.push_str("NULL");
+                continue;
+            }
+            let v = f.value(i).to_string();
+            match t {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => row.push_str(&dialect.string(&v)),
+                DataType::Date32 | DataType::Date64 => {
+                    row.push_str("DATE '");
+                    row.push_str(&v);
+                    row.push('\'');
+                }
+                DataType::Timestamp(..) => {
+                    row.push_str("TIMESTAMP '");
+                    row.push_str(&v);
+                    row.push('\'');
+                }
+                DataType::Float32 | DataType::Float64 if !v.parse::<f64>().is_ok_and(f64::is_finite) => {
+                    return Err(Error::Data(format!("{v} cannot be loaded into a warehouse number")));
+                }
+                _ => row.push_str(&v),
+            }
+        }
+        row.push(')');
+        rows.push(row.clone());
+    }
+    Ok(rows)
+}
+
+/// A staging table's name for a load: the table, then the load id's unique part.
+pub fn staging_name(table: &str, load_id: &str) -> String {
+    let id: String = load_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("_crest_stage_{table}_{}", id.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    struct Ticks;
+    impl Quote for Ticks {
+        fn quote(&self, name: &str) -> String {
+            format!("`{name}`")
+        }
+    }
+
+    #[test]
+    fn names_from_config_are_validated_not_quoted() {
+        assert!(ident("dataset", "crest_prod").is_ok());
+        for bad in ["", "1abc", "a-b", "x; DROP TABLE y", "a\"b", "é"] {
+            assert!(ident("dataset", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_take_named_parameters_and_name_a_missing_one() {
+        let sql = render("-- why\nSELECT {{a}} FROM {{ b }}", &[("a", "x"), ("b", "t")]).unwrap();
+        assert_eq!(sql, "SELECT x FROM t");
+        assert!(render("SELECT {{c}}", &[]).unwrap_err().to_string().contains("{{c}}"));
+    }
+
+    #[test]
+    fn merge_parts_match_nullable_keys_null_safe() {
+        let schema = Schema::new(vec![
+            Field::new("date", DataType::Date32, false),
+            Field::new("ad_id", DataType::Utf8, true),
+            Field::new("hour", DataType::Int32, true),
+            Field::new("spend", DataType::Int64, true),
+        ]);
+        let p = MergeParts::new(&Ticks, &schema, &["date", "ad_id", "hour"]);
+        assert_eq!(
+            p.key_match,
+            "T.`date` = S.`date` AND COALESCE(T.`ad_id`, '') = COALESCE(S.`ad_id`, '') AND COALESCE(T.`hour`, -1) = COALESCE(S.`hour`, -1)"
+        );
+        assert_eq!(p.changed, "T.`spend` IS DISTINCT FROM S.`spend`");
+        assert_eq!(p.update_set, "`spend` = S.`spend`");
+        assert!(p.key_match_between("O", "X").starts_with("O.`date` = X.`date`"));
+        let none = MergeParts::new(&Ticks, &schema, &[]);
+        assert_eq!(none.key_match, "FALSE");
+    }
+
+    #[test]
+    fn counts_become_a_report() {
+        let c = MergeCounts {
+            staged: 10,
+            matched: 6,
+            changed: 2,
+            held: 8,
+        };
+        let r = c.report("t");
+        assert_eq!((r.inserted, r.replaced, r.unchanged, r.replaced_old), (4, 2, 4, 4));
+    }
+
+    #[test]
+    fn schema_changes_add_nullable_columns_and_refuse_the_rest() {
+        let held = vec![("a".to_string(), "INT64".to_string())];
+        let input = vec![
+            ("a".to_string(), "INT64".to_string(), false),
+            ("b".to_string(), "STRING".to_string(), true),
+        ];
+        assert_eq!(compare_columns("t", &held, &input).unwrap(), vec![1]);
+        let retyped = vec![("a".to_string(), "STRING".to_string(), false)];
+        let err = compare_columns("t", &held, &retyped).unwrap_err();
+        assert!(err[0].contains("INT64 in the target but STRING"), "{err:?}");
+    }
+}

@@ -1,0 +1,15 @@
+-- What the merge will do, counted first, for the load's report: rows of the run
+-- (de-duplicated), keys the table holds already, of those the changed ones, and
+-- the rows the table holds in the run's dates.
+WITH S AS (
+  SELECT * FROM {{staging}}
+  {{dedup}}
+), T AS (
+  SELECT *, TRUE AS "_CREST_HELD" FROM {{target}} WHERE {{date}} BETWEEN {{start}} AND {{end}}
+)
+SELECT
+  COUNT(*) AS "STAGED",
+  COALESCE(SUM(CASE WHEN T."_CREST_HELD" THEN 1 ELSE 0 END), 0) AS "MATCHED",
+  COALESCE(SUM(CASE WHEN T."_CREST_HELD" AND ({{changed}}) THEN 1 ELSE 0 END), 0) AS "CHANGED",
+  (SELECT COUNT(*) FROM T) AS "HELD"
+FROM S LEFT JOIN T ON {{key_match}}

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # crest's test command: every unit and integration test of the workspace.
-# Connector tests start the platform sandbox themselves on free loopback ports.
+# Connector tests start the platform sandbox themselves on free loopback ports;
+# loader tests need the BigQuery and Snowflake emulators, which this script
+# installs (local virtualenvs, scripts/emulators.sh), starts and stops.
 # Ends with one summary line over every test binary: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+emulators=$(mktemp -d)
+trap 'bash scripts/emulators.sh stop "$emulators"; rm -rf "$log" "$emulators"' EXIT
+bash scripts/emulators.sh start "$emulators"
+# shellcheck disable=SC1091
+source "$emulators/env"
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

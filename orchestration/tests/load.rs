@@ -1,6 +1,7 @@
-//! `crest load` and `crest query` on the lake: transform runs from sandbox
-//! extractions, loaded twice, restated, upgraded, on disk and in memory, and
-//! read back with SQL.
+//! `crest load` and `crest query` on every target (the lake, BigQuery on
+//! bqemulator, Snowflake on fakesnow): transform runs from sandbox
+//! extractions, loaded twice, restated, upgraded, refused, and read back with
+//! SQL; the lake also on an object store other than the disk.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -49,13 +50,6 @@ fn fx_rows(start: &str, end: &str, eur: &str) -> String {
         .collect()
 }
 
-async fn query(lake: &Path, sql: &str) -> serde_json::Value {
-    let target = format!("lake:{}", lake.display());
-    let o = crest(&["query", "--target", &target, "--format", "json", sql]).await;
-    assert!(o.status.success(), "{sql}: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 /// (rows, impressions, spend_reporting in millionths) of canonical files on disk.
 fn on_disk(out: &Path) -> (i64, i64, i64) {
     let mut t = (0, 0, 0);
@@ -77,104 +71,124 @@ const TOTALS: &str = "SELECT COUNT(*) AS n, SUM(impressions) AS imps, \
 
 fn totals(v: &serde_json::Value) -> (i64, i64, i64) {
     let r = &v[0];
-    (
-        r["n"].as_i64().unwrap(),
-        r["imps"].as_i64().unwrap_or(0),
-        r["spend"].as_i64().unwrap_or(0),
-    )
+    (int(&r["n"]), int(&r["imps"]), int(&r["spend"]))
 }
 
-async fn load(manifest_or_dir: &str, lake: &Path, extra: &[&str]) -> std::process::Output {
-    let target = format!("lake:{}", lake.display());
-    let mut args = vec!["load", "--input", manifest_or_dir, "--target", &target];
-    args.extend_from_slice(extra);
-    crest(&args).await
+async fn totals_of(t: &Target) -> (i64, i64, i64) {
+    totals(&t.query(TOTALS).await)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for f in files_under(from) {
+        let dst = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dst).unwrap();
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_loads_once_restated_dates_replace_and_sums_read_back_exactly() {
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let (out, lake) = (dir.path().join("out"), dir.path().join("lake"));
-    extract(&sb, &out, "2026-01-01", "2026-01-15").await;
-    let first = transform(&out, "2026-01-01", "2026-01-10", "1.10").await;
+    let raw = dir.path().join("raw");
+    extract(&sb, &raw, "2026-01-01", "2026-01-15").await;
 
-    let o = load(&first, &lake, &[]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(stdout.contains("inserted"), "{stdout}");
-    let truth = on_disk(&out);
-    assert!(truth.0 > 0 && truth.2 > 0);
-    assert_eq!(totals(&query(&lake, TOTALS).await), truth);
+    for t in Target::all(&dir.path().join("lake")).await {
+        let k = t.kind;
+        // Each target its own transform output: a transform replaces the dates it restates.
+        let out = dir.path().join(format!("out-{k:?}"));
+        copy_dir(&raw, &out);
+        let first = transform(&out, "2026-01-01", "2026-01-10", "1.10").await;
+        let truth = on_disk(&out);
+        assert!(truth.0 > 0 && truth.2 > 0);
+        let o = t.load(&first, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("inserted"), "{k:?}: {}", stdout(&o));
+        assert_eq!(totals_of(&t).await, truth, "{k:?}");
 
-    // The same run again: nothing to do, nothing doubled.
-    let o = load(&first, &lake, &[]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("already in"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert_eq!(totals(&query(&lake, TOTALS).await), truth);
-    // --force: loaded again, every date unchanged.
-    let o = load(&first, &lake, &["--force"]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(totals(&query(&lake, TOTALS).await), truth);
-    let loads = query(&lake, "SELECT SUM(inserted) AS i, SUM(unchanged) AS u, COUNT(DISTINCT load_id) AS n FROM crest_loads WHERE target_table = 'creator_performance'").await;
-    assert_eq!(
-        (loads[0]["i"].as_i64(), loads[0]["u"].as_i64(), loads[0]["n"].as_i64()),
-        (Some(truth.0), Some(truth.0), Some(2))
-    );
+        // The same run again: nothing to do, nothing doubled.
+        let o = t.load(&first, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("already in"), "{k:?}: {}", stdout(&o));
+        assert_eq!(totals_of(&t).await, truth, "{k:?}");
+        // --force: loaded again, every row unchanged.
+        let o = t.load(&first, &["--force"]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        assert_eq!(totals_of(&t).await, truth, "{k:?}");
+        let loads = t
+            .query(
+                "SELECT SUM(inserted) AS i, SUM(unchanged) AS u, COUNT(DISTINCT load_id) AS n \
+                 FROM crest_loads WHERE target_table = 'creator_performance'",
+            )
+            .await;
+        assert_eq!(
+            (int(&loads[0]["i"]), int(&loads[0]["u"]), int(&loads[0]["n"])),
+            (truth.0, truth.0, 2),
+            "{k:?}"
+        );
 
-    // An overlapping run with a new EUR rate restates Jan 5-10 and adds 11-15:
-    // the lake holds each date once, with the newer numbers.
-    let second = transform(&out, "2026-01-05", "2026-01-15", "1.25").await;
-    let o = load(&second, &lake, &[]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(stdout.contains("replaced"), "{stdout}");
-    let truth2 = on_disk(&out);
-    assert_ne!(truth2.2, truth.2, "the restated spend differs");
-    assert_eq!(totals(&query(&lake, TOTALS).await), truth2);
-    let per_day = query(
-        &lake,
-        "SELECT COUNT(*) AS n, COUNT(DISTINCT run_id) AS runs FROM creator_performance WHERE date BETWEEN '2026-01-05' AND '2026-01-10'",
-    )
-    .await;
-    assert_eq!(
-        per_day[0]["runs"].as_i64(),
-        Some(1),
-        "restated dates hold only the newer run"
-    );
+        // An overlapping run with a new EUR rate restates Jan 5-10 and adds 11-15:
+        // the target holds each row once, with the newer numbers.
+        let second = transform(&out, "2026-01-05", "2026-01-15", "1.25").await;
+        let truth2 = on_disk(&out);
+        assert_ne!(truth2.2, truth.2, "the restated spend differs");
+        let o = t.load(&second, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("replaced"), "{k:?}: {}", stdout(&o));
+        assert_eq!(totals_of(&t).await, truth2, "{k:?}");
+        let per_day = t
+            .query(
+                "SELECT COUNT(*) AS n, COUNT(DISTINCT run_id) AS runs FROM creator_performance \
+                 WHERE date BETWEEN '2026-01-05' AND '2026-01-10'",
+            )
+            .await;
+        assert_eq!(
+            int(&per_day[0]["runs"]),
+            1,
+            "{k:?}: restated dates hold only the newer run"
+        );
+        // The canonical table's natural key is unique.
+        let dup = t
+            .query(
+                "SELECT COUNT(*) AS n FROM (SELECT date, platform, account_id, ad_id, content_id, hour, placement, COUNT(*) AS c \
+                 FROM creator_performance GROUP BY date, platform, account_id, ad_id, content_id, hour, placement) g WHERE c > 1",
+            )
+            .await;
+        assert_eq!(int(&dup[0]["n"]), 0, "{k:?}");
+        if t.kind != Kind::Lake {
+            assert!(stdout(&o).contains("API calls"), "{k:?}: {}", stdout(&o));
+        }
+    }
 
-    // Date filters prune files; they keep exactly the rows a full scan keeps.
+    // Lake: date filters prune files and keep exactly the rows a full scan keeps.
+    let lake = Target::lake(&dir.path().join("lake"));
     for cond in [
         "date BETWEEN '2026-01-05' AND '2026-01-10'",
         "date >= '2026-01-12'",
         "date < '2026-01-03'",
         "date = '2026-01-07'",
     ] {
-        let pruned = query(
-            &lake,
-            &format!("SELECT COUNT(*) AS n FROM creator_performance WHERE {cond}"),
-        )
-        .await;
-        let scanned = query(
-            &lake,
-            &format!("SELECT SUM(CASE WHEN {cond} THEN 1 ELSE 0 END) AS n FROM creator_performance"),
-        )
-        .await;
+        let pruned = lake
+            .query(&format!("SELECT COUNT(*) AS n FROM creator_performance WHERE {cond}"))
+            .await;
+        let scanned = lake
+            .query(&format!(
+                "SELECT SUM(CASE WHEN {cond} THEN 1 ELSE 0 END) AS n FROM creator_performance"
+            ))
+            .await;
         assert_eq!(pruned[0]["n"], scanned[0]["n"], "{cond}");
         assert!(pruned[0]["n"].as_i64().unwrap() > 0, "{cond}");
     }
 
     // The view is there, over the same rows.
-    let view = query(&lake, "SELECT SUM(impressions) AS imps FROM v_creator_daily").await;
-    let resolved = query(
-        &lake,
-        "SELECT SUM(impressions) AS imps FROM creator_performance WHERE creator_id IS NOT NULL",
-    )
-    .await;
+    let view = lake.query("SELECT SUM(impressions) AS imps FROM v_creator_daily").await;
+    let resolved = lake
+        .query("SELECT SUM(impressions) AS imps FROM creator_performance WHERE creator_id IS NOT NULL")
+        .await;
     assert_eq!(view[0]["imps"], resolved[0]["imps"]);
 }
 
@@ -227,87 +241,122 @@ fn with_column(b: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
 async fn a_newer_schema_adds_a_column_and_an_incompatible_one_changes_nothing() {
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let (out, lake) = (dir.path().join("out"), dir.path().join("lake"));
-    extract(&sb, &out, "2026-01-01", "2026-01-06").await;
-    let old = transform(&out, "2026-01-01", "2026-01-03", "1.10").await;
-    assert!(load(&old, &lake, &[]).await.status.success());
-    let before = totals(&query(&lake, TOTALS).await);
+    let raw = dir.path().join("raw");
+    extract(&sb, &raw, "2026-01-01", "2026-01-06").await;
 
-    // A newer crest's run: one more (nullable) column.
-    let newer = transform(&out, "2026-01-04", "2026-01-06", "1.10").await;
-    rewrite(&out, &newer, |b| {
-        let country: ArrayRef = Arc::new(StringArray::from(vec!["US"; b.num_rows()]));
-        with_column(b, "creator_country", country)
-    });
-    let o = load(&newer, &lake, &[]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("added column creator_country"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v = query(
-        &lake,
-        "SELECT COUNT(*) AS n, COUNT(creator_country) AS with_country FROM creator_performance",
-    )
-    .await;
-    let after = totals(&query(&lake, TOTALS).await);
-    assert_eq!(v[0]["n"].as_i64(), Some(after.0));
-    assert_eq!(
-        v[0]["with_country"].as_i64(),
-        Some(after.0 - before.0),
-        "old rows read the new column as null"
-    );
+    for t in Target::all(&dir.path().join("lake")).await {
+        let k = t.kind;
+        let out = dir.path().join(format!("out-{k:?}"));
+        copy_dir(&raw, &out);
+        let old = transform(&out, "2026-01-01", "2026-01-03", "1.10").await;
+        let o = t.load(&old, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let before = totals_of(&t).await;
 
-    // impressions retyped: stopped with what differs, the lake unchanged.
-    let retyped = transform(&out, "2026-01-01", "2026-01-02", "1.10").await;
-    rewrite(&out, &retyped, |b| {
-        let imps: ArrayRef =
-            Arc::new(arrow::compute::cast(b.column_by_name("impressions").unwrap(), &DataType::Utf8).unwrap());
-        with_column(b, "impressions", imps)
-    });
-    let o = load(&retyped, &lake, &[]).await;
-    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(
-        err.contains("impressions is Int64 in the lake but Utf8 in the input"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1);
-    assert_eq!(totals(&query(&lake, TOTALS).await), after);
+        // A newer crest's run: one more (nullable) column.
+        let newer = transform(&out, "2026-01-04", "2026-01-06", "1.10").await;
+        rewrite(&out, &newer, |b| {
+            let country: ArrayRef = Arc::new(StringArray::from(vec!["US"; b.num_rows()]));
+            with_column(b, "creator_country", country)
+        });
+        let o = t.load(&newer, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("added column creator_country"),
+            "{k:?}: {}",
+            stdout(&o)
+        );
+        let v = t
+            .query("SELECT COUNT(*) AS n, COUNT(creator_country) AS with_country FROM creator_performance")
+            .await;
+        let after = totals_of(&t).await;
+        assert_eq!(int(&v[0]["n"]), after.0, "{k:?}");
+        assert_eq!(
+            int(&v[0]["with_country"]),
+            after.0 - before.0,
+            "{k:?}: old rows read the new column as null"
+        );
+
+        // impressions retyped: stopped with what differs; the target unchanged.
+        let retyped = transform(&out, "2026-01-01", "2026-01-02", "1.10").await;
+        rewrite(&out, &retyped, |b| {
+            let imps: ArrayRef =
+                Arc::new(arrow::compute::cast(b.column_by_name("impressions").unwrap(), &DataType::Utf8).unwrap());
+            with_column(b, "impressions", imps)
+        });
+        let o = t.load(&retyped, &[]).await;
+        assert_eq!(o.status.code(), Some(6), "{k:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("impressions is") && err.contains("in the input"),
+            "{k:?}: {err}"
+        );
+        if k == Kind::Lake {
+            assert!(
+                err.contains("impressions is Int64 in the lake but Utf8 in the input"),
+                "{err}"
+            );
+        }
+        assert_eq!(err.trim().lines().count(), 1, "{k:?}: {err}");
+        assert_eq!(totals_of(&t).await, after, "{k:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_changed_after_the_transform_stops_the_load_and_leaves_the_lake_as_it_was() {
+async fn a_file_changed_after_the_transform_stops_the_load_and_leaves_the_target_as_it_was() {
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let (out, lake) = (dir.path().join("out"), dir.path().join("lake"));
-    extract(&sb, &out, "2026-01-01", "2026-01-04").await;
-    let first = transform(&out, "2026-01-01", "2026-01-04", "1.10").await;
-    assert!(load(&first, &lake, &[]).await.status.success());
-    let before = totals(&query(&lake, TOTALS).await);
-    let files_before = files_under(&lake);
+    let (raw, lake) = (dir.path().join("raw"), dir.path().join("lake"));
+    extract(&sb, &raw, "2026-01-01", "2026-01-04").await;
 
-    // The next run restates the same dates, but one of its files is edited afterwards.
-    let second = transform(&out, "2026-01-01", "2026-01-04", "1.30").await;
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap();
-    let victim = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
-        .rfind(|p| p.starts_with("canonical/creator_performance/"))
-        .unwrap();
-    let mut bytes = std::fs::read(out.join(&victim)).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(out.join(&victim), bytes).unwrap();
+    for t in Target::all(&lake).await {
+        let k = t.kind;
+        let out = dir.path().join(format!("out-{k:?}"));
+        copy_dir(&raw, &out);
+        let first = transform(&out, "2026-01-01", "2026-01-04", "1.10").await;
+        assert!(t.load(&first, &[]).await.status.success(), "{k:?}");
+        let before = totals_of(&t).await;
+        let files_before = files_under(&lake);
 
-    let o = load(&second, &lake, &[]).await;
-    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    assert!(stderr(&o).contains("does not match its checksum"), "{}", stderr(&o));
-    assert_eq!(totals(&query(&lake, TOTALS).await), before, "the lake is as it was");
-    assert_eq!(files_under(&lake), files_before, "nothing staged is left behind");
+        // The next run restates the same dates, but one of its files is edited afterwards.
+        let second = transform(&out, "2026-01-01", "2026-01-04", "1.30").await;
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap();
+        let victim = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .rfind(|p| p.starts_with("canonical/creator_performance/"))
+            .unwrap();
+        let mut bytes = std::fs::read(out.join(&victim)).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(out.join(&victim), &bytes).unwrap();
+        let o = t.load(&second, &[]).await;
+        assert_eq!(o.status.code(), Some(6), "{k:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("does not match its checksum"),
+            "{k:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(totals_of(&t).await, before, "{k:?}: the target is as it was");
+        match k {
+            Kind::Lake => assert_eq!(files_under(&lake), files_before, "nothing staged is left behind"),
+            Kind::BigQuery => {
+                let tables = bigquery_tables(&t).await;
+                assert!(
+                    !tables.iter().any(|n| n.contains("crest_stage")),
+                    "staging tables are dropped: {tables:?}"
+                );
+            }
+            Kind::Snowflake => {
+                let staged = t
+                    .query("SELECT COUNT(*) AS n FROM INFORMATION_SCHEMA.TABLES WHERE LOWER(table_name) LIKE '%crest_stage%'")
+                    .await;
+                assert_eq!(int(&staged[0]["n"]), 0, "{k:?}: staging tables are dropped");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,53 +405,142 @@ async fn bad_targets_inputs_and_sql_are_one_clear_line() {
     let lake = dir.path().join("lake");
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
+    let e = empty.to_str().unwrap();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            vec!["load", "--input", empty.to_str().unwrap(), "--target", "warehouse"],
+            vec!["load", "--input", e, "--target", "warehouse"],
             2,
             "is not a target",
         ),
+        (vec!["load", "--input", e, "--target", "lake:"], 2, "needs a path"),
         (
-            vec!["load", "--input", empty.to_str().unwrap(), "--target", "bigquery://p/d"],
+            vec!["load", "--input", e, "--target", "bigquery://p"],
             2,
-            "not in this crest yet",
+            "needs a project and a dataset",
         ),
         (
-            vec!["load", "--input", empty.to_str().unwrap(), "--target", "lake:"],
+            vec!["load", "--input", e, "--target", "bigquery://p/bad-name"],
             2,
-            "needs a path",
+            "is not a valid name",
         ),
         (
-            vec!["load", "--input", empty.to_str().unwrap()],
+            vec!["load", "--input", e, "--target", "snowflake://acct/db"],
             2,
-            "no transform manifest",
+            "needs a database and a schema",
         ),
+        (
+            vec![
+                "load",
+                "--input",
+                e,
+                "--target",
+                "snowflake://acct/db/s?warehouse=x;drop",
+            ],
+            2,
+            "is not a valid name",
+        ),
+        (vec!["load", "--input", e], 2, "no transform manifest"),
         (vec!["load", "--input", "/nonexistent/crest-out"], 2, "does not exist"),
         (
             vec!["query", "--target", "lake:/nonexistent/lake", "SELECT 1"],
             2,
             "does not exist",
         ),
+        // No credentials at all (HOME has no gcloud credentials either).
+        (
+            vec!["query", "--target", "bigquery://p/d", "SELECT 1"],
+            3,
+            "no Google credentials",
+        ),
+        (
+            vec!["query", "--target", "snowflake://acct/db/s", "SELECT 1"],
+            3,
+            "SNOWFLAKE_USER",
+        ),
     ];
+    let home = dir.path().to_str().unwrap().to_string();
+    let no_credentials = vec![("HOME".to_string(), home)];
     for (args, code, needle) in cases {
-        let o = crest(&args).await;
+        let o = crest_env(&args, &no_credentials).await;
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
     std::fs::create_dir_all(&lake).unwrap();
-    let target = format!("lake:{}", lake.display());
-    let o = crest(&[
-        "query",
-        "--target",
-        &target,
-        "SELECT no_such_column FROM creator_performance",
-    ])
-    .await;
+    let target = Target::lake(&lake);
+    let o = target
+        .crest(&[
+            "query",
+            "--target",
+            &target.spec,
+            "SELECT no_such_column FROM creator_performance",
+        ])
+        .await;
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("the query failed"), "{}", stderr(&o));
     // An empty lake still answers: its tables exist with no rows.
-    let v = query(&lake, "SELECT COUNT(*) AS n FROM creator_performance").await;
+    let v = target.query("SELECT COUNT(*) AS n FROM creator_performance").await;
     assert_eq!(v[0]["n"].as_i64(), Some(0));
+}
+
+/// The warehouses: a missing dataset or schema (without --create), an
+/// unreachable endpoint, SQL they refuse: one line, the right exit code, nothing created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warehouses_refuse_missing_schemas_unreachable_endpoints_and_bad_sql_in_one_line() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-02").await;
+    let run = transform(&out, "2026-01-01", "2026-01-02", "1.10").await;
+    let bq = Target::bigquery();
+    let sf = Target::snowflake().await;
+    for t in [&bq, &sf] {
+        let k = t.kind;
+        let o = t.crest(&["load", "--input", &run, "--target", &t.spec]).await;
+        assert_eq!(o.status.code(), Some(2), "{k:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("does not exist") && stderr(&o).contains("--create"),
+            "{k:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(stderr(&o).trim().lines().count(), 1);
+        // Still missing: a query says so.
+        let o = t
+            .crest(&[
+                "query",
+                "--target",
+                &t.spec,
+                "SELECT COUNT(*) AS n FROM creator_performance",
+            ])
+            .await;
+        assert_eq!(o.status.code(), Some(2), "{k:?}: {}", stderr(&o));
+
+        assert!(t.load(&run, &[]).await.status.success(), "{k:?}");
+        let o = t
+            .crest(&[
+                "query",
+                "--target",
+                &t.spec,
+                "SELECT no_such_column FROM creator_performance",
+            ])
+            .await;
+        assert_eq!(o.status.code(), Some(2), "{k:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("no_such_column"), "{k:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{k:?}: {}", stderr(&o));
+    }
+    // Nothing listens on port 9 of loopback.
+    let mut env = bigquery_env();
+    env[1].1 = "http://127.0.0.1:9".into();
+    let o = crest_env(&["load", "--input", &run, "--target", &bq.spec], &env).await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach BigQuery"), "{}", stderr(&o));
+    let o = crest_env(
+        &["load", "--input", &run, "--target", &sf.spec],
+        &snowflake_env("http://127.0.0.1:9"),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach Snowflake"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
 }

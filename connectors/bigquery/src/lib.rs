@@ -22,7 +22,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
 use crest_core::warehouse::{self, Literal, MergeCounts, MergeParts, Quote};
 use crest_core::{Error, Result, Secret};
-use futures::StreamExt;
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::google::cloud::bigquery::storage::v1 as storage;
@@ -38,6 +37,7 @@ use std::sync::Arc;
 const MERGE: &str = include_str!("../../../sql/bigquery/merge.sql");
 const COUNTS: &str = include_str!("../../../sql/bigquery/counts.sql");
 const LOADED: &str = include_str!("../../../sql/bigquery/loaded.sql");
+const ADD_COLUMN: &str = include_str!("../../../sql/bigquery/add_column.sql");
 
 /// A Storage Write request must stay under 10 MB.
 const APPEND_BYTES: usize = 8 << 20;
@@ -653,8 +653,7 @@ impl BigQuery {
             }
         };
         for f in files {
-            let mut batches = warehouse::file_batches(&plan.input, &f.path, 8192).await?;
-            while let Some(b) = batches.next().await {
+            for b in warehouse::file_batches(&plan.input, f, 8192).await? {
                 let b = b?;
                 for row in encoder.encode(&b)? {
                     if size + row.len() > APPEND_BYTES && !buffered.is_empty() {
@@ -891,23 +890,33 @@ impl Destination for BigQuery {
         }
         let mut changes = Vec::new();
         for (table, mut existing, added) in widen {
-            // The tables API widens a schema: the held fields, then the new ones, nullable.
             let mut fields = existing.schema.fields.take().unwrap_or_default();
             for f in &added {
+                let ty = field_type(f.data_type()).map(|t| t.1).unwrap_or("STRING");
+                let sql = warehouse::render(
+                    ADD_COLUMN,
+                    &[
+                        ("table", &self.name(table)),
+                        ("column", &Bq.quote(f.name())),
+                        ("type", ty),
+                        (
+                            "description",
+                            &Bq.string(f.metadata().get("description").map(String::as_str).unwrap_or("")),
+                        ),
+                    ],
+                )?;
+                self.run(&sql).await?;
                 fields.push(bq_field(f)?);
-                changes.push(format!(
-                    "{table}: added column {} ({})",
-                    f.name(),
-                    field_type(f.data_type()).map(|t| t.1).unwrap_or("?")
-                ));
+                changes.push(format!("{table}: added column {} ({ty})", f.name()));
             }
+            // The tables API then carries the full schema with every description.
             existing.schema.fields = Some(fields);
             self.count(serde_json::to_vec(&existing).map(|v| v.len()).unwrap_or(0));
             self.client
                 .table()
                 .patch(&self.target.project, &self.target.dataset, table, existing)
                 .await
-                .map_err(|e| self.error(e, &format!("adding columns to {table}")))?;
+                .map_err(|e| self.error(e, &format!("describing the columns added to {table}")))?;
         }
         Ok(changes)
     }
@@ -972,19 +981,7 @@ impl Destination for BigQuery {
                 ("dedup", &dedup),
             ];
             let counts = self.run(&warehouse::render(COUNTS, &params)?).await?.text();
-            let num = |k: usize| {
-                counts
-                    .first()
-                    .and_then(|r| r.get(k).cloned().flatten())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            let counts = MergeCounts {
-                staged: num(0),
-                matched: num(1),
-                changed: num(2),
-                held: num(3),
-            };
+            let counts = MergeCounts::from_row(&counts);
             self.run(&warehouse::render(MERGE, &params)?).await?;
             self.count(0);
             let _ = self

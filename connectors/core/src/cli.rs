@@ -151,7 +151,11 @@ impl std::io::Write for BarAwareStderr {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let _ = LOG_FORMAT.set(format);
-    let filter = EnvFilter::try_from_env("CREST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("CREST_LOG")
+        // crest's own events; the warehouse clients' chatter only when asked for.
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,snowflake_api=warn,gcp_bigquery_client=warn,yup_oauth2=warn,reqwest_retry=error")
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = match format {
         LogFormat::Json => builder

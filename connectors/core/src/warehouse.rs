@@ -5,12 +5,11 @@
 //! its dialect (quoting, types, literals) and its `.sql` files.
 
 use crate::load::TableReport;
+use crate::raw::RawFile;
 use crate::storage::Location;
 use crate::{Error, Result};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 
 /// The natural key of each loaded table; a table without one (quarantine,
 /// which keeps duplicates on purpose) is replaced by date.
@@ -203,6 +202,27 @@ pub struct MergeCounts {
 }
 
 impl MergeCounts {
+    /// From the first row of `counts.sql`'s result, as text. A warehouse
+    /// may type a SUM as a decimal or float ("2.0"); counts are whole.
+    pub fn from_row(rows: &[Vec<Option<String>>]) -> Self {
+        let num = |k: usize| {
+            rows.first()
+                .and_then(|r| r.get(k).cloned().flatten())
+                .and_then(|v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .or_else(|| v.parse::<f64>().ok().map(|f| f.round() as u64))
+                })
+                .unwrap_or(0)
+        };
+        MergeCounts {
+            staged: num(0),
+            matched: num(1),
+            changed: num(2),
+            held: num(3),
+        }
+    }
+
     pub fn report(&self, table: &str) -> TableReport {
         let unchanged = self.matched - self.changed.min(self.matched);
         TableReport {
@@ -216,25 +236,31 @@ impl MergeCounts {
     }
 }
 
-/// The record batches of one of the run's files, streamed.
+/// The record batches of one of the run's files, read once and checked
+/// against the manifest's checksum first: a file changed after the transform
+/// stops the load before anything is merged.
 pub async fn file_batches(
     input: &Location,
-    rel: &str,
+    file: &RawFile,
     batch_rows: usize,
-) -> Result<BoxStream<'static, Result<arrow::record_batch::RecordBatch>>> {
-    use parquet::arrow::async_reader::ParquetObjectReader;
-    use parquet::arrow::ParquetRecordBatchStreamBuilder;
-    let reader = ParquetObjectReader::new(input.store().clone(), input.path(rel));
-    let what = format!("{input}/{rel}");
-    let stream = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    use sha2::{Digest, Sha256};
+    let what = format!("{input}/{}", file.path);
+    let bytes = input
+        .get(&file.path)
+        .await?
+        .ok_or_else(|| Error::Data(format!("{what} is named by the manifest but missing")))?;
+    if hex::encode(Sha256::digest(&bytes)) != file.sha256 {
+        return Err(Error::Data(format!(
+            "{what} does not match its checksum in the manifest: it changed after the transform; run crest transform again"
+        )));
+    }
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| Error::Data(format!("{what} is not readable Parquet: {e}")))?
         .with_batch_size(batch_rows)
         .build()
         .map_err(|e| Error::Data(format!("{what}: {e}")))?;
-    Ok(stream
-        .map(move |b| b.map_err(|e| Error::Storage(format!("reading {what}: {e}"))))
-        .boxed())
+    Ok(reader.map(move |b| b.map_err(|e| Error::Data(format!("reading {what}: {e}")))))
 }
 
 /// Compares a warehouse table's columns (name → the warehouse's type name)
@@ -275,9 +301,17 @@ pub fn compare_columns(
     }
 }
 
-/// How a dialect writes a string literal (the one value type whose escaping differs).
+/// How a dialect writes literals.
 pub trait Literal {
     fn string(&self, s: &str) -> String;
+    /// `YYYY-MM-DD`
+    fn date(&self, d: &str) -> String {
+        format!("DATE '{d}'")
+    }
+    /// `YYYY-MM-DD HH:MM:SS.ffffff`, UTC
+    fn timestamp(&self, t: &str) -> String {
+        format!("TIMESTAMP '{t}'")
+    }
 }
 
 /// Each row of a batch as a SQL `(v1, v2, …)` tuple of literals, for the
@@ -317,16 +351,8 @@ pub fn value_rows(batch: &RecordBatch, dialect: &dyn Literal) -> Result<Vec<Stri
             let v = f.value(i).to_string();
             match t {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => row.push_str(&dialect.string(&v)),
-                DataType::Date32 | DataType::Date64 => {
-                    row.push_str("DATE '");
-                    row.push_str(&v);
-                    row.push('\'');
-                }
-                DataType::Timestamp(..) => {
-                    row.push_str("TIMESTAMP '");
-                    row.push_str(&v);
-                    row.push('\'');
-                }
+                DataType::Date32 | DataType::Date64 => row.push_str(&dialect.date(&v)),
+                DataType::Timestamp(..) => row.push_str(&dialect.timestamp(&v)),
                 DataType::Float32 | DataType::Float64 if !v.parse::<f64>().is_ok_and(f64::is_finite) => {
                     return Err(Error::Data(format!("{v} cannot be loaded into a warehouse number")));
                 }

@@ -18,7 +18,6 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
 use crest_core::warehouse::{self, Literal, MergeCounts, MergeParts, Quote};
 use crest_core::{Error, Result, Secret};
-use futures::StreamExt;
 use snowflake_api::{
     AuthArgs, AuthType, CertificateArgs, PasswordArgs, QueryResult, SnowflakeApi, SnowflakeApiBuilder,
 };
@@ -107,6 +106,13 @@ impl Literal for Sf {
         // Snowflake string literals read backslash escapes.
         format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
     }
+    // A string literal into a DATE or TIMESTAMP_NTZ column is cast on insert.
+    fn date(&self, d: &str) -> String {
+        format!("'{d}'")
+    }
+    fn timestamp(&self, t: &str) -> String {
+        format!("'{t}'")
+    }
 }
 
 /// The column type Snowflake declares for an Arrow type, and how its
@@ -162,8 +168,42 @@ impl reqwest_middleware::Middleware for BaseUrl {
     }
 }
 
+/// Whether an error comes from not reaching the server at all (the login's
+/// error type is private to snowflake-api, so the source chain tells).
+fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            if r.is_connect() || r.is_timeout() {
+                return true;
+            }
+        }
+        // Retries give up with their own error around the connection's.
+        let text = e.to_string();
+        if [
+            "error sending request",
+            "Request failed after",
+            "onnection refused",
+            "dns error",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// An error on one line, cut short: a warehouse may quote the whole statement back.
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    let s = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
 }
 
 impl Snowflake {
@@ -244,13 +284,13 @@ impl Snowflake {
         use snowflake_api::SnowflakeApiError as E;
         let what = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
         match e {
-            E::AuthError(e) => Error::Auth(format!(
-                "Snowflake refused the login at {} ({}): check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY",
+            e if unreachable(&e) => Error::Upstream(format!(
+                "cannot reach Snowflake at {} ({}): check the account and the network",
                 self.endpoint,
                 one_line(&e)
             )),
-            E::RequestError(e) => Error::Upstream(format!(
-                "cannot reach Snowflake at {} ({}): check the account and the network",
+            E::AuthError(e) => Error::Auth(format!(
+                "Snowflake refused the login at {} ({}): check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY",
                 self.endpoint,
                 one_line(&e)
             )),
@@ -539,7 +579,7 @@ impl Destination for Snowflake {
     }
 
     async fn loaded(&self, checksum: &str) -> Result<Option<LoadRecord>> {
-        if self.columns(crest_core::load::LOADS_TABLE).await?.is_empty() {
+        if !self.schema_exists().await? || self.columns(crest_core::load::LOADS_TABLE).await?.is_empty() {
             return Ok(None);
         }
         let q = |c: &str| Sf.quote(c);
@@ -587,6 +627,14 @@ impl Destination for Snowflake {
             ))
             .await?;
         }
+        // The session works in the target schema from here (statements stay qualified).
+        let q = Sf;
+        self.exec(&format!(
+            "USE SCHEMA {}.{}",
+            q.quote(&self.target.database),
+            q.quote(&self.target.schema)
+        ))
+        .await?;
         if let Ok(mut held) = self.schemas.lock() {
             *held = schemas.to_vec();
         }
@@ -659,8 +707,7 @@ impl Destination for Snowflake {
             )?;
             self.exec(&sql).await?;
             for f in t.dates.values().flatten() {
-                let mut batches = warehouse::file_batches(&plan.input, &f.path, 8192).await?;
-                while let Some(b) = batches.next().await {
+                for b in warehouse::file_batches(&plan.input, f, 8192).await? {
                     self.insert(&staging, &b?).await?;
                 }
             }
@@ -672,8 +719,8 @@ impl Destination for Snowflake {
     async fn merge(&self, plan: &LoadPlan, load_id: &str, staged: Staged) -> Result<Vec<TableReport>> {
         let mut reports = Vec::new();
         let date = Sf.quote("date");
-        let start = format!("DATE '{}'", plan.range.start);
-        let end = format!("DATE '{}'", plan.range.end);
+        let start = format!("'{}'::DATE", plan.range.start);
+        let end = format!("'{}'::DATE", plan.range.end);
         for (table, schema) in staged.0 {
             let key = warehouse::natural_key(table);
             let parts = MergeParts::new(&Sf, &schema, key);
@@ -702,8 +749,8 @@ impl Destination for Snowflake {
                     if carried {
                         format!("O.{c}")
                     } else {
-                        let (ty, _) = sql_type(f.data_type()).unwrap_or(("VARCHAR".into(), String::new()));
-                        format!("CAST(NULL AS {ty}) AS {c}")
+                        // Typed by the UNION's first branch.
+                        format!("NULL AS {c}")
                     }
                 })
                 .collect::<Vec<_>>()
@@ -728,19 +775,7 @@ impl Destination for Snowflake {
             let mut params = params;
             params.push(("staged_key_match", &staged_key_match));
             let counts = self.rows(&warehouse::render(COUNTS, &params)?).await?;
-            let num = |k: usize| {
-                counts
-                    .first()
-                    .and_then(|r| r.get(k).cloned().flatten())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            let counts = MergeCounts {
-                staged: num(0),
-                matched: num(1),
-                changed: num(2),
-                held: num(3),
-            };
+            let counts = MergeCounts::from_row(&counts);
             let template = if parts.keyed { MERGE } else { REPLACE };
             self.exec(&warehouse::render(template, &params)?).await?;
             let _ = self.exec(&format!("DROP TABLE IF EXISTS {staging}")).await;

@@ -2,6 +2,10 @@
 //! through the real connectors, the `crest` binary, and readers for what it wrote.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod targets;
+#[allow(unused_imports)]
+pub use targets::*;
+
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use crest_core::cli::Progress;

@@ -321,6 +321,8 @@ async fn load_into<D: Destination>(
             for c in &r.schema_changes {
                 println!("  schema: {c}");
             }
+            crest_core::load::write_manifest(plan, &r, &target, dest.traffic()).await;
+            println!("  manifest {}/_runs/{}.json", plan.input, r.load_id);
             if let Some((calls, bytes)) = dest.traffic() {
                 tracing::info!(load_id = %r.load_id, api_calls = calls, bytes_sent = bytes, rows = plan.rows(), "load traffic");
                 println!(

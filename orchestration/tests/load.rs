@@ -109,6 +109,25 @@ async fn a_run_loads_once_restated_dates_replace_and_sums_read_back_exactly() {
         assert!(o.status.success(), "{k:?}: {}", stderr(&o));
         assert!(stdout(&o).contains("inserted"), "{k:?}: {}", stdout(&o));
         assert_eq!(totals_of(&t).await, truth, "{k:?}");
+        // The load's own manifest, beside the transform's.
+        let loads: Vec<serde_json::Value> = files_under(&out.join("_runs"))
+            .iter()
+            .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
+            .filter(|m| m["stage"] == "load")
+            .collect();
+        assert_eq!(loads.len(), 1, "{k:?}");
+        assert_eq!(
+            loads[0]["inputs"]["target"].as_str().unwrap().to_lowercase(),
+            t.spec.split('?').next().unwrap().to_lowercase(),
+            "{k:?}"
+        );
+        let cp = loads[0]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == "creator_performance")
+            .unwrap();
+        assert_eq!(cp["inserted"].as_i64(), Some(truth.0), "{k:?}");
 
         // The same run again: nothing to do, nothing doubled.
         let o = t.load(&first, &[]).await;
@@ -161,6 +180,28 @@ async fn a_run_loads_once_restated_dates_replace_and_sums_read_back_exactly() {
         assert_eq!(int(&dup[0]["n"]), 0, "{k:?}");
         if t.kind != Kind::Lake {
             assert!(stdout(&o).contains("API calls"), "{k:?}: {}", stdout(&o));
+        }
+        if t.kind == Kind::BigQuery {
+            // BI users see what each column means; the table is partitioned and clustered.
+            let table = bigquery_table(&t, "creator_performance").await;
+            assert_eq!(table["timePartitioning"]["field"], "date");
+            assert_eq!(
+                table["clustering"]["fields"],
+                serde_json::json!(["platform", "creator_id"])
+            );
+            let clicks = table["schema"]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == "clicks")
+                .unwrap()
+                .clone();
+            let doc = crest_transforms::canonical::COLUMNS
+                .iter()
+                .find(|c| c.0 == "clicks")
+                .unwrap()
+                .3;
+            assert_eq!(clicks["description"], doc);
         }
     }
 

@@ -423,3 +423,35 @@ pub async fn run_load<D: Destination>(
     dest.record(&record).await?;
     Ok(LoadOutcome::Loaded(record))
 }
+
+/// Writes the load's own run manifest beside the transform's
+/// (`{input}/_runs/{load_id}.json`, stage `load`): what was loaded where, what
+/// each table got, the schema changes and the traffic. The load has already
+/// succeeded; a manifest that cannot be written is a warning, not a failure.
+pub async fn write_manifest(plan: &LoadPlan, record: &LoadRecord, target: &str, traffic: Option<(u64, u64)>) {
+    let finished = chrono::Utc::now();
+    let manifest = serde_json::json!({
+        "run_id": record.load_id,
+        "stage": "load",
+        "status": "succeeded",
+        "crest_version": env!("CARGO_PKG_VERSION"),
+        "started_at": record.loaded_at,
+        "finished_at": finished,
+        "elapsed_ms": (finished - record.loaded_at).num_milliseconds().max(0),
+        "inputs": {
+            "transform_run": plan.run_id,
+            "manifest": record.manifest,
+            "manifest_checksum": plan.checksum,
+            "range": plan.range,
+            "target": target,
+        },
+        "rows": plan.rows(),
+        "tables": record.tables,
+        "schema_changes": record.schema_changes,
+        "api": traffic.map(|(calls, bytes)| serde_json::json!({ "calls": calls, "bytes_sent": bytes })),
+    });
+    let rel = format!("_runs/{}.json", record.load_id);
+    if let Err(e) = plan.input.put_json(&rel, &manifest).await {
+        tracing::warn!(error = %e, manifest = %format!("{}/{rel}", plan.input), "the load succeeded but its manifest could not be written");
+    }
+}

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod google;
 pub mod google_ads;
 pub mod meta;
+pub mod snowflake_proxy;
 pub mod tiktok;
 pub mod world;
 

@@ -24,6 +24,15 @@ struct Cli {
 enum Command {
     /// Serve the simulated APIs until interrupted.
     Serve(Box<ServeArgs>),
+    /// Front the Snowflake emulator (fakesnow) with the response fields it omits,
+    /// for benchmarks and tests: crest reaches it through CREST_SNOWFLAKE_BASE_URL.
+    SnowflakeProxy {
+        /// fakesnow's server, e.g. http://127.0.0.1:8090
+        #[arg(long)]
+        upstream: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Print the creator roster of a seeded world as CSV (the transform's --roster).
     Roster {
         #[arg(long, default_value_t = 42)]
@@ -121,18 +130,35 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let args = match cli.command {
-        Command::Serve(args) => *args,
-        Command::Roster { seed, creators } => {
-            let world = WorldConfig {
-                seed,
-                creators,
-                ..WorldConfig::default()
-            };
-            print!("{}", crest_sandbox::world::World::new(world).roster_csv());
-            return ExitCode::SUCCESS;
-        }
-    };
+    let args =
+        match cli.command {
+            Command::Serve(args) => *args,
+            Command::SnowflakeProxy { upstream, port } => {
+                let proxy =
+                    match crest_sandbox::snowflake_proxy::SnowflakeProxy::bind(&format!("127.0.0.1:{port}"), upstream)
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            eprintln!("error: cannot listen on port {port}: {e}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                // Scripts wait for this line.
+                println!("snowflake proxy listening on {}", proxy.url);
+                let _ = tokio::signal::ctrl_c().await;
+                return ExitCode::SUCCESS;
+            }
+            Command::Roster { seed, creators } => {
+                let world = WorldConfig {
+                    seed,
+                    creators,
+                    ..WorldConfig::default()
+                };
+                print!("{}", crest_sandbox::world::World::new(world).roster_csv());
+                return ExitCode::SUCCESS;
+            }
+        };
     let faults: FaultPlan = match args.faults.parse() {
         Ok(f) => f,
         Err(e) => {

@@ -3,6 +3,7 @@
 //! own dataset or database. The emulators are started by `scripts/test.sh`
 //! (`scripts/emulators.sh`); a test that needs one fails loudly without it.
 
+use crest_sandbox::snowflake_proxy::SnowflakeProxy;
 use std::path::Path;
 use std::process::Output;
 
@@ -60,7 +61,9 @@ impl Target {
     /// A fresh database on the Snowflake emulator, reached through the
     /// test-only proxy that completes its responses.
     pub async fn snowflake() -> Target {
-        let proxy = SnowflakeProxy::start(emulator("CREST_TEST_SNOWFLAKE_URL")).await;
+        let proxy = SnowflakeProxy::start(emulator("CREST_TEST_SNOWFLAKE_URL"))
+            .await
+            .unwrap();
         Target {
             kind: Kind::Snowflake,
             spec: format!("snowflake://crest_test/{}/crest?warehouse=load_wh", unique("db")),
@@ -123,6 +126,17 @@ pub fn int(v: &serde_json::Value) -> i64 {
     }
 }
 
+/// A BigQuery target's table as the tables API describes it.
+pub async fn bigquery_table(t: &Target, table: &str) -> serde_json::Value {
+    let dataset = t.spec.rsplit('/').next().unwrap();
+    let url = format!(
+        "{}/bigquery/v2/projects/{}/datasets/{dataset}/tables/{table}",
+        emulator("CREST_TEST_BIGQUERY_URL"),
+        emulator("CREST_TEST_BIGQUERY_PROJECT")
+    );
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// The tables of a BigQuery target's dataset, through the emulator's tables API.
 pub async fn bigquery_tables(t: &Target) -> Vec<String> {
     let dataset = t.spec.rsplit('/').next().unwrap();
@@ -172,120 +186,4 @@ pub async fn crest_env(args: &[&str], env: &[(String, String)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().await.unwrap()
-}
-
-/// The test-only middleware DESIGN.md describes: fakesnow's server omits
-/// response fields real Snowflake sends and snowflake-api requires (login:
-/// `sessionId`, `masterToken`, validities, `roleName`; queries: `returned`,
-/// `finalRoleName`, `version`; errors: `age`, `internalError`, `queryId`).
-/// crest reaches it through `CREST_SNOWFLAKE_BASE_URL`, as it would a proxy,
-/// and runs exactly as it does against Snowflake.
-pub struct SnowflakeProxy {
-    pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SnowflakeProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl SnowflakeProxy {
-    pub async fn start(upstream: String) -> SnowflakeProxy {
-        let client = reqwest::Client::new();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, upstream) = (client.clone(), upstream.clone());
-            async move { forward(&client, &upstream, req).await }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        SnowflakeProxy { url, task }
-    }
-}
-
-async fn forward(client: &reqwest::Client, upstream: &str, req: axum::extract::Request) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let mut rb = client
-        .request(parts.method.clone(), format!("{upstream}{path}"))
-        .body(body);
-    for (k, v) in &parts.headers {
-        if !matches!(k.as_str(), "host" | "content-length" | "accept-encoding") {
-            rb = rb.header(k, v);
-        }
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(mut v) => {
-            complete(parts.uri.path(), &mut v);
-            serde_json::to_vec(&v).unwrap()
-        }
-        Err(_) => bytes.to_vec(),
-    };
-    axum::response::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body))
-        .unwrap()
-}
-
-fn complete(path: &str, v: &mut serde_json::Value) {
-    use serde_json::json;
-    let success = v["success"].as_bool().unwrap_or(false);
-    let code = v["code"].clone();
-    let obj = v.as_object_mut().unwrap();
-    if !obj.get("data").is_some_and(|d| d.is_object()) {
-        obj.insert("data".into(), json!({}));
-    }
-    let data = obj.get_mut("data").unwrap().as_object_mut().unwrap();
-    let total = data.get("total").cloned().unwrap_or(json!(0));
-    let returned = data
-        .get("rowset")
-        .and_then(|r| r.as_array())
-        .map(|r| json!(r.len()))
-        .unwrap_or(total);
-    let mut default = |k: &str, value: serde_json::Value| {
-        if data.get(k).is_none_or(|x| x.is_null()) {
-            data.insert(k.into(), value);
-        }
-    };
-    if path.contains("login-request") {
-        default("sessionId", json!(1));
-        default("masterToken", json!("emulator-master-token"));
-        default("validityInSeconds", json!(3600));
-        default("masterValidityInSeconds", json!(14400));
-        default("serverVersion", json!("emulator"));
-        if let Some(info) = data.get_mut("sessionInfo").and_then(|i| i.as_object_mut()) {
-            if info.get("roleName").is_none_or(|x| x.is_null()) {
-                info.insert("roleName".into(), json!("ACCOUNTADMIN"));
-            }
-        }
-    } else if success {
-        default("returned", returned);
-        default("total", json!(0));
-        default("finalRoleName", json!("ACCOUNTADMIN"));
-        default("version", json!(1));
-        default("parameters", json!([]));
-        default("rowtype", json!([]));
-        default("queryId", json!(""));
-        default("statementTypeId", json!(0));
-    } else {
-        default("age", json!(0));
-        default("errorCode", code);
-        default("internalError", json!(false));
-        default("queryId", json!(""));
-        default("sqlState", json!(""));
-    }
 }

@@ -585,3 +585,70 @@ async fn warehouses_refuse_missing_schemas_unreachable_endpoints_and_bad_sql_in_
     assert!(stderr(&o).contains("cannot reach Snowflake"), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
 }
+
+/// (API calls, MB) from a warehouse load's report.
+fn traffic(stdout: &str) -> (u64, f64) {
+    let line = stdout.lines().find(|l| l.contains("API calls")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[1].parse().unwrap(), words[4].parse().unwrap())
+}
+
+/// Where the run's Parquet sits behind an external stage, Snowflake reads it
+/// with COPY INTO: the same rows as the INSERT path, without sending them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snowflake_copies_a_run_from_an_external_stage() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-08").await;
+    let first = transform(&out, "2026-01-01", "2026-01-08", "1.10").await;
+    let truth = on_disk(&out);
+    let t = Target::snowflake().await;
+    let o = t.load(&first, &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inserted = traffic(&stdout(&o));
+
+    // The stage's URL is the transform output; Snowflake reads the files itself.
+    let stage = format!("CREATE STAGE crest_out URL = 'file://{}/'", out.display());
+    let o = t.crest(&["query", "--target", &t.spec, &stage]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let staged = format!("{}&stage=crest_out", t.spec);
+    let o = t
+        .crest(&["load", "--input", &first, "--target", &staged, "--force"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("{} unchanged", truth.0)), "{}", stdout(&o));
+    let copied = traffic(&stdout(&o));
+    assert!(
+        copied.1 * 10.0 < inserted.1,
+        "COPY sends no rows: {copied:?} vs {inserted:?}"
+    );
+    assert_eq!(totals_of(&t).await, truth);
+
+    // A restated run through the stage replaces the numbers.
+    let second = transform(&out, "2026-01-03", "2026-01-08", "1.25").await;
+    let o = t.crest(&["load", "--input", &second, "--target", &staged]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(totals_of(&t).await, on_disk(&out));
+
+    // A stage over another folder reads no rows: stopped, nothing merged.
+    let before = totals_of(&t).await;
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = t
+        .crest(&[
+            "query",
+            "--target",
+            &t.spec,
+            &format!("CREATE STAGE wrong_place URL = 'file://{}/'", elsewhere.display()),
+        ])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wrong = format!("{}&stage=wrong_place", t.spec);
+    let o = t
+        .crest(&["load", "--input", &second, "--target", &wrong, "--force"])
+        .await;
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert_eq!(totals_of(&t).await, before);
+}

@@ -236,14 +236,9 @@ impl MergeCounts {
     }
 }
 
-/// The record batches of one of the run's files, read once and checked
-/// against the manifest's checksum first: a file changed after the transform
-/// stops the load before anything is merged.
-pub async fn file_batches(
-    input: &Location,
-    file: &RawFile,
-    batch_rows: usize,
-) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+/// One of the run's files, checked against the manifest's checksum: a file
+/// changed after the transform stops the load before anything is merged.
+pub async fn verify_file(input: &Location, file: &RawFile) -> Result<bytes::Bytes> {
     use sha2::{Digest, Sha256};
     let what = format!("{input}/{}", file.path);
     let bytes = input
@@ -255,6 +250,18 @@ pub async fn file_batches(
             "{what} does not match its checksum in the manifest: it changed after the transform; run crest transform again"
         )));
     }
+    Ok(bytes)
+}
+
+/// The record batches of one of the run's files, read once and checked
+/// against the manifest's checksum first.
+pub async fn file_batches(
+    input: &Location,
+    file: &RawFile,
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let what = format!("{input}/{}", file.path);
+    let bytes = verify_file(input, file).await?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| Error::Data(format!("{what} is not readable Parquet: {e}")))?
         .with_batch_size(batch_rows)

@@ -31,6 +31,9 @@ const MERGE: &str = include_str!("../../../sql/snowflake/merge.sql");
 const REPLACE: &str = include_str!("../../../sql/snowflake/replace.sql");
 const COUNTS: &str = include_str!("../../../sql/snowflake/counts.sql");
 const LOADED: &str = include_str!("../../../sql/snowflake/loaded.sql");
+const COPY: &str = include_str!("../../../sql/snowflake/copy.sql");
+/// COPY INTO takes at most 1,000 files by name.
+const COPY_FILES: usize = 1000;
 
 /// Snowflake takes at most 16,384 rows in one VALUES list; statements stay
 /// well under its size limit too.
@@ -45,6 +48,9 @@ pub struct SnowflakeTarget {
     pub schema: String,
     pub warehouse: Option<String>,
     pub role: Option<String>,
+    /// An external stage whose URL is the transform output (`?stage=NAME` or
+    /// `DB.SCHEMA.NAME`): the run's Parquet is then read with COPY INTO.
+    pub stage: Option<Vec<String>>,
 }
 
 impl SnowflakeTarget {
@@ -74,10 +80,21 @@ impl SnowflakeTarget {
         };
         let mut warehouse = None;
         let mut role = None;
+        let mut stage = None;
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "warehouse" => warehouse = Some(warehouse::ident("warehouse", &v)?.to_string()),
                 "role" => role = Some(warehouse::ident("role", &v)?.to_string()),
+                "stage" => {
+                    let parts = v
+                        .split('.')
+                        .map(|p| warehouse::ident("stage", p).map(str::to_ascii_uppercase))
+                        .collect::<Result<Vec<_>>>()?;
+                    if parts.len() != 1 && parts.len() != 3 {
+                        return Err(usage("stage= takes NAME or DATABASE.SCHEMA.NAME"));
+                    }
+                    stage = Some(parts);
+                }
                 other => return Err(usage(&format!("unknown parameter '{other}'"))),
             }
         }
@@ -87,6 +104,7 @@ impl SnowflakeTarget {
             schema: warehouse::ident("schema", schema)?.to_ascii_uppercase(),
             warehouse,
             role,
+            stage,
         })
     }
 }
@@ -706,9 +724,15 @@ impl Destination for Snowflake {
                 &[("staging", &staging), ("columns", &Self::column_defs(&schema, false)?)],
             )?;
             self.exec(&sql).await?;
-            for f in t.dates.values().flatten() {
-                for b in warehouse::file_batches(&plan.input, f, 8192).await? {
-                    self.insert(&staging, &b?).await?;
+            let files: Vec<&crest_core::raw::RawFile> = t.dates.values().flatten().collect();
+            match &self.target.stage {
+                Some(stage) => self.copy(plan, stage, &staging, &files, t.rows).await?,
+                None => {
+                    for f in files {
+                        for b in warehouse::file_batches(&plan.input, f, 8192).await? {
+                            self.insert(&staging, &b?).await?;
+                        }
+                    }
                 }
             }
             staged.push((t.table, schema));
@@ -799,6 +823,40 @@ impl Destination for Snowflake {
 }
 
 impl Snowflake {
+    /// Stages files through the external stage over the transform output.
+    /// Each file is still checked against its manifest checksum first, and the
+    /// rows Snowflake read must be the rows the manifest names.
+    async fn copy(
+        &self,
+        plan: &LoadPlan,
+        stage: &[String],
+        staging: &str,
+        files: &[&crest_core::raw::RawFile],
+        rows: u64,
+    ) -> Result<()> {
+        let stage = match stage {
+            [name] => format!("@{}", self.name(name)),
+            parts => format!("@{}", parts.iter().map(|p| Sf.quote(p)).collect::<Vec<_>>().join(".")),
+        };
+        for f in files {
+            warehouse::verify_file(&plan.input, f).await?;
+        }
+        for chunk in files.chunks(COPY_FILES) {
+            let names = chunk.iter().map(|f| Sf.string(&f.path)).collect::<Vec<_>>().join(", ");
+            let sql = warehouse::render(COPY, &[("staging", staging), ("stage", &stage), ("files", &names)])?;
+            self.exec(&sql).await?;
+        }
+        let held = self.rows(&format!("SELECT COUNT(*) FROM {staging}")).await?;
+        let held = MergeCounts::from_row(&held).staged;
+        if held != rows {
+            return Err(Error::Data(format!(
+                "Snowflake read {held} rows through {stage} but the run's manifest names {rows}: does the stage's URL point at {}?",
+                plan.input
+            )));
+        }
+        Ok(())
+    }
+
     /// The schema a table is staged with, as `prepare` was given it.
     fn schema_of(&self, table: &str) -> Result<SchemaRef> {
         let schemas = self

@@ -6,7 +6,7 @@ MERGE INTO {{target}} T
 USING (
   SELECT {{columns}}, FALSE AS "_CREST_DELETE"
   FROM {{staging}}
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY {{key}} ORDER BY {{latest}} DESC NULLS LAST) = 1
+  {{dedup}}
   UNION ALL
   SELECT {{tombstone_columns}}, TRUE AS "_CREST_DELETE"
   FROM {{target}} O

@@ -938,7 +938,9 @@ impl Destination for BigQuery {
                     .collect::<Vec<_>>(),
             );
             self.create_table(&staging, &loose, false).await?;
-            if from_gcs {
+            if t.rows == 0 {
+                // Nothing to stage: the merge still empties the dates the run restates.
+            } else if from_gcs {
                 self.load_job(plan, t.table, &staging).await?;
             } else {
                 self.write_stream(plan, t.table, &staging, &schema).await?;
@@ -954,32 +956,16 @@ impl Destination for BigQuery {
         let start = format!("DATE '{}'", plan.range.start);
         let end = format!("DATE '{}'", plan.range.end);
         for (table, schema) in staged.0 {
-            let key = warehouse::natural_key(table);
-            let parts = MergeParts::new(&Bq, &schema, key);
+            let parts = MergeParts::new(&Bq, &schema, warehouse::natural_key(table));
             let staging = self.name(&warehouse::staging_name(table, load_id));
             let target = self.name(table);
-            let latest = Bq.quote(warehouse::latest_column(&schema));
-            let dedup = if parts.keyed {
-                format!(
-                    "QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {latest} DESC) = 1",
-                    parts.key
-                )
-            } else {
-                String::new()
-            };
-            let params: Vec<(&str, &str)> = vec![
+            let params = parts.params(&[
                 ("target", &target),
                 ("staging", &staging),
-                ("columns", &parts.columns),
-                ("source_columns", &parts.source_columns),
-                ("key_match", &parts.key_match),
-                ("changed", &parts.changed),
-                ("update_set", &parts.update_set),
                 ("date", &date),
                 ("start", &start),
                 ("end", &end),
-                ("dedup", &dedup),
-            ];
+            ]);
             let counts = self.run(&warehouse::render(COUNTS, &params)?).await?.text();
             let counts = MergeCounts::from_row(&counts);
             self.run(&warehouse::render(MERGE, &params)?).await?;

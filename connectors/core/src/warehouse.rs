@@ -126,6 +126,13 @@ pub struct MergeParts {
     /// `a = S.a, …` over the columns outside the key
     pub update_set: String,
     pub keyed: bool,
+    /// `QUALIFY …` keeping the latest row of each key; empty without a key
+    pub dedup: String,
+    /// The SELECT list of a tombstone: the key (or, without one, the date)
+    /// from alias `O`, NULL elsewhere (typed by a UNION's first branch)
+    pub tombstone_columns: String,
+    /// The key match between the staging table (`X`) and the target (`O`)
+    pub staged_key_match: String,
     key_terms: Vec<(String, Option<&'static str>)>,
 }
 
@@ -166,10 +173,52 @@ impl MergeParts {
                 .collect::<Vec<_>>()
                 .join(", "),
             keyed: !key.is_empty(),
+            dedup: String::new(),
+            tombstone_columns: String::new(),
+            staged_key_match: String::new(),
             key_terms,
         };
         parts.key_match = parts.key_match_between("T", "S");
+        parts.staged_key_match = parts.key_match_between("X", "O");
+        if parts.keyed {
+            let latest = q.quote(latest_column(schema));
+            parts.dedup = format!(
+                "QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {latest} DESC NULLS LAST) = 1",
+                parts.key
+            );
+        }
+        parts.tombstone_columns = names
+            .iter()
+            .map(|n| {
+                let c = q.quote(n);
+                let carried = if parts.keyed { key.contains(n) } else { *n == "date" };
+                if carried {
+                    format!("O.{c}")
+                } else {
+                    format!("NULL AS {c}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         parts
+    }
+
+    /// The parameters a dialect's merge and counts templates take, after
+    /// the statement's own (target, staging, date bounds).
+    pub fn params<'a>(&'a self, own: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut p = own.to_vec();
+        p.extend([
+            ("columns", self.columns.as_str()),
+            ("source_columns", &self.source_columns),
+            ("key", &self.key),
+            ("key_match", &self.key_match),
+            ("staged_key_match", &self.staged_key_match),
+            ("changed", &self.changed),
+            ("update_set", &self.update_set),
+            ("dedup", &self.dedup),
+            ("tombstone_columns", &self.tombstone_columns),
+        ]);
+        p
     }
 
     /// The key match between two aliases (`FALSE` for a table without a key).
@@ -188,6 +237,19 @@ impl MergeParts {
     }
 }
 
+/// A whole number from a result's first row, column `k`. A warehouse may
+/// type a COUNT or SUM as a decimal or float ("2.0"); counts are whole.
+pub fn number(rows: &[Vec<Option<String>>], k: usize) -> u64 {
+    rows.first()
+        .and_then(|r| r.get(k).cloned().flatten())
+        .and_then(|v| {
+            v.parse::<u64>()
+                .ok()
+                .or_else(|| v.parse::<f64>().ok().map(|f| f.round() as u64))
+        })
+        .unwrap_or(0)
+}
+
 /// What a table held and what the run brings, counted before the merge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeCounts {
@@ -202,19 +264,9 @@ pub struct MergeCounts {
 }
 
 impl MergeCounts {
-    /// From the first row of `counts.sql`'s result, as text. A warehouse
-    /// may type a SUM as a decimal or float ("2.0"); counts are whole.
+    /// From the first row of `counts.sql`'s result, as text.
     pub fn from_row(rows: &[Vec<Option<String>>]) -> Self {
-        let num = |k: usize| {
-            rows.first()
-                .and_then(|r| r.get(k).cloned().flatten())
-                .and_then(|v| {
-                    v.parse::<u64>()
-                        .ok()
-                        .or_else(|| v.parse::<f64>().ok().map(|f| f.round() as u64))
-                })
-                .unwrap_or(0)
-        };
+        let num = |k: usize| number(rows, k);
         MergeCounts {
             staged: num(0),
             matched: num(1),

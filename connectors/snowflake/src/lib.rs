@@ -746,58 +746,16 @@ impl Destination for Snowflake {
         let start = format!("'{}'::DATE", plan.range.start);
         let end = format!("'{}'::DATE", plan.range.end);
         for (table, schema) in staged.0 {
-            let key = warehouse::natural_key(table);
-            let parts = MergeParts::new(&Sf, &schema, key);
+            let parts = MergeParts::new(&Sf, &schema, warehouse::natural_key(table));
             let staging = self.name(&warehouse::staging_name(table, load_id));
             let target = self.name(table);
-            let latest = Sf.quote(warehouse::latest_column(&schema));
-            let dedup = if parts.keyed {
-                format!(
-                    "QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {latest} DESC NULLS LAST) = 1",
-                    parts.key
-                )
-            } else {
-                String::new()
-            };
-            // Tombstones carry the key (or, without one, the date) and NULL elsewhere.
-            let tombstone_columns = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    let c = Sf.quote(f.name());
-                    let carried = if parts.keyed {
-                        key.contains(&f.name().as_str())
-                    } else {
-                        f.name() == "date"
-                    };
-                    if carried {
-                        format!("O.{c}")
-                    } else {
-                        // Typed by the UNION's first branch.
-                        format!("NULL AS {c}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let params: Vec<(&str, &str)> = vec![
+            let params = parts.params(&[
                 ("target", &target),
                 ("staging", &staging),
-                ("columns", &parts.columns),
-                ("source_columns", &parts.source_columns),
-                ("key", &parts.key),
-                ("key_match", &parts.key_match),
-                ("changed", &parts.changed),
-                ("update_set", &parts.update_set),
-                ("latest", &latest),
                 ("date", &date),
                 ("start", &start),
                 ("end", &end),
-                ("dedup", &dedup),
-                ("tombstone_columns", &tombstone_columns),
-            ];
-            let staged_key_match = parts.key_match_between("X", "O");
-            let mut params = params;
-            params.push(("staged_key_match", &staged_key_match));
+            ]);
             let counts = self.rows(&warehouse::render(COUNTS, &params)?).await?;
             let counts = MergeCounts::from_row(&counts);
             let template = if parts.keyed { MERGE } else { REPLACE };
@@ -847,7 +805,7 @@ impl Snowflake {
             self.exec(&sql).await?;
         }
         let held = self.rows(&format!("SELECT COUNT(*) FROM {staging}")).await?;
-        let held = MergeCounts::from_row(&held).staged;
+        let held = warehouse::number(&held, 0);
         if held != rows {
             return Err(Error::Data(format!(
                 "Snowflake read {held} rows through {stage} but the run's manifest names {rows}: does the stage's URL point at {}?",

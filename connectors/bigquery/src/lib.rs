@@ -785,22 +785,11 @@ impl Destination for BigQuery {
         if self.table(crest_core::load::LOADS_TABLE).await?.is_none() {
             return Ok(None);
         }
-        let q = |c: &str| Bq.quote(c);
-        let sql = warehouse::render(
+        let sql = warehouse::render_loaded(
             LOADED,
-            &[
-                ("load_id", &q("load_id")),
-                ("target_table", &q("target_table")),
-                ("rows", &q("rows")),
-                ("inserted", &q("inserted")),
-                ("replaced", &q("replaced")),
-                ("replaced_before", &q("replaced_before")),
-                ("unchanged", &q("unchanged")),
-                ("loads", &self.name(crest_core::load::LOADS_TABLE)),
-                ("manifest_checksum", &q("manifest_checksum")),
-                ("checksum", &Bq.string(checksum)),
-                ("status", &q("status")),
-            ],
+            &Bq,
+            &self.name(crest_core::load::LOADS_TABLE),
+            &Bq.string(checksum),
         )?;
         Ok(crest_core::load::record_from_rows(
             "",

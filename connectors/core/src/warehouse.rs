@@ -424,6 +424,26 @@ pub fn value_rows(batch: &RecordBatch, dialect: &dyn Literal) -> Result<Vec<Stri
     Ok(rows)
 }
 
+/// `loaded.sql` rendered for a dialect: the rows of the last successful load
+/// of a manifest (`checksum` already a literal of the dialect).
+pub fn render_loaded(template: &str, q: &dyn Quote, loads: &str, checksum: &str) -> Result<String> {
+    let columns = [
+        "load_id",
+        "target_table",
+        "rows",
+        "inserted",
+        "replaced",
+        "replaced_before",
+        "unchanged",
+        "manifest_checksum",
+        "status",
+    ];
+    let quoted: Vec<(&str, String)> = columns.iter().map(|c| (*c, q.quote(c))).collect();
+    let mut params: Vec<(&str, &str)> = quoted.iter().map(|(c, v)| (*c, v.as_str())).collect();
+    params.extend([("loads", loads), ("checksum", checksum)]);
+    render(template, &params)
+}
+
 /// A staging table's name for a load: the table, then the load id's unique part.
 pub fn staging_name(table: &str, load_id: &str) -> String {
     let id: String = load_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();

@@ -35,10 +35,10 @@ const COPY: &str = include_str!("../../../sql/snowflake/copy.sql");
 /// COPY INTO takes at most 1,000 files by name.
 const COPY_FILES: usize = 1000;
 
-/// Snowflake takes at most 16,384 rows in one VALUES list; statements stay
-/// well under its size limit too.
+/// Snowflake takes at most 16,384 rows in one VALUES list, and statements
+/// above 1 MB cannot be retried (it truncates their text before keeping it).
 const INSERT_ROWS: usize = 16_384;
-const INSERT_BYTES: usize = 4 << 20;
+const INSERT_BYTES: usize = 1_000_000;
 
 /// Where a `snowflake://` target points.
 #[derive(Debug, Clone)]
@@ -600,22 +600,11 @@ impl Destination for Snowflake {
         if !self.schema_exists().await? || self.columns(crest_core::load::LOADS_TABLE).await?.is_empty() {
             return Ok(None);
         }
-        let q = |c: &str| Sf.quote(c);
-        let sql = warehouse::render(
+        let sql = warehouse::render_loaded(
             LOADED,
-            &[
-                ("load_id", &q("load_id")),
-                ("target_table", &q("target_table")),
-                ("rows", &q("rows")),
-                ("inserted", &q("inserted")),
-                ("replaced", &q("replaced")),
-                ("replaced_before", &q("replaced_before")),
-                ("unchanged", &q("unchanged")),
-                ("loads", &self.name(crest_core::load::LOADS_TABLE)),
-                ("manifest_checksum", &q("manifest_checksum")),
-                ("checksum", &Sf.string(checksum)),
-                ("status", &q("status")),
-            ],
+            &Sf,
+            &self.name(crest_core::load::LOADS_TABLE),
+            &Sf.string(checksum),
         )?;
         Ok(crest_core::load::record_from_rows(
             "",

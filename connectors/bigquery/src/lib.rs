@@ -165,7 +165,7 @@ fn bq_field(f: &Field) -> Result<TableFieldSchema> {
     })?;
     let mut field = TableFieldSchema::new(f.name(), t);
     field.mode = Some(if f.is_nullable() { "NULLABLE" } else { "REQUIRED" }.into());
-    field.description = f.metadata().get("description").cloned();
+    field.description = Some(warehouse::description(f).to_string()).filter(|d| !d.is_empty());
     Ok(field)
 }
 
@@ -219,17 +219,10 @@ pub struct BigQuery {
     storage_url: String,
     calls: AtomicU64,
     bytes: AtomicU64,
-    /// The tables' schemas as the run's files carry them (set by `prepare`).
-    schemas: std::sync::Mutex<Vec<(&'static str, SchemaRef)>>,
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    let s = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 400 {
-        format!("{}…", s.chars().take(400).collect::<String>())
-    } else {
-        s
-    }
+    crest_core::error::brief(&e.to_string(), 400)
 }
 
 impl BigQuery {
@@ -275,7 +268,6 @@ impl BigQuery {
             storage_url,
             calls: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            schemas: Default::default(),
         })
     }
 
@@ -545,18 +537,6 @@ impl BigQuery {
         Ok(())
     }
 
-    fn schema_of(&self, table: &str) -> Result<SchemaRef> {
-        let schemas = self
-            .schemas
-            .lock()
-            .map_err(|_| Error::Data("a load thread failed".into()))?;
-        schemas
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map(|(_, s)| s.clone())
-            .ok_or_else(|| Error::Data(format!("crest has no schema for {table}")))
-    }
-
     /// Streams a table's files into its staging table through one pending
     /// write stream, committed only when every row is in.
     async fn write_stream(&self, plan: &LoadPlan, table: &str, staging: &str, schema: &SchemaRef) -> Result<u64> {
@@ -792,7 +772,6 @@ impl Destination for BigQuery {
             &Bq.string(checksum),
         )?;
         Ok(crest_core::load::record_from_rows(
-            "",
             checksum,
             &self.run(&sql).await?.text(),
         ))
@@ -827,9 +806,6 @@ impl Destination for BigQuery {
                     .map_err(|e| self.error(e, "creating the dataset"))?;
             }
             Err(e) => return Err(self.error(e, "reading the dataset")),
-        }
-        if let Ok(mut held) = self.schemas.lock() {
-            *held = schemas.to_vec();
         }
         let mut all: Vec<(&str, SchemaRef, bool)> = schemas.iter().map(|(t, s)| (*t, s.clone(), true)).collect();
         all.push((crest_core::load::LOADS_TABLE, crest_core::load::loads_schema(), false));
@@ -888,10 +864,7 @@ impl Destination for BigQuery {
                         ("table", &self.name(table)),
                         ("column", &Bq.quote(f.name())),
                         ("type", ty),
-                        (
-                            "description",
-                            &Bq.string(f.metadata().get("description").map(String::as_str).unwrap_or("")),
-                        ),
+                        ("description", &Bq.string(warehouse::description(f))),
                     ],
                 )?;
                 self.run(&sql).await?;
@@ -912,11 +885,15 @@ impl Destination for BigQuery {
 
     type Staged = Staged;
 
-    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<Staged> {
+    async fn stage(&self, plan: &LoadPlan, schemas: &[(&'static str, SchemaRef)], load_id: &str) -> Result<Staged> {
         let mut staged = Vec::new();
         let from_gcs = plan.input.to_string().starts_with("gs://");
         for t in &plan.tables {
-            let schema = self.schema_of(t.table)?;
+            let schema = schemas
+                .iter()
+                .find(|(name, _)| *name == t.table)
+                .map(|(_, s)| s.clone())
+                .ok_or_else(|| Error::Data(format!("crest has no schema for {}", t.table)))?;
             let staging = warehouse::staging_name(t.table, load_id);
             // Staging takes any row: checks ran in the transform, and a NULL in a key must still merge.
             let loose = Schema::new(

@@ -47,6 +47,15 @@ impl Error {
     }
 }
 
+/// One line, cut at `max` characters: a warehouse may quote a whole statement back.
+pub fn brief(s: &str, max: usize) -> String {
+    let line = one_line(s);
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
 /// Collapses a multi-line message (nested causes, response bodies) into one line.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

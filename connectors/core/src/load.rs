@@ -112,7 +112,7 @@ pub fn loads_batch(r: &LoadRecord) -> Result<arrow::record_batch::RecordBatch> {
 }
 
 /// A load record read back from `crest_loads` rows: (load_id, table, rows, inserted, replaced, replaced_before, unchanged).
-pub fn record_from_rows(run_id: &str, checksum: &str, rows: &[Vec<Option<String>>]) -> Option<LoadRecord> {
+pub fn record_from_rows(checksum: &str, rows: &[Vec<Option<String>>]) -> Option<LoadRecord> {
     let newest = rows.iter().filter_map(|r| r.first().cloned().flatten()).max()?;
     let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     let tables = rows
@@ -132,7 +132,8 @@ pub fn record_from_rows(run_id: &str, checksum: &str, rows: &[Vec<Option<String>
         .unwrap_or_else(|_| chrono::Utc::now());
     Some(LoadRecord {
         load_id: newest,
-        run_id: run_id.to_string(),
+        // The caller knows the run (the plan's); crest_loads is asked by checksum.
+        run_id: String::new(),
         manifest: String::new(),
         manifest_checksum: checksum.to_string(),
         rows: 0,
@@ -315,8 +316,14 @@ pub trait Destination {
         -> impl Future<Output = Result<Vec<String>>>;
     /// What `stage` learned that `merge` needs (e.g. what the target held before).
     type Staged;
-    /// Puts the run's rows where readers do not see them yet.
-    fn stage(&self, plan: &LoadPlan, load_id: &str) -> impl Future<Output = Result<Self::Staged>>;
+    /// Puts the run's rows where readers do not see them yet; `schemas` are
+    /// the tables' schemas as `prepare` was given them.
+    fn stage(
+        &self,
+        plan: &LoadPlan,
+        schemas: &[(&'static str, SchemaRef)],
+        load_id: &str,
+    ) -> impl Future<Output = Result<Self::Staged>>;
     /// Makes the staged rows visible, replacing the dates they restate, all at
     /// once per date (per table for warehouses); reports what changed.
     fn merge(
@@ -395,7 +402,7 @@ pub async fn run_load<D: Destination>(
         now.format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     );
-    let staged = match dest.stage(plan, &load_id).await {
+    let staged = match dest.stage(plan, schemas, &load_id).await {
         Ok(s) => s,
         Err(e) => {
             dest.abort(plan, &load_id).await;

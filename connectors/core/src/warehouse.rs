@@ -38,6 +38,11 @@ pub fn natural_key(table: &str) -> &'static [&'static str] {
     }
 }
 
+/// A column's description, as the canonical schema documents it ("" if none).
+pub fn description(f: &arrow::datatypes::Field) -> &str {
+    f.metadata().get("description").map(String::as_str).unwrap_or("")
+}
+
 /// The column that orders duplicates of a key: the latest wins.
 pub fn latest_column(schema: &Schema) -> &'static str {
     if schema.field_with_name("extracted_at").is_ok() {

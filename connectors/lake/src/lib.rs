@@ -370,7 +370,7 @@ fn df(e: datafusion::error::DataFusionError) -> Error {
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    crest_core::error::one_line(&e.to_string())
 }
 
 /// `crest_loads`: one row per load and table.
@@ -539,7 +539,7 @@ impl Destination for Lake {
 
     type Staged = Staged;
 
-    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<Staged> {
+    async fn stage(&self, plan: &LoadPlan, _schemas: &[(&'static str, SchemaRef)], load_id: &str) -> Result<Staged> {
         // What each date holds now, read side by side; merge needs it too.
         let keys: Vec<(&'static str, NaiveDate)> = plan
             .tables

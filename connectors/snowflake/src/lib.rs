@@ -151,18 +151,12 @@ fn sql_type(t: &DataType) -> Option<(String, String)> {
     })
 }
 
-fn description(f: &Field) -> &str {
-    f.metadata().get("description").map(String::as_str).unwrap_or("")
-}
-
 pub struct Snowflake {
     api: SnowflakeApi,
     target: SnowflakeTarget,
     endpoint: String,
     calls: AtomicU64,
     bytes: AtomicU64,
-    /// The tables' schemas as the run's files carry them (set by `prepare`).
-    schemas: std::sync::Mutex<Vec<(&'static str, SchemaRef)>>,
 }
 
 /// Sends every request to `base` instead of `{account}.snowflakecomputing.com`.
@@ -216,12 +210,7 @@ fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// An error on one line, cut short: a warehouse may quote the whole statement back.
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    let s = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.chars().count() > 300 {
-        format!("{}…", s.chars().take(300).collect::<String>())
-    } else {
-        s
-    }
+    crest_core::error::brief(&e.to_string(), 300)
 }
 
 impl Snowflake {
@@ -287,7 +276,6 @@ impl Snowflake {
             endpoint,
             calls: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            schemas: Default::default(),
         })
     }
 
@@ -442,7 +430,7 @@ impl Snowflake {
                 })?;
                 let null = if not_null && !f.is_nullable() { " NOT NULL" } else { "" };
                 let comment = if not_null {
-                    format!(" COMMENT {}", Sf.string(description(f)))
+                    format!(" COMMENT {}", Sf.string(warehouse::description(f)))
                 } else {
                     String::new()
                 };
@@ -606,11 +594,7 @@ impl Destination for Snowflake {
             &self.name(crest_core::load::LOADS_TABLE),
             &Sf.string(checksum),
         )?;
-        Ok(crest_core::load::record_from_rows(
-            "",
-            checksum,
-            &self.rows(&sql).await?,
-        ))
+        Ok(crest_core::load::record_from_rows(checksum, &self.rows(&sql).await?))
     }
 
     async fn prepare(&self, schemas: &[(&'static str, SchemaRef)], create: bool) -> Result<Vec<String>> {
@@ -642,9 +626,6 @@ impl Destination for Snowflake {
             q.quote(&self.target.schema)
         ))
         .await?;
-        if let Ok(mut held) = self.schemas.lock() {
-            *held = schemas.to_vec();
-        }
         let loads = crest_core::load::loads_schema();
         let mut all: Vec<(&str, SchemaRef, bool)> = schemas.iter().map(|(t, s)| (*t, s.clone(), true)).collect();
         all.push((crest_core::load::LOADS_TABLE, loads, false));
@@ -692,7 +673,7 @@ impl Destination for Snowflake {
                     ("table", &self.name(table)),
                     ("column", &Sf.quote(f.name())),
                     ("type", &ty),
-                    ("comment", &Sf.string(description(&f))),
+                    ("comment", &Sf.string(warehouse::description(&f))),
                 ],
             )?;
             self.exec(&sql).await?;
@@ -703,10 +684,14 @@ impl Destination for Snowflake {
 
     type Staged = Staged;
 
-    async fn stage(&self, plan: &LoadPlan, load_id: &str) -> Result<Staged> {
+    async fn stage(&self, plan: &LoadPlan, schemas: &[(&'static str, SchemaRef)], load_id: &str) -> Result<Staged> {
         let mut staged = Vec::new();
         for t in &plan.tables {
-            let schema = self.schema_of(t.table)?;
+            let schema = schemas
+                .iter()
+                .find(|(name, _)| *name == t.table)
+                .map(|(_, s)| s.clone())
+                .ok_or_else(|| Error::Data(format!("crest has no schema for {}", t.table)))?;
             let staging = self.name(&warehouse::staging_name(t.table, load_id));
             let sql = warehouse::render(
                 CREATE_STAGING,
@@ -802,19 +787,6 @@ impl Snowflake {
             )));
         }
         Ok(())
-    }
-
-    /// The schema a table is staged with, as `prepare` was given it.
-    fn schema_of(&self, table: &str) -> Result<SchemaRef> {
-        let schemas = self
-            .schemas
-            .lock()
-            .map_err(|_| Error::Data("a load thread failed".into()))?;
-        schemas
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map(|(_, s)| s.clone())
-            .ok_or_else(|| Error::Data(format!("crest has no schema for {table}")))
     }
 }
 

@@ -69,6 +69,9 @@ struct LoadArgs {
     /// Create the dataset or schema if it does not exist (warehouses; a lake folder is always created).
     #[arg(long)]
     create: bool,
+    /// Wait up to SECS for another load into the same lake to finish (default: fail at once, exit 7).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    wait_for_lease: u64,
 }
 
 #[derive(Args)]
@@ -97,6 +100,9 @@ struct TransformArgs {
     /// Where canonical, quarantine and the manifest go (default: --input).
     #[arg(long, value_name = "URL")]
     out: Option<String>,
+    /// Wait up to SECS for another transform into the same output to finish (default: fail at once, exit 7).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    wait_for_lease: u64,
     /// First date (inclusive, YYYY-MM-DD).
     #[arg(long, value_parser = parse_date, value_name = "DATE")]
     start: chrono::NaiveDate,
@@ -172,6 +178,7 @@ async fn transform(args: TransformArgs) -> Result<()> {
         roster,
         fx,
         standard: args.standard_window,
+        wait_for_lease: std::time::Duration::from_secs(args.wait_for_lease),
     };
     let summary = run_transform(config).await?;
     tracing::info!(
@@ -284,7 +291,12 @@ async fn load_into<D: Destination>(
     args: &LoadArgs,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    let outcome = crest_core::load::run_load(dest, plan, schemas, args.force, args.create).await?;
+    let options = crest_core::load::LoadOptions {
+        force: args.force,
+        create: args.create,
+        wait_for_lease: std::time::Duration::from_secs(args.wait_for_lease),
+    };
+    let outcome = crest_core::load::run_load(dest, plan, schemas, options).await?;
     let target = dest.describe();
     match outcome {
         crest_core::load::LoadOutcome::AlreadyLoaded(r) => println!(

@@ -9,7 +9,7 @@ use common::*;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema};
-use crest_core::load::{plan, run_load, Destination, LoadOutcome};
+use crest_core::load::{plan, run_load, Destination, LoadOptions, LoadOutcome};
 use crest_core::storage::Location;
 use parquet::arrow::ArrowWriter;
 use sha2::{Digest, Sha256};
@@ -417,11 +417,11 @@ async fn the_lake_runs_on_an_object_store_other_than_the_disk() {
     let p = plan(out.to_str().unwrap()).await.unwrap();
     let schemas = crest_core::load::file_schemas(&p, &tables).await.unwrap();
     assert!(matches!(
-        run_load(&lake, &p, &schemas, false, false).await.unwrap(),
+        run_load(&lake, &p, &schemas, LoadOptions::default()).await.unwrap(),
         LoadOutcome::Loaded(_)
     ));
     assert!(matches!(
-        run_load(&lake, &p, &schemas, false, false).await.unwrap(),
+        run_load(&lake, &p, &schemas, LoadOptions::default()).await.unwrap(),
         LoadOutcome::AlreadyLoaded(_)
     ));
     assert_eq!(lake.describe(), "lake:memory://lakes/brand");
@@ -651,4 +651,63 @@ async fn snowflake_copies_a_run_from_an_external_stage() {
     assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     assert_eq!(totals_of(&t).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_of_loads_and_queries_carry_no_credential() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-02", "2026-01-03").await;
+    let run = transform(&out, "2026-01-02", "2026-01-03", "1.10").await;
+    for t in Target::all(&dir.path().join("lake")).await {
+        let mut env = t.env().to_vec();
+        env.push(("CREST_LOG".into(), "debug".into()));
+        let secrets: Vec<String> = t
+            .env()
+            .iter()
+            .filter(|(k, _)| k.contains("PASSWORD") || k.contains("TOKEN"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let load = crest_env(
+            &[
+                "load",
+                "--input",
+                &run,
+                "--target",
+                &t.spec,
+                "--create",
+                "--log-format",
+                "json",
+            ],
+            &env,
+        )
+        .await;
+        assert!(load.status.success(), "{:?}: {}", t.kind, stderr(&load));
+        let query = crest_env(
+            &[
+                "query",
+                "--target",
+                &t.spec,
+                "SELECT COUNT(*) AS n FROM creator_performance",
+            ],
+            &env,
+        )
+        .await;
+        assert!(query.status.success(), "{:?}: {}", t.kind, stderr(&query));
+        for o in [&load, &query] {
+            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{:?} logged a credential: {text}",
+                    t.kind
+                );
+            }
+            // Snowflake's session and master tokens, BigQuery's OAuth exchange.
+            for field in ["masterToken", "sessionToken", "access_token", "Authorization"] {
+                assert!(!text.contains(field), "{:?} logged {field}: {text}", t.kind);
+            }
+        }
+    }
 }

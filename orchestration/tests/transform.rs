@@ -218,6 +218,18 @@ fn write_edited_copy(
         w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap()).unwrap();
     }
     w.close().unwrap();
+    // A reader takes only raw files an extract manifest names: name it, as
+    // the extraction that wrote it would have.
+    let root = dst.ancestors().nth(5).unwrap();
+    let rel = dst.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    let mut parts = rel.split('/').skip(1);
+    let (platform, report) = (parts.next().unwrap(), parts.next().unwrap());
+    let name = dst.file_stem().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        root.join(format!("_runs/by-hand-{name}.json")),
+        serde_json::json!({"stage": "extract", "status": "succeeded", "platform": platform, "report": report, "files": [{"path": rel}]}).to_string(),
+    )
+    .unwrap();
 }
 
 fn replace_i64(b: &RecordBatch, name: &str, f: impl Fn(usize, Option<i64>) -> Option<i64>) -> RecordBatch {
@@ -416,11 +428,13 @@ async fn extract_meta(sb: &Sandbox, out: &Path, start: &str, end: &str) {
     )
     .unwrap();
     let plan = ExtractPlan {
+        wait_for_lease: std::time::Duration::ZERO,
         out: Location::parse(out.to_str().unwrap()).unwrap(),
         accounts: sb.meta().accounts.iter().map(|a| a.account_id.clone()).collect(),
         range: DateRange::new(day(start), day(end)).unwrap(),
         state: None,
-        lookback_days: 28,
+        lookback_days: None,
+        default_lookback_days: 28,
         options: serde_json::json!({}),
     };
     run_extract(&source, plan, &Progress::hidden()).await.unwrap();
@@ -701,4 +715,82 @@ async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets()
         }
     }
     assert_eq!(served, google_default);
+}
+
+/// (platform, account) → canonical rows, over every file a reader sees.
+fn rows_per_pair(out: &Path) -> BTreeMap<(String, String), usize> {
+    let mut n = BTreeMap::new();
+    for b in read_table(&out.join("canonical/creator_performance")) {
+        let (p, a) = (
+            b.column_by_name("platform").unwrap().as_string::<i32>().clone(),
+            b.column_by_name("account_id").unwrap().as_string::<i32>().clone(),
+        );
+        for i in 0..b.num_rows() {
+            *n.entry((p.value(i).to_string(), a.value(i).to_string())).or_default() += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_replaces_only_what_it_has_input_for_and_reads_only_committed_raw_files() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    // TikTok and Meta extracted into one folder, transformed into one output.
+    let raw_all = dir.path().join("raw-all");
+    extract(&sb, &raw_all, "2026-01-05", "2026-01-06").await;
+    extract_meta(&sb, &raw_all, "2026-01-05", "2026-01-06").await;
+    let lake = dir.path().join("canonical");
+    let transform = |input: &Path| {
+        let (input, lake) = (input.to_str().unwrap().to_string(), lake.to_str().unwrap().to_string());
+        async move {
+            crest(&[
+                "transform",
+                "--input",
+                &input,
+                "--out",
+                &lake,
+                "--start",
+                "2026-01-05",
+                "--end",
+                "2026-01-06",
+            ])
+            .await
+        }
+    };
+    let o = transform(&raw_all).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = rows_per_pair(&lake);
+    assert!(before.keys().any(|(p, _)| p == "meta") && before.keys().any(|(p, _)| p == "tiktok"));
+
+    // A second folder with TikTok only (one Airflow task per platform), into
+    // the same output: Meta's rows stay, TikTok's are replaced, none doubled.
+    let raw_tiktok = dir.path().join("raw-tiktok");
+    extract(&sb, &raw_tiktok, "2026-01-05", "2026-01-06").await;
+    let o = transform(&raw_tiktok).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows_per_pair(&lake), before, "every pair's rows exactly once");
+
+    // An extract's file no manifest names (in progress, or a killed run's
+    // leftover) is not read; a crashed transform's leftover is removed.
+    let partition = raw_tiktok.join("raw/tiktok/ad_daily/date=2026-01-05");
+    let original = files_under(&partition).into_iter().next().unwrap();
+    std::fs::copy(&original, partition.join("20990101T000000Z-0badc0de-0.parquet")).unwrap();
+    let crashed = lake.join("canonical/creator_performance/date=2026-01-05/20990101T000000Z-deadbeef-0.parquet");
+    let current = files_under(&lake.join("canonical/creator_performance/date=2026-01-05"));
+    std::fs::copy(&current[0], &crashed).unwrap();
+    let o = transform(&raw_tiktok).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!crashed.exists(), "a crashed transform's leftover is removed");
+    assert_eq!(rows_per_pair(&lake), before, "the uncommitted raw file was not read");
+    let manifests: Vec<serde_json::Value> = files_under(&lake.join("_runs"))
+        .into_iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect();
+    assert!(
+        manifests
+            .iter()
+            .any(|m| m["summary"]["uncommitted_raw_files"] == 1 && m["summary"]["carried_forward"].as_u64() > Some(0)),
+        "the last transform says what it skipped and what it carried forward"
+    );
 }

@@ -58,6 +58,7 @@ fn main() {
         roster,
         fx: FxRates::identity("USD"),
         standard: StandardWindow::default(),
+        wait_for_lease: std::time::Duration::ZERO,
     };
     for round in 0..3 {
         let mut mapper = Mapper::new(&config, "20260101T000000Z-bench");

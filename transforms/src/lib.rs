@@ -7,6 +7,18 @@
 //! ([`fx`]), rows failing a check go to quarantine with a reason
 //! ([`quality`]), and raw totals are reconciled with canonical + quarantine
 //! totals per platform × account × date: any difference fails the run.
+//!
+//! Input is only what extracts committed: raw files named by a succeeded
+//! extract manifest or a checkpoint ([`crest_core::manifest::committed_raw_files`]),
+//! never a run's work in progress. A transform replaces, per date, only the
+//! platform × account pairs an extract covered (with rows or with a confirmed
+//! empty answer); rows of other pairs in the output's earlier files for that
+//! date are carried into the new files, so one transform per platform into
+//! one output, or a missing raw folder, never deletes another's rows.
+//!
+//! Readers of the output folders take only files named by a transform
+//! manifest in `_runs/` (`files`); files without one are a transform's work
+//! in progress, or a crashed one's leftovers, which the next transform removes.
 //! Mapping works on whole Arrow columns; per-row work is limited to lookups
 //! cached per distinct landing URL.
 
@@ -119,6 +131,8 @@ pub struct TransformConfig {
     pub roster: Roster,
     pub fx: FxRates,
     pub standard: StandardWindow,
+    /// How long to wait for another transform into the same output to finish.
+    pub wait_for_lease: std::time::Duration,
 }
 
 /// Raw vs canonical + quarantine totals for one platform × account × date.
@@ -139,6 +153,12 @@ pub struct TransformSummary {
     pub rows_out: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub attribution_rows: u64,
+    /// Earlier output rows of platform × account pairs this run had no input
+    /// for, carried into its files unchanged.
+    pub carried_forward: u64,
+    /// Raw files in the input folders that no extract manifest names (work in
+    /// progress or leftovers of a killed run): not read.
+    pub uncommitted_raw_files: u64,
     /// Rows whose creator could not be resolved (kept, with a null creator_id).
     pub unresolved_rows: u64,
     /// Distinct UTM values / handles behind the unresolved rows (first 50).
@@ -173,6 +193,8 @@ struct TransformManifest<'a> {
     inputs: serde_json::Value,
     files: Vec<RawFile>,
     input_files: Vec<String>,
+    /// Per date, the `platform/account` pairs this run replaced.
+    replaced: BTreeMap<NaiveDate, BTreeSet<String>>,
     summary: &'a TransformSummary,
     reconciliation: Vec<Reconciliation>,
     superseded: Vec<String>,
@@ -236,7 +258,18 @@ async fn read_raw(input: &Location, rel: &str) -> Result<RawInput> {
     })
 }
 
+/// Runs a transform holding the output's lease: a second transform into the
+/// same output fails at once naming the first (or waits `wait_for_lease`).
 pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> {
+    let lease =
+        crest_core::lease::Lease::acquire(&config.output, "transform", "crest transform", config.wait_for_lease)
+            .await?;
+    let result = transform_leased(config, &lease).await;
+    lease.release().await;
+    result
+}
+
+async fn transform_leased(config: TransformConfig, lease: &crest_core::lease::Lease) -> Result<TransformSummary> {
     let started = std::time::Instant::now();
     let started_at = Utc::now();
     let run_id = format!(
@@ -253,27 +286,42 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
     let mut reconciliation = Vec::new();
     let mut input_files = Vec::new();
 
-    // Find the input first: an empty range writes nothing.
+    // Find the input first: an empty range writes nothing. Only committed raw files count.
     let platforms = platforms::all();
+    let committed = crest_core::manifest::committed_raw_files(&config.input).await?;
     let mut plan: Vec<(NaiveDate, &'static platforms::Platform, Vec<String>)> = Vec::new();
+    let mut replaced: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
     for date in config.range.dates() {
         for p in &platforms {
-            let dir = crest_core::raw::partition_dir(&p.raw_table(config.granularity), date);
-            let mut files: Vec<String> = config
-                .input
-                .list(&dir)
-                .await?
-                .iter()
-                .map(|m| config.input.relative(&m.location))
-                .filter(|r| r.ends_with(".parquet"))
-                .collect();
+            let table = p.raw_table(config.granularity);
+            let dir = crest_core::raw::partition_dir(&table, date);
+            let mut files = Vec::new();
+            for meta in config.input.list(&dir).await? {
+                let rel = config.input.relative(&meta.location);
+                if !rel.ends_with(".parquet") {
+                    continue;
+                }
+                if committed.files.contains(&rel) {
+                    files.push(rel);
+                } else {
+                    tracing::info!(path = %rel, "not named by any extract manifest (an extract in progress, or a killed one's leftover): not read");
+                    summary.uncommitted_raw_files += 1;
+                }
+            }
             files.sort();
-            if !files.is_empty() {
+            let covered: BTreeSet<String> = committed
+                .covered
+                .iter()
+                .filter(|(t, _, d)| *t == table && *d == date)
+                .map(|(_, account, _)| pair_key(p.name, account))
+                .collect();
+            if !files.is_empty() || !covered.is_empty() {
+                replaced.entry(date).or_default().extend(covered);
                 plan.push((date, p, files));
             }
         }
     }
-    if plan.is_empty() {
+    if plan.iter().all(|(_, _, files)| files.is_empty()) && replaced.is_empty() {
         return Err(TransformError::Input(format!(
             "no raw data in {} for {} ({} granularity): run an extract for that range first, or check --input",
             config.input,
@@ -315,9 +363,13 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
     for (date, p, files) in plan {
         by_date.entry(date).or_default().push((p, files));
     }
+    // The output's current files (named by a transform manifest) and a crashed
+    // transform's leftovers (named by none), listed before anything is written.
+    let (earlier, leftovers) = output_files(out, &run_id, config.range, &platforms).await?;
     // Any failure removes what this run already put: no partial output without a manifest.
     let written: Result<()> = async {
         for (date, work) in by_date {
+            let replaced_pairs = replaced.entry(date).or_default();
             for (platform, files) in work {
                 let mut mapped = Vec::new();
                 let mut raw_totals: BTreeMap<String, Totals> = BTreeMap::new();
@@ -326,6 +378,8 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                     let raw = read_raw(&config.input, &rel).await?;
                     summary.timings.read_ms += clock.elapsed().as_secs_f64() * 1e3;
                     input_files.push(raw.path.clone());
+                    // Its account is replaced even where no slice record names it.
+                    replaced_pairs.insert(pair_key(platform.name, &raw.account_id));
                     let clock = std::time::Instant::now();
                     for batch in &raw.batches {
                         summary.rows_in += batch.num_rows() as u64;
@@ -372,6 +426,33 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
                 }
                 summary.timings.write_ms += clock.elapsed().as_secs_f64() * 1e3;
             }
+            // Rows of pairs this run had no input for stay as they were.
+            for (table, rel) in earlier.iter().filter(|(_, rel)| file_date(rel) == Some(date)) {
+                let kept = carry_forward(out, rel, replaced_pairs).await?;
+                for b in kept.iter().filter(|b| b.num_rows() > 0) {
+                    if table == CANONICAL_TABLE {
+                        summary.carried_forward += b.num_rows() as u64;
+                        canonical_writer.write(b).await?;
+                    } else if table == WINDOWS_TABLE {
+                        windows_writer.write(b).await?;
+                    } else if let Some(name) = platforms.iter().map(|p| p.name).find(|n| *table == quarantine_table(n))
+                    {
+                        if !quarantine_writers.contains_key(name) {
+                            let w = SliceWriter::new(
+                                out,
+                                identity(quarantine_table(name), name),
+                                canonical::quarantine_schema(),
+                                "date",
+                                &next_n,
+                            )?;
+                            quarantine_writers.insert(name, w);
+                        }
+                        if let Some(w) = quarantine_writers.get_mut(name) {
+                            w.write(b).await?;
+                        }
+                    }
+                }
+            }
             let clock = std::time::Instant::now();
             canonical_writer.complete(date).await?;
             windows_writer.complete(date).await?;
@@ -402,8 +483,9 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     summary.manifest = format!("{}/_runs/{run_id}.json", config.output);
 
-    // Manifest last; then the older files of these dates go.
-    let superseded = older_files(out, &run_id, config.range, &platforms).await?;
+    // Manifest last; then the older files of these dates go, and any leftovers.
+    let mut superseded: Vec<String> = earlier.into_iter().map(|(_, rel)| rel).collect();
+    superseded.extend(leftovers);
     let manifest = TransformManifest {
         run_id: &run_id,
         stage: "transform",
@@ -423,10 +505,17 @@ pub async fn run_transform(config: TransformConfig) -> Result<TransformSummary> 
         }),
         files,
         input_files,
+        replaced,
         summary: &summary,
         reconciliation,
         superseded,
     };
+    if let Err(e) = lease.check() {
+        for f in &manifest.files {
+            out.delete(&f.path).await?;
+        }
+        return Err(e.into());
+    }
     out.put_json(&format!("_runs/{run_id}.json"), &manifest).await?;
     for rel in &manifest.superseded {
         out.delete(rel).await?;
@@ -471,32 +560,150 @@ pub fn reconcile(
     Ok(out)
 }
 
-/// Files of earlier runs in the output tables for the range's dates: listed
-/// before the manifest is written, deleted after.
-async fn older_files(
+fn pair_key(platform: &str, account: &str) -> String {
+    format!("{platform}/{account}")
+}
+
+/// `…/date=YYYY-MM-DD/{file}` → the date.
+fn file_date(rel: &str) -> Option<NaiveDate> {
+    let part = rel.split('/').find(|p| p.starts_with("date="))?;
+    crest_core::window::ymd(part.trim_start_matches("date="))
+}
+
+/// Files of earlier runs in the output tables for the range's dates, as
+/// (table, path): those named by a transform manifest (the current output,
+/// replaced by this run) and those named by none (a crashed run's leftovers).
+async fn output_files(
     out: &Location,
     run_id: &str,
     range: DateRange,
     platforms: &[&'static platforms::Platform],
-) -> Result<Vec<String>> {
+) -> Result<(Vec<(String, String)>, Vec<String>)> {
     let own = format!("{run_id}-");
     let mut tables = vec![CANONICAL_TABLE.to_string(), WINDOWS_TABLE.to_string()];
     tables.extend(platforms.iter().map(|p| quarantine_table(p.name)));
     // YouTube's two raw tables share one quarantine table.
     tables.dedup();
-    let mut rels = Vec::new();
+    let mut manifests: BTreeMap<String, bool> = BTreeMap::new();
+    let mut current = Vec::new();
+    let mut leftovers = Vec::new();
     for date in range.dates() {
         for table in &tables {
             for meta in out.list(&crest_core::raw::partition_dir(table, date)).await? {
                 let rel = out.relative(&meta.location);
                 let name = rel.rsplit('/').next().unwrap_or_default();
-                if name.ends_with(".parquet") && !name.starts_with(&own) {
-                    rels.push(rel);
+                if !name.ends_with(".parquet") || name.starts_with(&own) {
+                    continue;
+                }
+                // `{run_id}-{n}.parquet`, where a run id is `{time}-{hex}`.
+                let owner = name
+                    .rsplit_once('-')
+                    .map(|(run, _)| run)
+                    .unwrap_or_default()
+                    .to_string();
+                let named = match manifests.get(&owner) {
+                    Some(named) => *named,
+                    None => {
+                        let named = transform_manifest_names(out, &owner).await?;
+                        manifests.insert(owner.clone(), named);
+                        named
+                    }
+                };
+                if named {
+                    current.push((table.clone(), rel));
+                } else {
+                    tracing::info!(path = %rel, "no transform manifest names this file (a crashed transform's leftover): removing it");
+                    leftovers.push(rel);
                 }
             }
         }
     }
-    Ok(rels)
+    Ok((current, leftovers))
+}
+
+/// Whether `_runs/{run_id}.json` is a succeeded transform's manifest.
+async fn transform_manifest_names(out: &Location, run_id: &str) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        stage: String,
+        status: String,
+    }
+    if run_id.is_empty() {
+        return Ok(false);
+    }
+    Ok(match out.get(&format!("_runs/{run_id}.json")).await? {
+        Some(bytes) => {
+            serde_json::from_slice::<Head>(&bytes).is_ok_and(|h| h.stage == "transform" && h.status == "succeeded")
+        }
+        None => false,
+    })
+}
+
+/// An earlier output file's rows whose platform × account this run does not replace.
+async fn carry_forward(out: &Location, rel: &str, replaced: &BTreeSet<String>) -> Result<Vec<RecordBatch>> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    use parquet::arrow::ProjectionMask;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        TransformError::Input(format!(
+            "{out}/{rel} is not a readable Parquet file: {e}; remove it or run the transform that wrote it again"
+        ))
+    };
+    let open = || async {
+        let reader = ParquetObjectReader::new(out.store().clone(), out.path(rel));
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| unreadable(&e))
+    };
+    // The two key columns first: a file this run replaces whole (the usual
+    // case) is not read further.
+    let keys = open().await?;
+    let mask = ProjectionMask::columns(keys.parquet_schema(), ["platform", "account_id"]);
+    let key_batches: Vec<RecordBatch> = keys
+        .with_projection(mask)
+        .build()
+        .map_err(|e| unreadable(&e))?
+        .try_collect()
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let any_kept = key_batches.iter().any(|b| {
+        match (
+            b.column_by_name("platform").and_then(|c| c.as_string_opt::<i32>()),
+            b.column_by_name("account_id").and_then(|c| c.as_string_opt::<i32>()),
+        ) {
+            (Some(p), Some(a)) => (0..b.num_rows()).any(|i| !replaced.contains(&pair_key(p.value(i), a.value(i)))),
+            _ => true,
+        }
+    });
+    if !any_kept {
+        return Ok(Vec::new());
+    }
+    let batches: Vec<RecordBatch> = open()
+        .await?
+        .build()
+        .map_err(|e| unreadable(&e))?
+        .try_collect()
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let mut kept = Vec::with_capacity(batches.len());
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>().cloned())
+                .ok_or_else(|| unreadable(&format!("no string column {name}")))
+        };
+        let (platform, account) = (column("platform")?, column("account_id")?);
+        let keep: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                Some(
+                    platform.is_null(i)
+                        || account.is_null(i)
+                        || !replaced.contains(&pair_key(platform.value(i), account.value(i))),
+                )
+            })
+            .collect();
+        kept.push(arrow::compute::filter_record_batch(&b, &keep).map_err(|e| unreadable(&e))?);
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]

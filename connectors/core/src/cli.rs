@@ -29,7 +29,8 @@ pub enum LogFormat {
 /// Flags every binary accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Log format: human or json. Log level from CREST_LOG (e.g. CREST_LOG=debug).
+    /// Log format: human or json. Log level of crest's own events from CREST_LOG
+    /// (e.g. CREST_LOG=debug); other libraries stay at warn unless CREST_LOG_DEPENDENCIES=1.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
 }
@@ -46,11 +47,15 @@ pub struct ExtractArgs {
     /// Output location: a path, file://, s3://, gs:// or az:// URL.
     #[arg(long, value_name = "URL")]
     pub out: String,
-    /// Incremental state file (JSON, any location --out accepts). With it, a run
-    /// starts from the last completed date minus --lookback-days.
+    /// Incremental state file (JSON, any location --out accepts). With it, every
+    /// run also re-reads from the last complete date minus --lookback-days, even
+    /// before --start, and days not over yet in the account's time zone stay
+    /// provisional until a later run reads them complete.
     #[arg(long, value_name = "URL")]
     pub state: Option<String>,
-    /// Days before the last completed date to read again (platforms restate conversions).
+    /// Days before the last complete date to read again (platforms restate
+    /// conversions). Default: the longest attribution window the account counts
+    /// conversions in, and at least the platform's restatement period.
     #[arg(long, value_name = "DAYS")]
     pub lookback_days: Option<u32>,
     /// Request budget in requests per second (0 = no budget; the platform's rate-limit answers still pace).
@@ -68,6 +73,10 @@ pub struct ExtractArgs {
     /// First retry delay in milliseconds; it doubles (with jitter) up to a minute.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub retry_initial_ms: u64,
+    /// Wait up to SECS for another run writing the same account to finish
+    /// (default: fail at once with exit 7, naming it).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub wait_for_lease: u64,
 }
 
 impl ExtractArgs {
@@ -75,9 +84,15 @@ impl ExtractArgs {
         DateRange::new(self.start, self.end)
     }
 
+    pub fn wait_for_lease(&self) -> Duration {
+        Duration::from_secs(self.wait_for_lease)
+    }
+
     pub fn retry_policy(&self) -> Result<RetryPolicy> {
-        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
-            return Err(Error::Config("--timeout-secs must be a positive number".into()));
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0 && self.timeout_secs <= 86_400.0) {
+            return Err(Error::Config(
+                "--timeout-secs must be a positive number of seconds, at most 86400".into(),
+            ));
         }
         if self.max_attempts == 0 {
             return Err(Error::Config("--max-attempts must be at least 1".into()));
@@ -147,15 +162,60 @@ impl std::io::Write for BarAwareStderr {
     }
 }
 
+/// crest's own crates: `CREST_LOG` sets their level.
+const CREST_TARGETS: &[&str] = &[
+    "crest",
+    "crest_core",
+    "crest_tiktok",
+    "crest_meta",
+    "crest_youtube",
+    "crest_transforms",
+    "crest_lake",
+    "crest_bigquery",
+    "crest_snowflake",
+    "crest_sandbox",
+];
+
+/// The log filter: `CREST_LOG` (a level such as `debug`, or `target=level`
+/// directives) applies to crest's own crates; every other crate stays at
+/// `warn`, because at debug the warehouse and OAuth clients log their token
+/// exchanges and auth responses. `CREST_LOG_DEPENDENCIES=1` lets `CREST_LOG`
+/// reach them too (for debugging a client library, never in production logs).
+pub fn log_filter(crest_log: Option<&str>, dependencies: bool) -> String {
+    let crest_log = crest_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    if dependencies {
+        return crest_log.to_string();
+    }
+    let mut directives = vec!["warn".to_string()];
+    for directive in crest_log.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        match directive.split_once('=') {
+            // A bare level: crest's crates at that level.
+            None => directives.extend(CREST_TARGETS.iter().map(|t| format!("{t}={directive}"))),
+            Some((target, _))
+                if CREST_TARGETS
+                    .iter()
+                    .any(|t| target == *t || target.starts_with(&format!("{t}::"))) =>
+            {
+                directives.push(directive.to_string())
+            }
+            // Another crate's target: only with CREST_LOG_DEPENDENCIES=1.
+            Some(_) => {}
+        }
+    }
+    // Its retry warnings repeat what crest's own retry log says.
+    directives.push("reqwest_retry=error".into());
+    directives.join(",")
+}
+
 /// Logs go to stderr; stdout is left for a command's own output.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let _ = LOG_FORMAT.set(format);
-    let filter = EnvFilter::try_from_env("CREST_LOG")
-        // crest's own events; the warehouse clients' chatter only when asked for.
-        .unwrap_or_else(|_| {
-            EnvFilter::new("info,snowflake_api=warn,gcp_bigquery_client=warn,yup_oauth2=warn,reqwest_retry=error")
-        });
+    let spec = log_filter(
+        std::env::var("CREST_LOG").ok().as_deref(),
+        std::env::var("CREST_LOG_DEPENDENCIES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+    );
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(log_filter(None, false)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = match format {
         LogFormat::Json => builder
@@ -168,6 +228,28 @@ pub fn init_logging(format: LogFormat) {
             .with_writer(|| BarAwareStderr)
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn crest_log_never_raises_another_crates_level_unless_asked() {
+        let debug = log_filter(Some("debug"), false);
+        assert!(debug.starts_with("warn,") && debug.contains("crest_core=debug") && debug.contains("crest=debug"));
+        assert!(
+            !debug.contains("snowflake_api") && !debug.contains("yup_oauth2"),
+            "{debug}"
+        );
+        let mixed = log_filter(Some("info,crest_lake=trace,yup_oauth2=debug"), false);
+        assert!(
+            mixed.contains("crest_lake=trace") && !mixed.contains("yup_oauth2"),
+            "{mixed}"
+        );
+        assert_eq!(log_filter(Some("yup_oauth2=debug"), true), "yup_oauth2=debug");
+        assert!(log_filter(None, false).contains("crest_tiktok=info"));
+    }
 }
 
 /// Runs a command's body on the async runtime and ends it with [`finish`].
@@ -272,4 +354,35 @@ pub fn print_extract_summary(manifest: &crate::manifest::RunManifest, accounts: 
         out.trim_end_matches('/'),
         manifest.run_id
     );
+    for (account, read) in &manifest.reads {
+        if let Some(from) = read.planned.reread_from {
+            println!(
+                "  account {account}: re-read {from}..{} for restatements ({}-day lookback from the last complete day)",
+                range.start.pred_opt().unwrap_or(range.start),
+                read.lookback_days
+            );
+        }
+    }
+    for (account, days) in &manifest.provisional {
+        if let (Some(first), Some(last)) = (days.first(), days.last()) {
+            println!(
+                "  account {account}: {} provisional day(s) {} (not complete yet in the account's time zone or not served; read again by the next run with --state)",
+                days.len(),
+                DateRange { start: *first, end: *last }
+            );
+        }
+    }
+    for e in &manifest.emptied {
+        println!(
+            "warning: account {} {}: {} rows → 0 ({})",
+            e.account_id,
+            e.date,
+            e.rows_before,
+            if e.replaced {
+                "the platform answered the complete day with no rows; the earlier rows were replaced"
+            } else {
+                "no rows yet for a day that is not complete; the earlier rows were kept"
+            }
+        );
+    }
 }

@@ -24,10 +24,14 @@ pub enum Error {
     /// The data failed a check that must hold, e.g. reconciliation (exit 6).
     #[error("{0}")]
     Data(String),
+    /// Another run holds the lease on what this run would write (exit 7):
+    /// retry later, or wait with `--wait-for-lease`.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {
-    /// Documented exit codes: 0 ok, 2 usage/config, 3 auth, 4 upstream API error, 5 storage, 6 data check.
+    /// Documented exit codes: 0 ok, 2 usage/config, 3 auth, 4 upstream API error, 5 storage, 6 data check, 7 busy (another run holds the lease).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 2,
@@ -35,6 +39,7 @@ impl Error {
             Error::Upstream(_) => 4,
             Error::Storage(_) => 5,
             Error::Data(_) => 6,
+            Error::Busy(_) => 7,
         }
     }
 

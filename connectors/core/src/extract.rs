@@ -1,17 +1,26 @@
 //! The extract loop every connector shares: plan slices per account (state,
 //! lookback, what an interrupted attempt already committed), fetch each slice
-//! through the connector, commit it, advance state, shrink a slice the API
-//! calls too large, and write the manifest last.
+//! through the connector, commit it, advance state once the checkpoint naming
+//! the slice is durable, shrink a slice the API calls too large, and write the
+//! manifest last.
+//!
+//! What an account reports about itself (`prepare_account`'s JSON) decides
+//! two things here, through [`AccountFacts`]: when a day is complete (its time
+//! zone and the platform's serving lag), and how far back restatements reach
+//! (the longest attribution window it counts conversions in).
 
 use crate::cli::Progress;
 use crate::http::{ApiError, CallStats};
-use crate::manifest::{Run, RunManifest};
+use crate::lease::Lease;
+use crate::manifest::{AccountRead, Run, RunManifest, SliceRecord};
 use crate::raw::SliceWriter;
+use crate::state::PlannedRead;
 use crate::state::StateStore;
 use crate::storage::Location;
-use crate::window::DateRange;
+use crate::window::{last_complete_day, DateRange};
 use crate::{Error, Result};
 use arrow::datatypes::SchemaRef;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -31,8 +40,9 @@ pub trait ReportSource {
     fn call_stats(&self) -> Arc<CallStats>;
 
     /// Validates access to an account and returns what the manifest should
-    /// record about it (currency, time zone). Called for every account before
-    /// any data is written, so a bad id fails the run early and cleanly.
+    /// record about it (currency, time zone, …; the keys of [`AccountFacts`]
+    /// are read by the extract loop). Called for every account before any
+    /// data is written, so a bad id fails the run early and cleanly.
     fn prepare_account(&self, account: &str) -> impl Future<Output = Result<serde_json::Value>>;
 
     /// Fetches one account × date range into `sink`. Returns rows written.
@@ -103,25 +113,109 @@ impl<T> Prepared<T> {
     }
 }
 
+/// What the extract loop reads from an account's `prepare_account` JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccountFacts {
+    /// The IANA time zone the account reports days in.
+    #[serde(default, alias = "time_zone")]
+    pub timezone: Option<String>,
+    /// The longest attribution window (click or view) any of the account's
+    /// conversions are counted in: the platform restates a day for that long.
+    #[serde(default)]
+    pub longest_window_days: Option<u32>,
+    /// Days the platform takes to serve a finished day (YouTube Analytics lags).
+    #[serde(default)]
+    pub data_lag_days: Option<u32>,
+}
+
+impl AccountFacts {
+    pub fn of(info: &serde_json::Value) -> Self {
+        serde_json::from_value(info.clone()).unwrap_or_default()
+    }
+}
+
 pub struct ExtractPlan {
     pub out: Location,
     pub accounts: Vec<String>,
     pub range: DateRange,
     pub state: Option<StateStore>,
-    pub lookback_days: u32,
+    /// `--lookback-days`: when set, every account's lookback.
+    pub lookback_days: Option<u32>,
+    /// The platform's restatement period, used unless an account's own
+    /// attribution windows reach further back.
+    pub default_lookback_days: u32,
     /// Everything that identifies the run besides accounts and range (level,
     /// granularity, metrics …); never a secret.
     pub options: serde_json::Value,
+    /// How long to wait for another run writing one of the accounts to finish.
+    pub wait_for_lease: std::time::Duration,
 }
 
+/// Runs an extract holding a lease on each account it writes (a second run
+/// on the same account fails at once, or waits `wait_for_lease`).
 pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progress: &Progress) -> Result<RunManifest> {
+    let mut ids: Vec<&String> = plan.accounts.iter().collect();
+    ids.sort();
+    ids.dedup();
+    let mut leases = Vec::with_capacity(ids.len());
+    let holder = format!("crest-{} extract", source.platform());
+    for account in ids {
+        let name = format!(
+            "extract/{}/{}/{}",
+            source.platform(),
+            source.report(),
+            lease_part(account)
+        );
+        match Lease::acquire(&plan.out, &name, &holder, plan.wait_for_lease).await {
+            Ok(lease) => leases.push(lease),
+            Err(e) => {
+                for lease in leases {
+                    lease.release().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let result = extract_leased(source, plan, progress, &leases).await;
+    for lease in leases {
+        lease.release().await;
+    }
+    result
+}
+
+/// An account id as one path segment of a lease name.
+fn lease_part(account: &str) -> String {
+    account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn check_leases(leases: &[Lease]) -> Result<()> {
+    leases.iter().try_for_each(Lease::check)
+}
+
+async fn extract_leased<S: ReportSource>(
+    source: &S,
+    plan: ExtractPlan,
+    progress: &Progress,
+    leases: &[Lease],
+) -> Result<RunManifest> {
     let ExtractPlan {
         out,
         accounts,
         range,
         mut state,
         lookback_days,
+        default_lookback_days,
         options,
+        wait_for_lease: _,
     } = plan;
     let inputs = serde_json::json!({
         "accounts": accounts,
@@ -138,23 +232,43 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
     }
     let mut run = Run::open(out, source.platform(), &source.report(), inputs).await?;
     let stats = source.call_stats();
+    let now = chrono::Utc::now();
     for (account, info) in accounts.iter().zip(infos) {
+        let facts = AccountFacts::of(&info);
         run.set_account_info(account, info);
+        if run.planned_read(account).is_some() {
+            continue; // a resumed run keeps the plan of its first attempt
+        }
+        let lookback =
+            lookback_days.unwrap_or_else(|| default_lookback_days.max(facts.longest_window_days.unwrap_or(0)));
+        let planned = state.as_ref().map_or(
+            PlannedRead {
+                range,
+                reread_from: None,
+            },
+            |s| s.planned_read(account, range, lookback),
+        );
+        let complete_through = last_complete_day(facts.timezone.as_deref(), facts.data_lag_days.unwrap_or(0), now);
+        if let Some(from) = planned.reread_from {
+            tracing::info!(account = %account, from = %from, start = %range.start, lookback_days = lookback, "re-reading restated days before --start (last completed date minus the lookback)");
+        }
+        if range.end > complete_through {
+            tracing::info!(account = %account, complete_through = %complete_through, timezone = facts.timezone.as_deref().unwrap_or("unknown"), "days after the last complete day are provisional: recorded as such and read again by the next run");
+        }
+        run.set_planned_read(
+            account,
+            AccountRead {
+                planned,
+                lookback_days: lookback,
+                complete_through,
+            },
+        );
     }
 
     let mut work: Vec<(String, DateRange)> = Vec::new();
     for account in &accounts {
-        let Some(eff) = state
-            .as_ref()
-            .map_or(Some(range), |s| s.effective_range(account, range, lookback_days))
-        else {
-            tracing::info!(account = %account, "already complete through the requested end; nothing to read");
-            continue;
-        };
-        if eff != range {
-            tracing::info!(account = %account, from = %eff.start, lookback_days, "incremental: reading from state minus lookback");
-        }
-        for part in run.uncommitted(account, eff) {
+        let read = run.planned_read(account).map_or(range, |r| r.planned.range);
+        for part in run.uncommitted(account, read) {
             for slice in part.split(source.max_slice_days()) {
                 work.push((account.clone(), slice));
             }
@@ -186,10 +300,9 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
         };
         match result {
             Ok(files) => {
-                run.commit_slice(&account, slice, files, stats.snapshot()).await?;
-                if let Some(state) = state.as_mut() {
-                    state.advance(&account, slice.end, run.run_id()).await?;
-                }
+                check_leases(leases)?;
+                let durable = run.commit_slice(&account, slice, files, stats.snapshot()).await?;
+                advance_state(state.as_mut(), &durable, run.run_id()).await?;
                 progress.advance(slice.days());
                 tracing::info!(account = %account, slice = %slice, "slice committed");
             }
@@ -207,6 +320,8 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
                 }
             },
             Err(SliceError::Failed(e)) => {
+                let durable = run.flush(stats.snapshot()).await?;
+                advance_state(state.as_mut(), &durable, run.run_id()).await?;
                 run.save_checkpoint(stats.snapshot()).await?;
                 let hint = if run.manifest().slices.is_empty() {
                     String::new()
@@ -219,10 +334,30 @@ pub async fn run_extract<S: ReportSource>(source: &S, plan: ExtractPlan, progres
                     Error::Upstream(m) => Error::Upstream(m + &hint),
                     Error::Storage(m) => Error::Storage(m + &hint),
                     Error::Data(m) => Error::Data(m + &hint),
+                    Error::Busy(m) => Error::Busy(m + &hint),
                 });
             }
         }
     }
+    check_leases(leases)?;
+    let durable = run.flush(stats.snapshot()).await?;
+    advance_state(state.as_mut(), &durable, run.run_id()).await?;
     let state_json = state.as_ref().and_then(|s| serde_json::to_value(s.state()).ok());
     run.finish(stats.snapshot(), state_json).await
+}
+
+/// Moves the state over slices a written checkpoint names: complete through
+/// the slice's last complete day, its later days provisional.
+async fn advance_state(state: Option<&mut StateStore>, durable: &[SliceRecord], run_id: &str) -> Result<()> {
+    let Some(state) = state else { return Ok(()) };
+    for slice in durable {
+        let complete = match slice.provisional.first() {
+            None => Some(slice.end),
+            Some(first) => first.pred_opt().filter(|d| *d >= slice.start),
+        };
+        state
+            .advance(&slice.account_id, complete, &slice.provisional, run_id)
+            .await?;
+    }
+    Ok(())
 }

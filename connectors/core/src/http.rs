@@ -228,9 +228,12 @@ impl ApiClient {
             attempt += 1;
             self.pacer.ready().await;
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let (verdict, connect_failure) = match self.attempt(&build, &parse).await {
                 Attempt::Done(value) => {
                     self.pacer.succeeded();
+                    // The label holds no secret (tokens travel in headers; queries are stripped).
+                    tracing::debug!(request = %self.scrub(&strip_queries(label)), attempt, elapsed_ms = started.elapsed().as_millis() as u64, "request done");
                     return Ok(value);
                 }
                 Attempt::Verdict(v) => (v, false),
@@ -271,7 +274,8 @@ impl ApiClient {
                     }
                     let mut wait = backoff.next().unwrap_or(self.policy.max_delay);
                     if let Some(after) = after {
-                        wait = wait.max(after);
+                        // However long a platform says to wait, one pause is at most an hour.
+                        wait = wait.max(after.min(MAX_SERVER_WAIT));
                     }
                     if rate_limited {
                         self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -377,10 +381,20 @@ fn strip_queries(s: &str) -> String {
         .join(" ")
 }
 
+/// The longest single pause a platform's "retry after" can ask for: an absurd
+/// value in a response is a wait of an hour, not an overflow.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+
+/// Seconds a platform said to wait, as a duration capped at [`MAX_SERVER_WAIT`];
+/// `None` for a negative, infinite or unparsable value.
+pub fn server_wait_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(MAX_SERVER_WAIT.as_secs_f64())))
+}
+
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+        return server_wait_secs(secs);
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();

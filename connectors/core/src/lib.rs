@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod json;
+pub mod lease;
 pub mod load;
 pub mod manifest;
 pub mod oauth;

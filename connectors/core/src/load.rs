@@ -308,6 +308,11 @@ pub struct LoadRecord {
 pub trait Destination {
     /// How the target prints in messages (never with credentials).
     fn describe(&self) -> String;
+    /// Where loads must take turns (a lake replaces files on an object store):
+    /// [`run_load`] holds a lease there. Warehouses serialize their own MERGEs.
+    fn lease_location(&self) -> Option<&Location> {
+        None
+    }
     /// The record of an earlier load of this manifest, if any.
     fn loaded(&self, checksum: &str) -> impl Future<Output = Result<Option<LoadRecord>>>;
     /// Creates the tables, or adds the columns a newer schema brings; stops on
@@ -380,15 +385,43 @@ pub enum LoadOutcome {
     AlreadyLoaded(LoadRecord),
 }
 
+/// How a load runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Load the run again even if the target has it.
+    pub force: bool,
+    /// Create the dataset or schema if missing.
+    pub create: bool,
+    /// How long to wait for another load into the same lake to finish.
+    pub wait_for_lease: std::time::Duration,
+}
+
 /// Loads a transform run into a destination: once per manifest unless
 /// `force`; schema first, then stage, merge, record. A failure before the
-/// merge leaves the destination as it was.
+/// merge leaves the destination as it was. Loads into one lake take turns.
 pub async fn run_load<D: Destination>(
     dest: &D,
     plan: &LoadPlan,
     schemas: &[(&'static str, SchemaRef)],
-    force: bool,
-    create: bool,
+    options: LoadOptions,
+) -> Result<LoadOutcome> {
+    let lease = match dest.lease_location() {
+        Some(loc) => Some(crate::lease::Lease::acquire(loc, "load", "crest load", options.wait_for_lease).await?),
+        None => None,
+    };
+    let outcome = load_leased(dest, plan, schemas, options, lease.as_ref()).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    outcome
+}
+
+async fn load_leased<D: Destination>(
+    dest: &D,
+    plan: &LoadPlan,
+    schemas: &[(&'static str, SchemaRef)],
+    LoadOptions { force, create, .. }: LoadOptions,
+    lease: Option<&crate::lease::Lease>,
 ) -> Result<LoadOutcome> {
     if !force {
         if let Some(done) = dest.loaded(&plan.checksum).await? {
@@ -409,6 +442,12 @@ pub async fn run_load<D: Destination>(
             return Err(e);
         }
     };
+    if let Some(lease) = lease {
+        if let Err(e) = lease.check() {
+            dest.abort(plan, &load_id).await;
+            return Err(e);
+        }
+    }
     let tables = match dest.merge(plan, &load_id, staged).await {
         Ok(t) => t,
         Err(e) => {

@@ -5,9 +5,19 @@
 //! inputs finds it, keeps the same run id, removes files it had put but not
 //! committed, and skips committed slices. The manifest `_runs/{run_id}.json`
 //! is written last, so a reader that sees it sees every file it names.
+//!
+//! Readers of `raw/` take only files named by a succeeded manifest or by a
+//! checkpoint's committed slices ([`committed_raw_files`]): a file in a date
+//! folder that neither names is a run's work in progress (or its leftover).
+//!
+//! A slice's files replace earlier runs' files of the same account and dates
+//! only once a checkpoint names them. A date the platform answered with no
+//! rows replaces rows it had only when the day is complete (a provisional day
+//! keeps them), and the manifest lists it under `emptied` as "N rows → 0".
 
 use crate::http::CallCounts;
 use crate::raw::{self, FileIdentity, RawFile, SliceWriter};
+use crate::state::PlannedRead;
 use crate::storage::Location;
 use crate::window::DateRange;
 use crate::Result;
@@ -33,6 +43,31 @@ pub struct SliceRecord {
     pub rows: u64,
     pub files: usize,
     pub committed_at: DateTime<Utc>,
+    /// Days of the slice that were not complete yet (see [`AccountRead`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisional: Vec<NaiveDate>,
+}
+
+/// What the run reads for one account and why: the range (widened before
+/// `--start` by the lookback when state says so), the lookback in days, and
+/// the last day that was complete when the run started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccountRead {
+    #[serde(flatten)]
+    pub planned: PlannedRead,
+    pub lookback_days: u32,
+    pub complete_through: NaiveDate,
+}
+
+/// A date that had rows and that the platform now answered with none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmptiedDay {
+    pub account_id: String,
+    pub date: NaiveDate,
+    pub rows_before: u64,
+    /// True when the old rows were removed (a complete day: the platform's
+    /// answer stands); false when they were kept (a provisional day).
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +92,16 @@ pub struct RunManifest {
     pub files: Vec<RawFile>,
     pub rows: u64,
     pub api: CallCounts,
+    /// Per account: what was read and why (lookback, last complete day).
+    #[serde(default)]
+    pub reads: BTreeMap<String, AccountRead>,
+    /// Per account: days read that were not complete yet; the next run with
+    /// `--state` reads them again.
+    #[serde(default)]
+    pub provisional: BTreeMap<String, Vec<NaiveDate>>,
+    /// Dates that had rows and came back empty ("N rows → 0").
+    #[serde(default)]
+    pub emptied: Vec<EmptiedDay>,
     /// Files of earlier runs replaced by this one (same account and date).
     pub superseded: Vec<String>,
     pub next_file_number: u64,
@@ -78,10 +123,11 @@ pub struct Run {
     /// When the checkpoint was last written; commits in between are recorded
     /// by the next one (a crash before it re-reads those slices, nothing more).
     last_checkpoint: Option<std::time::Instant>,
-    /// Committed slices whose older files wait for a checkpoint naming them.
-    pending_supersede: Vec<(String, DateRange)>,
-    /// Other runs' files per date partition, with their account, listed once.
-    foreign: BTreeMap<chrono::NaiveDate, Vec<(String, Option<String>)>>,
+    /// Committed slices not yet named by a written checkpoint: their older
+    /// files wait for it, and so does the state.
+    pending: Vec<SliceRecord>,
+    /// Other runs' files per date partition, with their footer, listed once.
+    foreign: BTreeMap<chrono::NaiveDate, Vec<(String, raw::Footer)>>,
 }
 
 /// How often commits are checkpointed: each checkpoint holds every file of
@@ -114,7 +160,7 @@ impl Run {
                     extracted_at_us,
                     started: std::time::Instant::now(),
                     last_checkpoint: None,
-                    pending_supersede: Vec::new(),
+                    pending: Vec::new(),
                     foreign: BTreeMap::new(),
                 };
                 run.remove_uncommitted_files().await?;
@@ -146,6 +192,9 @@ impl Run {
                         files: Vec::new(),
                         rows: 0,
                         api: CallCounts::default(),
+                        reads: BTreeMap::new(),
+                        provisional: BTreeMap::new(),
+                        emptied: Vec::new(),
                         superseded: Vec::new(),
                         next_file_number: 0,
                         state: None,
@@ -159,7 +208,7 @@ impl Run {
                     extracted_at_us,
                     started: std::time::Instant::now(),
                     last_checkpoint: None,
-                    pending_supersede: Vec::new(),
+                    pending: Vec::new(),
                     foreign: BTreeMap::new(),
                 })
             }
@@ -194,6 +243,16 @@ impl Run {
 
     pub fn set_account_info(&mut self, account: &str, info: serde_json::Value) {
         self.manifest.accounts.insert(account.to_string(), info);
+    }
+
+    /// What an interrupted attempt of this run planned to read for `account`:
+    /// a resumed run keeps its plan, whatever the state says since.
+    pub fn planned_read(&self, account: &str) -> Option<&AccountRead> {
+        self.manifest.reads.get(account)
+    }
+
+    pub fn set_planned_read(&mut self, account: &str, read: AccountRead) {
+        self.manifest.reads.insert(account.to_string(), read);
     }
 
     /// The parts of `range` not yet committed for `account`, as contiguous ranges.
@@ -251,44 +310,69 @@ impl Run {
         self.manifest.next_file_number = self.next_n.load(Ordering::Relaxed);
     }
 
-    /// Records a slice as committed (checkpoint first), then removes files of
-    /// earlier runs for the same account and dates.
+    /// Records a slice as committed. Returns the slices that became durable
+    /// (named by a checkpoint just written), whose state may now advance; the
+    /// checkpoint is written at most every [`CHECKPOINT_EVERY`].
     pub async fn commit_slice(
         &mut self,
         account: &str,
         range: DateRange,
         files: Vec<RawFile>,
         api: CallCounts,
-    ) -> Result<()> {
+    ) -> Result<Vec<SliceRecord>> {
         let rows = files.iter().map(|f| f.rows).sum();
-        self.manifest.slices.push(SliceRecord {
+        let complete_through = self.manifest.reads.get(account).map(|r| r.complete_through);
+        let provisional: Vec<NaiveDate> = range
+            .dates()
+            .filter(|d| complete_through.is_some_and(|c| *d > c))
+            .collect();
+        if !provisional.is_empty() {
+            let days = self.manifest.provisional.entry(account.to_string()).or_default();
+            days.extend(&provisional);
+            days.sort();
+            days.dedup();
+        }
+        let record = SliceRecord {
             account_id: account.to_string(),
             start: range.start,
             end: range.end,
             rows,
             files: files.len(),
             committed_at: Utc::now(),
-        });
+            provisional,
+        };
+        self.manifest.slices.push(record.clone());
         self.manifest.rows += rows;
         self.manifest.files.extend(files);
         self.refresh_counters(api);
-        self.pending_supersede.push((account.to_string(), range));
+        self.pending.push(record);
         if self.last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-            self.checkpoint().await?;
+            return self.checkpoint().await;
         }
-        Ok(())
+        Ok(Vec::new())
+    }
+
+    /// Writes a checkpoint naming every committed slice, if one is pending,
+    /// and returns the slices it made durable.
+    pub async fn flush(&mut self, api: CallCounts) -> Result<Vec<SliceRecord>> {
+        self.refresh_counters(api);
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.checkpoint().await
     }
 
     /// Writes the checkpoint, then removes the older files its new slices
     /// replace (only once a checkpoint names their replacements).
-    async fn checkpoint(&mut self) -> Result<()> {
+    async fn checkpoint(&mut self) -> Result<Vec<SliceRecord>> {
         self.out
             .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
             .await?;
         self.last_checkpoint = Some(std::time::Instant::now());
+        let durable = std::mem::take(&mut self.pending);
         let mut removed = Vec::new();
-        for (account, range) in std::mem::take(&mut self.pending_supersede) {
-            removed.extend(self.supersede(&account, range).await?);
+        for slice in &durable {
+            removed.extend(self.supersede(slice).await?);
         }
         if !removed.is_empty() {
             self.manifest.superseded.extend(removed);
@@ -296,12 +380,27 @@ impl Run {
                 .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
                 .await?;
         }
-        Ok(())
+        Ok(durable)
     }
 
-    /// Deletes other runs' files of `account` in `range`'s date partitions.
-    async fn supersede(&mut self, account: &str, range: DateRange) -> Result<Vec<String>> {
+    /// Deletes other runs' files of the slice's account in its date
+    /// partitions; a date this run found empty keeps them while provisional.
+    async fn supersede(&mut self, slice: &SliceRecord) -> Result<Vec<String>> {
         let own = format!("{}-", self.manifest.run_id);
+        let account = slice.account_id.as_str();
+        let range = DateRange {
+            start: slice.start,
+            end: slice.end,
+        };
+        let with_rows: BTreeSet<NaiveDate> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| {
+                f.account_id.as_deref() == Some(account) && f.rows > 0 && f.date >= range.start && f.date <= range.end
+            })
+            .map(|f| f.date)
+            .collect();
         let mut removed = Vec::new();
         for date in range.dates() {
             if !self.foreign.contains_key(&date) {
@@ -314,46 +413,53 @@ impl Run {
                     if name.starts_with(&own) || !name.ends_with(".parquet") {
                         continue;
                     }
-                    let owner = raw::file_account(&self.out, &rel).await?;
-                    files.push((rel, owner));
+                    if let Some(footer) = raw::file_footer(&self.out, &rel).await? {
+                        files.push((rel, footer));
+                    }
                 }
                 self.foreign.insert(date, files);
             }
             let Some(files) = self.foreign.get_mut(&date) else {
                 continue;
             };
-            let mut kept = Vec::with_capacity(files.len());
-            for (rel, owner) in files.drain(..) {
-                if owner.as_deref() == Some(account) {
-                    self.out.delete(&rel).await?;
-                    tracing::debug!(path = %rel, "replaced by this run");
-                    removed.push(rel);
+            let (theirs, others): (Vec<_>, Vec<_>) = files
+                .drain(..)
+                .partition(|(_, f)| f.account_id.as_deref() == Some(account));
+            *files = others;
+            let rows_before: u64 = theirs.iter().map(|(_, f)| f.rows).sum();
+            if !with_rows.contains(&date) && rows_before > 0 {
+                let replaced = !slice.provisional.contains(&date);
+                if replaced {
+                    tracing::warn!(account = %account, date = %date, rows_before, "the platform answered a complete day with no rows: {rows_before} rows → 0");
                 } else {
-                    kept.push((rel, owner));
+                    tracing::warn!(account = %account, date = %date, rows_before, "no rows for a day that is not complete yet; its {rows_before} earlier rows are kept until it is");
+                }
+                self.manifest.emptied.push(EmptiedDay {
+                    account_id: account.to_string(),
+                    date,
+                    rows_before,
+                    replaced,
+                });
+                if !replaced {
+                    continue;
                 }
             }
-            *files = kept;
+            for (rel, _) in theirs {
+                self.out.delete(&rel).await?;
+                tracing::debug!(path = %rel, "replaced by this run");
+                removed.push(rel);
+            }
         }
         Ok(removed)
     }
 
     async fn supersede_committed(&mut self) -> Result<()> {
-        let slices: Vec<(String, DateRange)> = self
-            .manifest
-            .slices
-            .iter()
-            .map(|s| {
-                (
-                    s.account_id.clone(),
-                    DateRange {
-                        start: s.start,
-                        end: s.end,
-                    },
-                )
-            })
-            .collect();
-        for (account, range) in slices {
-            self.supersede(&account, range).await?;
+        for slice in self.manifest.slices.clone() {
+            // Already recorded by the interrupted attempt: not counted twice.
+            let emptied = self.manifest.emptied.len();
+            let removed = self.supersede(&slice).await?;
+            self.manifest.emptied.truncate(emptied);
+            self.manifest.superseded.extend(removed);
         }
         Ok(())
     }
@@ -362,9 +468,16 @@ impl Run {
     async fn remove_uncommitted_files(&self) -> Result<()> {
         let committed: BTreeSet<&str> = self.manifest.files.iter().map(|f| f.path.as_str()).collect();
         let own = format!("{}-", self.manifest.run_id);
-        let range: Option<DateRange> = serde_json::from_value(self.manifest.inputs["range"].clone()).ok();
-        let Some(range) = range else { return Ok(()) };
-        for date in range.dates() {
+        // Every date any account's read covers (a lookback reaches before --start).
+        let mut dates: BTreeSet<NaiveDate> = self
+            .manifest
+            .reads
+            .values()
+            .flat_map(|r| r.planned.range.dates().collect::<Vec<_>>())
+            .collect();
+        let requested: Option<DateRange> = serde_json::from_value(self.manifest.inputs["range"].clone()).ok();
+        dates.extend(requested.iter().flat_map(|r| r.dates().collect::<Vec<_>>()));
+        for date in dates {
             let dir = raw::partition_dir(&raw::raw_table(&self.manifest.platform, &self.manifest.report), date);
             for meta in self.out.list(&dir).await? {
                 let rel = self.out.relative(&meta.location);
@@ -379,9 +492,10 @@ impl Run {
     }
 
     /// Writes the manifest (last) and removes the checkpoint.
+    /// Call [`Run::flush`] first (and advance the state for what it returns).
     pub async fn finish(mut self, api: CallCounts, state: Option<serde_json::Value>) -> Result<RunManifest> {
         self.refresh_counters(api);
-        if !self.pending_supersede.is_empty() {
+        if !self.pending.is_empty() {
             self.checkpoint().await?;
         }
         self.manifest.status = RunStatus::Succeeded;
@@ -400,6 +514,94 @@ impl Run {
             // Nothing committed: leave nothing behind.
             return self.out.delete(&Self::checkpoint_path(&self.key)).await;
         }
-        self.checkpoint().await
+        self.checkpoint().await.map(|_| ())
     }
+}
+
+/// What readers of `raw/` may take: the files named by a succeeded extract
+/// manifest or by a checkpoint's committed slices, and every (raw table,
+/// account, date) such a slice covered, with or without rows. A file in a
+/// date folder that none names is a run's work in progress or the leftover
+/// of a killed one; a covered account × date without files is a day the
+/// platform answered with no rows.
+#[derive(Debug, Default)]
+pub struct CommittedRaw {
+    pub files: std::collections::HashSet<String>,
+    pub covered: std::collections::HashSet<(String, String, NaiveDate)>,
+}
+
+impl CommittedRaw {
+    pub fn covers(&self, table: &str, account: &str, date: NaiveDate) -> bool {
+        self.covered.contains(&(table.to_string(), account.to_string(), date))
+    }
+}
+
+/// Reads every extract manifest and checkpoint under `{out}/_runs/`.
+pub async fn committed_raw_files(out: &Location) -> Result<CommittedRaw> {
+    use futures::StreamExt;
+
+    #[derive(Deserialize)]
+    struct Named {
+        path: String,
+    }
+    #[derive(Deserialize)]
+    struct Slice {
+        account_id: String,
+        start: NaiveDate,
+        end: NaiveDate,
+    }
+    #[derive(Deserialize)]
+    struct ExtractRun {
+        stage: String,
+        status: RunStatus,
+        #[serde(default)]
+        platform: String,
+        #[serde(default)]
+        report: String,
+        #[serde(default)]
+        files: Vec<Named>,
+        #[serde(default)]
+        slices: Vec<Slice>,
+    }
+
+    let names: Vec<String> = out
+        .list("_runs")
+        .await?
+        .iter()
+        .map(|m| out.relative(&m.location))
+        .filter(|rel| rel.ends_with(".json"))
+        .collect();
+    let runs: Vec<Result<Option<ExtractRun>>> = futures::stream::iter(names)
+        .map(|rel| async move {
+            let inflight = rel.starts_with("_runs/_inflight/");
+            // Other stages' manifests share the folder: not an extract, not a reason to fail.
+            let run = match out.get(&rel).await? {
+                Some(bytes) => serde_json::from_slice::<ExtractRun>(&bytes).ok(),
+                None => None,
+            };
+            Ok(run.filter(|r| {
+                r.stage == "extract"
+                    && (r.status == RunStatus::Succeeded || (inflight && r.status == RunStatus::Running))
+            }))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut committed = CommittedRaw::default();
+    for run in runs {
+        let Some(run) = run? else { continue };
+        let table = raw::raw_table(&run.platform, &run.report);
+        committed.files.extend(run.files.into_iter().map(|f| f.path));
+        for s in run.slices {
+            for date in (DateRange {
+                start: s.start,
+                end: s.end,
+            })
+            .dates()
+            {
+                committed.covered.insert((table.clone(), s.account_id.clone(), date));
+            }
+        }
+    }
+    Ok(committed)
 }

@@ -96,7 +96,7 @@ impl TokenSource {
     pub async fn access_token(&self) -> std::result::Result<Secret, ApiError> {
         let mut current = self.current.lock().await;
         if let Some((token, expires)) = current.as_ref() {
-            if Instant::now() + EARLY < *expires {
+            if Instant::now().checked_add(EARLY).is_some_and(|soon| soon < *expires) {
                 return Ok(token.clone());
             }
         }
@@ -130,9 +130,14 @@ impl TokenSource {
                 |_: &TokenResponse| Verdict::Ok,
             )
             .await?;
-        let ttl = Duration::from_secs(response.expires_in.unwrap_or(3600));
+        // Google's tokens live an hour; a longer (or absurd) expires_in is
+        // trusted for a day at most, and a 401 refreshes early anyway.
+        let ttl = Duration::from_secs(response.expires_in.unwrap_or(3600).min(86_400));
         tracing::debug!(expires_in_s = ttl.as_secs(), "access token refreshed");
-        Ok((Secret::new(response.access_token), started + ttl))
+        Ok((
+            Secret::new(response.access_token),
+            started.checked_add(ttl).unwrap_or(started),
+        ))
     }
 
     /// Runs `call` with a valid token; on a 401 it refreshes once and tries again.
@@ -240,6 +245,15 @@ mod tests {
         tokens.access_token().await.unwrap();
         tokens.access_token().await.unwrap();
         assert_eq!(issued.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_absurd_expires_in_is_a_token_for_a_day_not_a_panic() {
+        let (url, issued) = server(true, u64::MAX).await;
+        let tokens = source(&url);
+        assert_eq!(tokens.access_token().await.unwrap().expose(), "tok-1");
+        assert_eq!(tokens.access_token().await.unwrap().expose(), "tok-1", "cached");
+        assert_eq!(issued.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

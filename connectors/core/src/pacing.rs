@@ -27,7 +27,10 @@ impl Pacer {
     /// `max_qps` of `None` (or 0) means no steady budget; the brake still applies.
     pub fn new(max_qps: Option<f64>) -> Self {
         let qps = max_qps.filter(|q| *q > 0.0 && q.is_finite());
-        let interval = qps.map_or(Duration::from_millis(100), |q| Duration::from_secs_f64(1.0 / q));
+        // A budget below one request an hour is taken as one an hour.
+        let interval = qps.map_or(Duration::from_millis(100), |q| {
+            Duration::from_secs_f64((1.0 / q).min(3600.0))
+        });
         let limiter = qps.and_then(|_| Quota::with_period(interval)).map(RateLimiter::direct);
         Pacer {
             limiter,
@@ -76,7 +79,8 @@ impl Pacer {
     /// The platform said to wait: everyone pauses, and the pace stays slower for a while.
     pub fn rate_limited(&self, wait: Duration) {
         let mut brake = self.brake.lock().unwrap_or_else(|e| e.into_inner());
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now.checked_add(wait.min(crate::http::MAX_SERVER_WAIT)).unwrap_or(now);
         brake.paused_until = Some(brake.paused_until.map_or(until, |t| t.max(until)));
         brake.slowdown = (brake.slowdown * 2.0).clamp(1.0, MAX_SLOWDOWN);
     }
@@ -106,6 +110,15 @@ mod tests {
         }
         // 6 requests at 20/s need at least 5 intervals of 50 ms.
         assert!(t.elapsed() >= Duration::from_millis(240), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn absurd_budgets_and_waits_are_capped_not_overflowed() {
+        let pacer = Pacer::new(Some(1e-300));
+        pacer.rate_limited(Duration::MAX);
+        let paused = pacer.brake.lock().unwrap().paused_until.unwrap();
+        assert!(paused <= Instant::now() + crate::http::MAX_SERVER_WAIT);
+        assert!(Pacer::new(Some(f64::INFINITY)).limiter.is_none());
     }
 
     #[tokio::test]

@@ -290,6 +290,18 @@ impl<'a> SliceWriter<'a> {
 
 /// Reads the account a raw file belongs to from its Parquet footer.
 pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
+    Ok(file_footer(out, rel).await?.and_then(|f| f.account_id))
+}
+
+/// What a raw file's footer says: its account and row count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Footer {
+    pub account_id: Option<String>,
+    pub rows: u64,
+}
+
+/// Reads a raw file's footer; `None` (with a warning) for a file that is not readable Parquet.
+pub async fn file_footer(out: &Location, rel: &str) -> Result<Option<Footer>> {
     use parquet::arrow::async_reader::ParquetObjectReader;
     use parquet::arrow::ParquetRecordBatchStreamBuilder;
     let reader = ParquetObjectReader::new(out.store().clone(), out.path(rel));
@@ -300,8 +312,14 @@ pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
             return Ok(None);
         }
     };
-    let kv = builder.metadata().file_metadata().key_value_metadata();
-    Ok(kv.and_then(|kv| kv.iter().find(|k| k.key == META_ACCOUNT).and_then(|k| k.value.clone())))
+    let file = builder.metadata().file_metadata();
+    let account_id = file
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == META_ACCOUNT).and_then(|k| k.value.clone()));
+    Ok(Some(Footer {
+        account_id,
+        rows: u64::try_from(file.num_rows()).unwrap_or(0),
+    }))
 }
 
 #[cfg(test)]

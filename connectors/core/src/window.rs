@@ -2,7 +2,7 @@
 //! reporting time zone) split into slices an API accepts.
 
 use crate::{Error, Result};
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -89,6 +89,20 @@ impl fmt::Display for DateRange {
     }
 }
 
+/// The last date whose whole day is over at `now` in the IANA time zone `tz`
+/// (an account's reporting time zone), less `lag_days` the platform takes to
+/// serve a day. A day after it is provisional: its numbers can still grow.
+/// Airflow's `ds` is a UTC date, so an account behind UTC asked for
+/// "yesterday" just after midnight UTC is still in that day. An unknown zone
+/// is taken as the last one on Earth (UTC−12), so no day is called complete early.
+pub fn last_complete_day(tz: Option<&str>, lag_days: u32, now: DateTime<Utc>) -> NaiveDate {
+    let zone: chrono_tz::Tz = tz
+        .and_then(|name| name.trim().parse().ok())
+        .unwrap_or(chrono_tz::Etc::GMTPlus12);
+    let today = now.with_timezone(&zone).date_naive();
+    today.checked_sub_days(Days::new(1 + lag_days as u64)).unwrap_or(today)
+}
+
 /// `YYYY-MM-DD…` → date without a format parser: report rows carry a date
 /// each, and chrono's strftime parsing costs more than the rest of a row.
 pub fn ymd(s: &str) -> Option<NaiveDate> {
@@ -138,6 +152,19 @@ mod tests {
         assert_eq!((a.days(), b.days()), (2, 3));
         assert_eq!(a.end.succ_opt().unwrap(), b.start);
         assert!(DateRange::single(d("2026-01-01")).halve().is_none());
+    }
+
+    #[test]
+    fn a_day_is_complete_only_once_it_is_over_in_the_accounts_time_zone() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // 00:30 UTC on Jan 21: Los Angeles is still on Jan 20, Berlin on Jan 21.
+        let now = at("2026-01-21T00:30:00Z");
+        assert_eq!(last_complete_day(Some("America/Los_Angeles"), 0, now), d("2026-01-19"));
+        assert_eq!(last_complete_day(Some("Europe/Berlin"), 0, now), d("2026-01-20"));
+        assert_eq!(last_complete_day(Some("Pacific/Kiritimati"), 2, now), d("2026-01-18"));
+        // An unknown zone waits for the last time zone on Earth.
+        assert_eq!(last_complete_day(Some("Mars/Olympus"), 0, now), d("2026-01-19"));
+        assert_eq!(last_complete_day(None, 0, at("2026-01-21T12:30:00Z")), d("2026-01-20"));
     }
 
     #[test]

@@ -483,6 +483,10 @@ impl Destination for Lake {
         format!("lake:{}", self.loc)
     }
 
+    fn lease_location(&self) -> Option<&Location> {
+        Some(&self.loc)
+    }
+
     async fn loaded(&self, checksum: &str) -> Result<Option<LoadRecord>> {
         Ok(self
             .records()

@@ -82,7 +82,7 @@ impl PlatformPolicy for MetaPolicy {
         let parsed: GraphErrorBody = serde_json::from_slice(body).ok()?;
         let regain = match self.regain.load(Ordering::Relaxed) {
             0 => None,
-            secs => Some(Duration::from_secs(secs)),
+            secs => Some(Duration::from_secs(secs).min(crest_core::http::MAX_SERVER_WAIT)),
         };
         Some(classify_error(status, &parsed.error, regain))
     }
@@ -112,13 +112,13 @@ impl PlatformPolicy for MetaPolicy {
                 .store(pct.clamp(0.0, 100.0) as u64, Ordering::Relaxed);
         }
         pacer.observe_usage(used / 100.0);
-        self.regain.store(regain_minutes * 60, Ordering::Relaxed);
+        self.regain.store(regain_minutes.saturating_mul(60), Ordering::Relaxed);
         if regain_minutes > 0 {
             tracing::warn!(
                 minutes = regain_minutes,
                 "Meta asks to wait before the next call; pausing"
             );
-            pacer.rate_limited(Duration::from_secs(regain_minutes * 60));
+            pacer.rate_limited(Duration::from_secs(regain_minutes.saturating_mul(60)));
         }
     }
 }
@@ -352,5 +352,26 @@ mod tests {
         );
         policy.observe_headers(&h, &pacer);
         assert_eq!(policy.insights_util_pct.load(Ordering::Relaxed), 60);
+    }
+
+    #[test]
+    fn an_absurd_regain_estimate_is_a_capped_wait_not_an_overflow() {
+        let policy = MetaPolicy::default();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-business-use-case-usage",
+            format!(
+                r#"{{"1":[{{"call_count":100,"estimated_time_to_regain_access":{}}}]}}"#,
+                u64::MAX
+            )
+            .parse()
+            .unwrap(),
+        );
+        policy.observe_headers(&h, &Pacer::new(None));
+        let body = br#"{"error":{"message":"limit","type":"OAuthException","code":17}}"#;
+        match policy.classify_status(StatusCode::BAD_REQUEST, body) {
+            Some(Verdict::Retry { after: Some(wait), .. }) => assert!(wait <= crest_core::http::MAX_SERVER_WAIT),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -549,7 +549,15 @@ impl ReportSource for MetaSource {
         let info = self.account_info(account).await?;
         let ads = self.load_ads(account).await?;
         tracing::info!(account_id = %account, currency = %info.currency, timezone = %info.timezone_name, ads = ads.len(), "ad account ready");
-        let summary = serde_json::json!({"currency": info.currency, "timezone": info.timezone_name, "ads": ads.len(), "name": info.name});
+        // The longest window asked for (28d_click by default) is how long Meta restates a day.
+        let longest_window_days = self
+            .inner
+            .config
+            .windows
+            .iter()
+            .filter_map(|w| w.split_once('d').and_then(|(days, _)| days.parse::<u32>().ok()))
+            .max();
+        let summary = serde_json::json!({"currency": info.currency, "timezone": info.timezone_name, "ads": ads.len(), "name": info.name, "longest_window_days": longest_window_days});
         let meta = AccountMeta {
             currency: info.currency,
             timezone: info.timezone_name,
@@ -605,8 +613,13 @@ impl ReportSource for MetaSource {
                             tracing::warn!(account_id = %account, slice = %range, %scope, parts = children.len(), %reason, "insights job did not finish; splitting it");
                             scopes.extend(children);
                         }
+                        // A job that did not finish says nothing about the day: with no
+                        // known campaigns, ad sets or ads to split into, recording the
+                        // slice as empty would replace rows the account had.
                         Some(_) => {
-                            tracing::info!(account_id = %account, %scope, "nothing below to split into; no rows")
+                            return Err(SliceError::Failed(Error::Upstream(format!(
+                                "{reason}; the insights job for {scope} did not finish and crest knows nothing under it to split into, so {range} of account {account} is not recorded as empty: try again later"
+                            ))))
                         }
                         None => {
                             return Err(SliceError::Failed(Error::Upstream(format!(

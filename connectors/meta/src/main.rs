@@ -198,7 +198,10 @@ async fn extract(args: MetaExtractArgs, progress: &Progress) -> Result<()> {
     cfg.page_limit = args.page_limit;
     cfg.max_jobs = args.max_jobs;
     cfg.poll_initial = Duration::from_millis(args.poll_initial_ms.max(1));
-    cfg.stall_after = Duration::from_secs_f64(args.job_stall_secs);
+    cfg.stall_after = Duration::try_from_secs_f64(args.job_stall_secs)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(86_400))
+        .ok_or_else(|| Error::Config("--job-stall-secs must be a positive number of seconds, at most 86400".into()))?;
     let out = Location::parse(&args.common.out)?;
     let state = match &args.common.state {
         Some(url) => Some(StateStore::open(url).await?),
@@ -209,11 +212,13 @@ async fn extract(args: MetaExtractArgs, progress: &Progress) -> Result<()> {
         ApiClient::new(policy, Some(args.common.max_qps.unwrap_or(DEFAULT_QPS)))?,
     )?;
     let plan = ExtractPlan {
+        wait_for_lease: args.common.wait_for_lease(),
         out,
         accounts: ids,
         range,
         state,
-        lookback_days: args.common.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS),
+        lookback_days: args.common.lookback_days,
+        default_lookback_days: DEFAULT_LOOKBACK_DAYS,
         options: serde_json::json!({
             "api_version": args.api_version,
             "attribution_windows": windows,

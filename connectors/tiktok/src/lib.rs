@@ -318,6 +318,15 @@ impl ReportSource for TikTokSource {
             "ads": meta.ads.len(),
             "adgroups": meta.adgroups.len(),
             "ads_without_modify_time": meta.ads.values().filter(|a| a.modify_time.is_none()).count(),
+            // Conversions of a 28-day click window keep arriving for 28 days:
+            // the default lookback reaches back that far.
+            "longest_window_days": meta
+                .adgroups
+                .values()
+                .flat_map(|g| [g.click_days, g.view_days])
+                .flatten()
+                .max()
+                .and_then(|d| u32::try_from(d).ok()),
         });
         tracing::info!(advertiser_id = %account, currency = %meta.currency, timezone = %meta.timezone, ads = meta.ads.len(), "advertiser ready");
         self.meta.insert(account, meta);

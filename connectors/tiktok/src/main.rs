@@ -124,7 +124,11 @@ async fn check(args: CheckArgs) -> Result<()> {
     let ids = validate_ids(&args.advertiser_ids)?;
     let policy = RetryPolicy {
         max_attempts: 3,
-        timeout: Duration::from_secs_f64(args.timeout_secs.max(0.1)),
+        timeout: Duration::from_secs_f64(if args.timeout_secs.is_finite() {
+            args.timeout_secs.clamp(0.1, 86_400.0)
+        } else {
+            60.0
+        }),
         ..RetryPolicy::default()
     };
     let source = TikTokSource::new(
@@ -185,11 +189,13 @@ async fn extract(args: TikTokExtractArgs, progress: &Progress) -> Result<()> {
         ApiClient::new(policy, Some(max_qps))?,
     )?;
     let plan = ExtractPlan {
+        wait_for_lease: args.common.wait_for_lease(),
         out,
         accounts: ids,
         range,
         state,
-        lookback_days: args.common.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS),
+        lookback_days: args.common.lookback_days,
+        default_lookback_days: DEFAULT_LOOKBACK_DAYS,
         options: serde_json::json!({
             "level": format!("{:?}", args.level).to_lowercase(),
             "granularity": format!("{:?}", args.granularity).to_lowercase(),

@@ -418,7 +418,7 @@ async fn rerunning_an_interval_replaces_its_data_instead_of_duplicating_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_resumes_from_the_last_completed_date_minus_the_lookback() {
+async fn a_daily_run_with_state_rereads_the_lookback_before_its_start() {
     let sb = sandbox(config()).await;
     let id = advertisers(&sb).remove(0);
     let (tmp, out) = out_dir();
@@ -429,19 +429,39 @@ async fn state_resumes_from_the_last_completed_date_minus_the_lookback() {
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["accounts"][&id]["last_completed_date"], "2026-01-20");
 
-    let mut args = extract_args(&id, "2026-01-01", "2026-01-31", &out);
+    // Airflow's daily task: `--start {{ ds }} --end {{ ds }}`. It reads the
+    // three days before --start again, because TikTok restates them.
+    let mut args = extract_args(&id, "2026-01-21", "2026-01-21", &out);
     args.extend(["--state", &state, "--lookback-days", "3"]);
-    assert_ok(&run(&sb, &args).await);
+    let o = run(&sb, &args).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("re-read 2026-01-18..2026-01-20"), "{}", stdout(&o));
     let ms = manifests(std::path::Path::new(&out));
     let second = ms.iter().find(|m| m["inputs"]["lookback_days"] == 3).unwrap();
     assert_eq!(
         second["slices"][0]["start"], "2026-01-18",
-        "re-reads 3 days before the last completed date"
+        "re-reads 3 days before --start"
     );
+    assert_eq!(second["reads"][&id]["reread_from"], "2026-01-18");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["accounts"][&id]["last_completed_date"], "2026-01-21");
+
+    // A backfill of an old interval after the state moved past it reads it again.
+    let mut args = extract_args(&id, "2026-01-02", "2026-01-03", &out);
+    args.extend(["--state", &state]);
+    let o = run(&sb, &args).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("extracted "), "{}", stdout(&o));
+    let ms = manifests(std::path::Path::new(&out));
+    assert_eq!(ms.len(), 3, "the backfill wrote its own manifest");
+    assert!(ms
+        .iter()
+        .any(|m| m["slices"][0]["start"] == "2026-01-02" && m["slices"][0]["end"] == "2026-01-03"));
+
     let batches = read_report(std::path::Path::new(&out), "ad_daily");
     assert_eq!(
         seen(&batches, &id),
-        truth(&sb, &id, "2026-01-01", "2026-01-31", "AUCTION_AD", false)
+        truth(&sb, &id, "2026-01-01", "2026-01-21", "AUCTION_AD", false)
     );
     assert_no_duplicate_keys(&batches, "ad_id");
 }
@@ -479,4 +499,65 @@ async fn the_advertiser_level_sums_every_ad() {
         seen(&batches, &id),
         truth(&sb, &id, "2026-01-01", "2026-01-31", "AUCTION_ADVERTISER", false)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_carry_no_token() {
+    let sb = sandbox(with_faults("rate_limit@5")).await;
+    let id = advertisers(&sb).remove(0);
+    let (_tmp, out) = out_dir();
+    let mut cmd = command(&sb, &extract_args(&id, "2026-01-01", "2026-01-03", &out));
+    cmd.env("CREST_LOG", "trace");
+    let o = run_cmd(cmd).await;
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert_ok(&o);
+    assert!(
+        text.contains("DEBUG") || text.contains("TRACE"),
+        "debug logs are on: {text}"
+    );
+    assert!(!text.contains(TOKEN), "the access token reached the output: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_on_one_advertiser_take_turns_through_its_lease() {
+    // Every third request answers after 2 s: the first run is still working
+    // when the second starts.
+    let sb = sandbox(SandboxConfig {
+        slow: std::time::Duration::from_secs(2),
+        ..with_faults("slow%3")
+    })
+    .await;
+    let id = advertisers(&sb).remove(0);
+    let (_tmp, out) = out_dir();
+    let outp = std::path::Path::new(&out);
+    let args = extract_args(&id, "2026-01-01", "2026-01-10", &out);
+    let first = tokio::spawn(run_cmd(command(&sb, &args)));
+    let lease_dir = outp.join(format!("_leases/extract/tiktok/ad_daily/{id}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files_under(&lease_dir, "json").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first run takes its lease");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = run(&sb, &args).await;
+    assert_eq!(second.status.code(), Some(7), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains("crest-tiktok extract (pid") && err.contains("--wait-for-lease"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // The same second run, told to wait, runs after the first one.
+    let mut waiting = args.clone();
+    waiting.extend(["--wait-for-lease", "120"]);
+    let second = tokio::spawn(run_cmd(command(&sb, &waiting)));
+    assert_ok(&first.await.unwrap());
+    assert_ok(&second.await.unwrap());
+    assert!(files_under(&lease_dir, "json").is_empty(), "leases are released");
+    let batches = read_report(outp, "ad_daily");
+    assert_eq!(
+        seen(&batches, &id),
+        truth(&sb, &id, "2026-01-01", "2026-01-10", "AUCTION_AD", false)
+    );
+    assert_no_duplicate_keys(&batches, "ad_id");
 }

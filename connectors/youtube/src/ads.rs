@@ -194,13 +194,14 @@ fn parse_ads_error(body: &[u8]) -> Option<AdsError> {
         .map(|e| e.error)
 }
 
-/// A protobuf JSON duration: `"30s"`, `"1.5s"`.
+/// A protobuf JSON duration: `"30s"`, `"1.5s"`. An absurd one (`"1e30s"`) is
+/// the longest duration, never an overflow: it stops the run with the wait named.
 pub fn parse_retry_delay(s: &str) -> Option<Duration> {
     s.trim()
         .strip_suffix('s')
         .and_then(|n| n.parse::<f64>().ok())
         .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|n| Duration::try_from_secs_f64(n).unwrap_or(Duration::MAX))
 }
 
 fn human(d: Duration) -> String {
@@ -1060,6 +1061,9 @@ mod tests {
         assert_eq!(parse_retry_delay("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_delay("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_retry_delay("soon"), None);
+        assert_eq!(parse_retry_delay("-3s"), None);
+        assert_eq!(parse_retry_delay("1e300s"), Some(Duration::MAX));
+        assert!(human(Duration::MAX).ends_with("min"));
         assert_eq!(human(Duration::from_secs(3 * 3600 + 600)), "3h 10min");
     }
 

@@ -28,6 +28,10 @@ pub const DEFAULT_OAUTH_URL: &str = "https://oauth2.googleapis.com/token";
 pub const DEFAULT_ANALYTICS_BASE_URL: &str = "https://youtubeanalytics.googleapis.com";
 pub const DEFAULT_DATA_BASE_URL: &str = "https://www.googleapis.com";
 pub const SCHEMA_TAG: &str = "youtube.analytics.v1";
+/// The time zone YouTube Analytics reports days in (its docs: "all dates are in Pacific time").
+pub const ANALYTICS_TIME_ZONE: &str = "America/Los_Angeles";
+/// Days Analytics takes to serve a finished day.
+pub const ANALYTICS_LAG_DAYS: u32 = 2;
 /// reports.query serves at most 200 rows a page for day × video.
 pub const MAX_PAGE: usize = 200;
 
@@ -452,7 +456,13 @@ impl ReportSource for YouTubeSource {
     async fn prepare_account(&self, channel: &str) -> Result<serde_json::Value> {
         // A token now: a refused refresh token fails before anything is written.
         self.tokens.access_token().await?;
-        Ok(serde_json::json!({"channel_id": channel}))
+        // Analytics reports days in Pacific time and serves a day about two days
+        // after it ends: later days are provisional and read again.
+        Ok(serde_json::json!({
+            "channel_id": channel,
+            "timezone": ANALYTICS_TIME_ZONE,
+            "data_lag_days": ANALYTICS_LAG_DAYS,
+        }))
     }
 
     async fn fetch_slice(

@@ -313,11 +313,13 @@ async fn extract(args: YouTubeExtractArgs, format: cli::LogFormat) -> Result<()>
     };
     if let Some(source) = organic {
         let plan = ExtractPlan {
+            wait_for_lease: args.common.wait_for_lease(),
             out: out.clone(),
             accounts: ids,
             range,
             state: state().await?,
-            lookback_days: args.common.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS),
+            lookback_days: args.common.lookback_days,
+            default_lookback_days: DEFAULT_LOOKBACK_DAYS,
             options: serde_json::json!({"metrics": metrics, "page_size": args.page_size}),
         };
         let manifest = run_extract(&source, plan, &Progress::new(format, "youtube")).await?;
@@ -325,12 +327,14 @@ async fn extract(args: YouTubeExtractArgs, format: cli::LogFormat) -> Result<()>
     }
     if let Some(source) = paid {
         let plan = ExtractPlan {
+            wait_for_lease: args.common.wait_for_lease(),
             out,
             accounts: customer_ids,
             range,
             state: state().await?,
             // Conversions keep arriving for up to 30 days after a click.
-            lookback_days: args.common.lookback_days.unwrap_or(ADS_LOOKBACK_DAYS),
+            lookback_days: args.common.lookback_days,
+            default_lookback_days: ADS_LOOKBACK_DAYS,
             options: serde_json::json!({"campaign_types": ["VIDEO", "DEMAND_GEN"], "login_customer_id": args.targets.login_customer_id}),
         };
         let manifest = run_extract(&source, plan, &Progress::new(format, "youtube ads")).await?;

@@ -145,11 +145,13 @@ pub async fn extract_with<S: crest_core::extract::ReportSource>(
     end: &str,
 ) {
     let plan = ExtractPlan {
+        wait_for_lease: std::time::Duration::ZERO,
         out: Location::parse(out.to_str().unwrap()).unwrap(),
         accounts,
         range: DateRange::new(day(start), day(end)).unwrap(),
         state: None,
-        lookback_days: 7,
+        lookback_days: None,
+        default_lookback_days: 7,
         options: serde_json::json!({}),
     };
     run_extract(source, plan, &Progress::hidden()).await.unwrap();

@@ -71,6 +71,10 @@ pub async fn run_cmd(mut cmd: tokio::process::Command) -> Output {
         .expect("crest-tiktok starts")
 }
 
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -711,3 +711,32 @@ async fn debug_logs_of_loads_and_queries_carry_no_credential() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_never_deletes_rows_of_an_account_it_has_no_rows_for() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect();
+    // One Airflow task per advertiser, each with its own raw folder and
+    // transform output, both loading into one target for the same dates.
+    let mut runs = Vec::new();
+    let mut truth = (0, 0, 0);
+    for (k, id) in ids.iter().take(2).enumerate() {
+        let out = dir.path().join(format!("out-{k}"));
+        extract_advertisers(&sb, &out, vec![id.clone()], "2026-01-03", "2026-01-05").await;
+        runs.push(transform(&out, "2026-01-03", "2026-01-05", "1.10").await);
+        let t = on_disk(&out);
+        truth = (truth.0 + t.0, truth.1 + t.1, truth.2 + t.2);
+    }
+    for t in Target::all(&dir.path().join("lake")).await {
+        for run in &runs {
+            let o = t.load(run, &[]).await;
+            assert!(o.status.success(), "{:?}: {}", t.kind, stderr(&o));
+        }
+        assert_eq!(totals_of(&t).await, truth, "{:?}: both advertisers' rows, once", t.kind);
+        // The first advertiser again, restated: the second's rows stay.
+        let o = t.load(&runs[0], &["--force"]).await;
+        assert!(o.status.success(), "{:?}: {}", t.kind, stderr(&o));
+        assert_eq!(totals_of(&t).await, truth, "{:?}: after a forced reload", t.kind);
+    }
+}

@@ -396,6 +396,38 @@ async fn bad_input_is_one_clear_line_and_writes_nothing() {
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("tiktok.report.v9"), "{}", stderr(&o));
+    std::fs::remove_file(partition.join("future-0.parquet")).unwrap();
+
+    // A raw file of the right version whose spend is text, not a decimal.
+    write_edited_copy(
+        &original,
+        &partition.join("retyped-0.parquet"),
+        0,
+        "tiktok.report.v1",
+        |b| {
+            let idx = b.schema().index_of("spend").unwrap();
+            let text: arrow::array::StringArray = (0..b.num_rows()).map(|_| Some("12.50")).collect();
+            let mut fields: Vec<arrow::datatypes::Field> =
+                b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields[idx] = arrow::datatypes::Field::new("spend", arrow::datatypes::DataType::Utf8, true);
+            let mut cols = b.columns().to_vec();
+            cols[idx] = std::sync::Arc::new(text);
+            RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
+        },
+    );
+    let o = crest(&[
+        "transform",
+        "--input",
+        o_str,
+        "--start",
+        "2026-01-06",
+        "--end",
+        "2026-01-06",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("raw column spend is Utf8"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 
     assert!(
         !out.join("canonical").exists() || files_under(&out.join("canonical")).is_empty(),

@@ -1,12 +1,12 @@
 -- What the merge will do, counted first, for the load's report: rows of the run
 -- (de-duplicated), keys the table holds already, of those the changed ones, and
--- the rows the table holds in the run's dates.
+-- the rows the table holds in the run's dates for the pairs the run speaks for.
 WITH S AS (
   SELECT * FROM {{staging}}
   WHERE TRUE
   {{dedup}}
 ), T AS (
-  SELECT *, TRUE AS _crest_held FROM {{target}} WHERE {{date}} BETWEEN {{start}} AND {{end}}
+  SELECT O.*, TRUE AS _crest_held FROM {{target}} O WHERE O.{{date}} BETWEEN {{start}} AND {{end}} AND {{scope_o}}
 )
 SELECT
   COUNT(*) AS staged,

@@ -1,11 +1,11 @@
 -- What the merge will do, counted first, for the load's report: rows of the run
 -- (de-duplicated), keys the table holds already, of those the changed ones, and
--- the rows the table holds in the run's dates.
+-- the rows the table holds in the run's dates for the pairs the run speaks for.
 WITH S AS (
   SELECT * FROM {{staging}}
   {{dedup}}
 ), T AS (
-  SELECT *, TRUE AS "_CREST_HELD" FROM {{target}} WHERE {{date}} BETWEEN {{start}} AND {{end}}
+  SELECT O.*, TRUE AS "_CREST_HELD" FROM {{target}} O WHERE O.{{date}} BETWEEN {{start}} AND {{end}} AND {{scope_o}}
 )
 SELECT
   COUNT(*) AS "STAGED",

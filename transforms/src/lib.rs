@@ -195,6 +195,10 @@ struct TransformManifest<'a> {
     input_files: Vec<String>,
     /// Per date, the `platform/account` pairs this run replaced.
     replaced: BTreeMap<NaiveDate, BTreeSet<String>>,
+    /// Per date, every `platform/account` pair the output speaks for after
+    /// this run (replaced, or carried forward): a load may delete a key of
+    /// these pairs the run no longer has, and no other.
+    pairs: BTreeMap<NaiveDate, BTreeSet<String>>,
     summary: &'a TransformSummary,
     reconciliation: Vec<Reconciliation>,
     superseded: Vec<String>,
@@ -367,6 +371,7 @@ async fn transform_leased(config: TransformConfig, lease: &crest_core::lease::Le
     // transform's leftovers (named by none), listed before anything is written.
     let (earlier, leftovers) = output_files(out, &run_id, config.range, &platforms).await?;
     // Any failure removes what this run already put: no partial output without a manifest.
+    let mut pairs: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
     let written: Result<()> = async {
         for (date, work) in by_date {
             let replaced_pairs = replaced.entry(date).or_default();
@@ -432,6 +437,7 @@ async fn transform_leased(config: TransformConfig, lease: &crest_core::lease::Le
                 for b in kept.iter().filter(|b| b.num_rows() > 0) {
                     if table == CANONICAL_TABLE {
                         summary.carried_forward += b.num_rows() as u64;
+                        pairs.entry(date).or_default().extend(batch_pairs(b));
                         canonical_writer.write(b).await?;
                     } else if table == WINDOWS_TABLE {
                         windows_writer.write(b).await?;
@@ -453,6 +459,7 @@ async fn transform_leased(config: TransformConfig, lease: &crest_core::lease::Le
                     }
                 }
             }
+            pairs.entry(date).or_default().extend(replaced_pairs.iter().cloned());
             let clock = std::time::Instant::now();
             canonical_writer.complete(date).await?;
             windows_writer.complete(date).await?;
@@ -506,6 +513,7 @@ async fn transform_leased(config: TransformConfig, lease: &crest_core::lease::Le
         files,
         input_files,
         replaced,
+        pairs,
         summary: &summary,
         reconciliation,
         superseded,
@@ -637,6 +645,21 @@ async fn transform_manifest_names(out: &Location, run_id: &str) -> Result<bool> 
         }
         None => false,
     })
+}
+
+/// The `platform/account` pairs of a canonical batch's rows.
+fn batch_pairs(b: &RecordBatch) -> BTreeSet<String> {
+    use arrow::array::{Array, AsArray};
+    match (
+        b.column_by_name("platform").and_then(|c| c.as_string_opt::<i32>()),
+        b.column_by_name("account_id").and_then(|c| c.as_string_opt::<i32>()),
+    ) {
+        (Some(p), Some(a)) => (0..b.num_rows())
+            .filter(|i| p.is_valid(*i) && a.is_valid(*i))
+            .map(|i| pair_key(p.value(i), a.value(i)))
+            .collect(),
+        _ => BTreeSet::new(),
+    }
 }
 
 /// An earlier output file's rows whose platform × account this run does not replace.

@@ -57,19 +57,21 @@ impl Totals {
         clicks: &str,
         spend: &ArrayRef,
         conversions_micros: i128,
-    ) -> Totals {
-        let int = |n: &str| {
+    ) -> crate::Result<Totals> {
+        use crate::platforms::typed;
+        let int = |n: &str| -> crate::Result<i64> {
             raw.column_by_name(n)
-                .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
-                .unwrap_or(0)
+                .map(|c| typed::sum_int64(c, n))
+                .transpose()
+                .map(|s| s.unwrap_or(0))
         };
-        Totals {
+        Ok(Totals {
             rows: raw.num_rows() as u64,
-            impressions: int(impressions),
-            clicks: int(clicks),
-            spend_micros: sum_decimal(spend),
+            impressions: int(impressions)?,
+            clicks: int(clicks)?,
+            spend_micros: typed::sum_decimal(spend, "spend")?,
             conversions_micros,
-        }
+        })
     }
 
     pub fn add(&mut self, o: &Totals) {

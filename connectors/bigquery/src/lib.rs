@@ -34,6 +34,10 @@ use gcp_bigquery_client::Client;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// How long a load job may run before the load gives up (a day's rows load in
+/// seconds; polling never runs unbounded).
+const LOAD_JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 const MERGE: &str = include_str!("../../../sql/bigquery/merge.sql");
 const COUNTS: &str = include_str!("../../../sql/bigquery/counts.sql");
 const LOADED: &str = include_str!("../../../sql/bigquery/loaded.sql");
@@ -718,7 +722,14 @@ impl BigQuery {
             .await
             .map_err(|e| self.error(e, "a load job"))?;
         let id = job.job_reference.and_then(|r| r.job_id).unwrap_or_default();
+        let started = std::time::Instant::now();
         loop {
+            if started.elapsed() >= LOAD_JOB_DEADLINE {
+                return Err(Error::Upstream(format!(
+                    "BigQuery's load job {id} for {table} did not finish within {} minutes; nothing was merged: look at the job in BigQuery, then load again",
+                    LOAD_JOB_DEADLINE.as_secs() / 60
+                )));
+            }
             self.count(0);
             let j = self
                 .client
@@ -925,12 +936,16 @@ impl Destination for BigQuery {
             let parts = MergeParts::new(&Bq, &schema, warehouse::natural_key(table));
             let staging = self.name(&warehouse::staging_name(table, load_id));
             let target = self.name(table);
+            let scope_t = warehouse::scope_predicate(&Bq, &Bq, "T", plan.scope.as_ref());
+            let scope_o = warehouse::scope_predicate(&Bq, &Bq, "O", plan.scope.as_ref());
             let params = parts.params(&[
                 ("target", &target),
                 ("staging", &staging),
                 ("date", &date),
                 ("start", &start),
                 ("end", &end),
+                ("scope_t", &scope_t),
+                ("scope_o", &scope_o),
             ]);
             let counts = self.run(&warehouse::render(COUNTS, &params)?).await?.text();
             let counts = MergeCounts::from_row(&counts);

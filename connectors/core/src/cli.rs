@@ -73,6 +73,9 @@ pub struct ExtractArgs {
     /// First retry delay in milliseconds; it doubles (with jitter) up to a minute.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub retry_initial_ms: u64,
+    /// Largest response body read, in MiB (a guard against a broken server).
+    #[arg(long, default_value_t = crate::http::DEFAULT_MAX_BODY_MIB, value_name = "MIB")]
+    pub max_body_mib: u64,
     /// Wait up to SECS for another run writing the same account to finish
     /// (default: fail at once with exit 7, naming it).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
@@ -104,6 +107,7 @@ impl ExtractArgs {
             max_attempts: self.max_attempts,
             initial_delay: Duration::from_millis(self.retry_initial_ms),
             timeout: Duration::from_secs_f64(self.timeout_secs),
+            max_body_bytes: self.max_body_mib.max(1).saturating_mul(1 << 20),
             ..RetryPolicy::default()
         })
     }

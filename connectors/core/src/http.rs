@@ -95,7 +95,14 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Whole request, body included.
     pub timeout: Duration,
+    /// The largest response body read: far above any real page (a TikTok page
+    /// of 1,000 rows is about 1 MB, a Google Ads day stream tens of MB), so a
+    /// broken or hostile server cannot exhaust memory.
+    pub max_body_bytes: u64,
 }
+
+/// [`RetryPolicy::max_body_bytes`] unless `--max-body-mib` says otherwise.
+pub const DEFAULT_MAX_BODY_MIB: u64 = 256;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -105,6 +112,7 @@ impl Default for RetryPolicy {
             initial_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
             timeout: Duration::from_secs(60),
+            max_body_bytes: DEFAULT_MAX_BODY_MIB << 20,
         }
     }
 }
@@ -308,10 +316,30 @@ impl ApiClient {
         let status = response.status();
         let headers = response.headers().clone();
         self.platform.observe_headers(&headers, &self.pacer);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Attempt::Verdict(transport_retry(&e)),
+        let limit = self.policy.max_body_bytes;
+        let too_large = || {
+            Attempt::Verdict(Verdict::Fatal(format!(
+                "the response body is larger than {limit} bytes; if that is real, raise --max-body-mib"
+            )))
         };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return too_large();
+        }
+        let mut response = response;
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return too_large();
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Attempt::Verdict(transport_retry(&e)),
+            }
+        }
+        let body = body.freeze();
         if !status.is_success() {
             if let Some(v) = self.platform.classify_status(status, &body) {
                 return Attempt::Verdict(v);
@@ -429,6 +457,57 @@ fn default_status_verdict(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves `body_len` bytes at `/`, with or without a Content-Length.
+    async fn server(body_len: usize, chunked: bool) -> String {
+        use axum::body::Body;
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move {
+                let body = vec![b'x'; body_len];
+                if chunked {
+                    let chunks = body
+                        .chunks(1000)
+                        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                        .collect::<Vec<_>>();
+                    Body::from_stream(futures::stream::iter(chunks))
+                } else {
+                    Body::from(body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_body_above_the_cap_is_refused_whether_or_not_its_length_is_announced() {
+        let policy = RetryPolicy {
+            max_body_bytes: 4096,
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let client = ApiClient::new(policy, None).unwrap();
+        for chunked in [false, true] {
+            let url = server(10_000, chunked).await;
+            let e = client
+                .send("GET /", |c: &reqwest::Client| c.get(&url), |b: &[u8]| Ok(b.len()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, ApiError::Fatal(_)) && e.to_string().contains("--max-body-mib"),
+                "{e}"
+            );
+            let small = server(4000, chunked).await;
+            let n = client
+                .send("GET /", |c: &reqwest::Client| c.get(&small), |b: &[u8]| Ok(b.len()))
+                .await
+                .unwrap();
+            assert_eq!(n, 4000);
+        }
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -155,6 +155,9 @@ struct ManifestView {
     inputs: serde_json::Value,
     #[serde(default)]
     files: Vec<RawFile>,
+    /// Per date, the `platform/account` pairs the transform output speaks for.
+    #[serde(default)]
+    pairs: Option<BTreeMap<NaiveDate, std::collections::BTreeSet<String>>>,
 }
 
 /// One table's part of a load: its files by date, for every date the run
@@ -176,6 +179,9 @@ pub struct LoadPlan {
     pub run_id: String,
     pub range: DateRange,
     pub tables: Vec<TablePlan>,
+    /// The `platform/account` pairs the run speaks for (`None` for a run of a
+    /// crest that did not record them): a load deletes keys only of these.
+    pub scope: Option<std::collections::BTreeSet<String>>,
 }
 
 impl LoadPlan {
@@ -251,6 +257,7 @@ pub async fn plan(spec: &str) -> Result<LoadPlan> {
         run_id: m.run_id,
         range,
         tables,
+        scope: m.pairs.map(|p| p.into_values().flatten().collect()),
     })
 }
 

@@ -366,6 +366,27 @@ pub fn compare_columns(
 }
 
 /// How a dialect writes literals.
+/// The condition that limits a merge's deletes to the platform × account
+/// pairs the run speaks for, on rows of `alias`: `TRUE` when the run does not
+/// say (an older crest), `FALSE` when it speaks for none.
+pub fn scope_predicate(
+    q: &dyn Quote,
+    lit: &dyn Literal,
+    alias: &str,
+    scope: Option<&std::collections::BTreeSet<String>>,
+) -> String {
+    match scope {
+        None => "TRUE".into(),
+        Some(pairs) if pairs.is_empty() => "FALSE".into(),
+        Some(pairs) => format!(
+            "CONCAT({alias}.{}, '/', {alias}.{}) IN ({})",
+            q.quote("platform"),
+            q.quote("account_id"),
+            pairs.iter().map(|p| lit.string(p)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 pub trait Literal {
     fn string(&self, s: &str) -> String;
     /// `YYYY-MM-DD`

@@ -176,6 +176,9 @@ pub struct Lake {
 /// `stage` and used by `merge`.
 pub struct Staged {
     before: BTreeMap<(&'static str, NaiveDate), Option<Partition>>,
+    /// Rows of a date the run does not speak for (another platform × account),
+    /// rewritten into files of this load so the date's switch keeps them.
+    kept: BTreeMap<(&'static str, NaiveDate), Vec<PartFile>>,
 }
 
 fn dir(table: &str, date: NaiveDate) -> String {
@@ -470,6 +473,64 @@ impl Lake {
             .collect()
     }
 
+    /// The rows of an old file whose platform × account is outside `scope`,
+    /// written as a file of this load; `None` when every row is in scope.
+    async fn keep_outside(
+        &self,
+        d: &str,
+        old: &PartFile,
+        scope: &BTreeSet<String>,
+        name: String,
+    ) -> Result<Option<PartFile>> {
+        use arrow::array::{Array, AsArray, BooleanArray};
+        let rel = format!("{d}/{}", old.name);
+        let unreadable = |e: &dyn std::fmt::Display| Error::Storage(format!("{}/{rel} is not readable: {e}", self.loc));
+        let bytes =
+            self.loc.get(&rel).await?.ok_or_else(|| {
+                Error::Storage(format!("{}/{rel} is named by its date's pointer but missing", self.loc))
+            })?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| unreadable(&e))?
+            .build()
+            .map_err(|e| unreadable(&e))?;
+        let mut kept: Vec<RecordBatch> = Vec::new();
+        for b in reader {
+            let b = b.map_err(|e| unreadable(&e))?;
+            let (Some(p), Some(a)) = (
+                b.column_by_name("platform").and_then(|c| c.as_string_opt::<i32>()),
+                b.column_by_name("account_id").and_then(|c| c.as_string_opt::<i32>()),
+            ) else {
+                continue;
+            };
+            let keep: BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    Some(p.is_valid(i) && a.is_valid(i) && !scope.contains(&format!("{}/{}", p.value(i), a.value(i))))
+                })
+                .collect();
+            let out = arrow::compute::filter_record_batch(&b, &keep).map_err(|e| unreadable(&e))?;
+            if out.num_rows() > 0 {
+                kept.push(out);
+            }
+        }
+        let Some(first) = kept.first() else { return Ok(None) };
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, first.schema(), None).map_err(|e| unreadable(&e))?;
+        let mut rows = 0u64;
+        for b in &kept {
+            rows += b.num_rows() as u64;
+            w.write(b).map_err(|e| unreadable(&e))?;
+        }
+        w.close().map_err(|e| unreadable(&e))?;
+        let file = PartFile {
+            name,
+            sha256: hex::encode(Sha256::digest(&buf)),
+            rows,
+            bytes: buf.len() as u64,
+        };
+        self.loc.put(&format!("{d}/{}", file.name), Bytes::from(buf)).await?;
+        Ok(Some(file))
+    }
+
     fn same_content(old: Option<&Partition>, new: &[(PartFile, &str)]) -> bool {
         let Some(old) = old else { return false };
         let a: BTreeSet<&str> = old.files.iter().map(|f| f.sha256.as_str()).collect();
@@ -555,6 +616,25 @@ impl Destination for Lake {
             .buffer_unordered(32)
             .try_collect()
             .await?;
+        // Rows of pairs the run does not speak for stay: a run of TikTok alone
+        // never removes Meta's rows of the same dates.
+        let mut kept: BTreeMap<(&'static str, NaiveDate), Vec<PartFile>> = BTreeMap::new();
+        if let Some(scope) = &plan.scope {
+            for t in &plan.tables {
+                for date in t.dates.keys() {
+                    let Some(Some(old)) = before.get(&(t.table, *date)) else {
+                        continue;
+                    };
+                    let d = dir(t.table, *date);
+                    for (k, f) in old.files.iter().enumerate() {
+                        let name = format!("{load_id}-kept-{k}.parquet");
+                        if let Some(file) = self.keep_outside(&d, f, scope, name).await? {
+                            kept.entry((t.table, *date)).or_default().push(file);
+                        }
+                    }
+                }
+            }
+        }
         let mut copies: Vec<(String, String, String)> = Vec::new();
         for t in &plan.tables {
             for (date, files) in &t.dates {
@@ -586,7 +666,7 @@ impl Destination for Lake {
             .buffer_unordered(COPY_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        Ok(Staged { before })
+        Ok(Staged { before, kept })
     }
 
     async fn merge(&self, plan: &LoadPlan, load_id: &str, mut staged: Staged) -> Result<Vec<TableReport>> {
@@ -599,27 +679,31 @@ impl Destination for Lake {
             for (date, files) in &t.dates {
                 let d = dir(t.table, *date);
                 let old = staged.before.remove(&(t.table, *date)).flatten();
+                let kept = staged.kept.remove(&(t.table, *date)).unwrap_or_default();
+                let kept_rows: u64 = kept.iter().map(|f| f.rows).sum();
                 let new = Self::new_files(load_id, files);
                 let rows: u64 = new.iter().map(|(f, _)| f.rows).sum();
-                if Self::same_content(old.as_ref(), &new) {
+                if kept.is_empty() && Self::same_content(old.as_ref(), &new) {
                     report.unchanged += rows;
                     continue;
                 }
                 if old.is_none() && new.is_empty() {
                     continue;
                 }
+                let mut files: Vec<PartFile> = new.into_iter().map(|(f, _)| f).collect();
+                files.extend(kept);
                 let pointer = Partition {
                     load_id: load_id.to_string(),
                     run_id: plan.run_id.clone(),
-                    rows,
-                    files: new.into_iter().map(|(f, _)| f).collect(),
+                    rows: rows + kept_rows,
+                    files,
                 };
                 // The switch: one atomic put.
                 self.loc.put_json(&format!("{d}/{POINTER}"), &pointer).await?;
                 match &old {
                     Some(o) => {
                         report.replaced += rows;
-                        report.replaced_old += o.rows;
+                        report.replaced_old += o.rows.saturating_sub(kept_rows);
                     }
                     None => report.inserted += rows,
                 }

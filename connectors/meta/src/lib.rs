@@ -68,7 +68,8 @@ pub struct MetaConfig {
     pub max_jobs: usize,
     pub poll_initial: Duration,
     pub poll_max: Duration,
-    /// A job whose progress does not move for this long is split.
+    /// A job whose progress does not move for this long is split; one that
+    /// has not finished in six times as long is split however it moves.
     pub stall_after: Duration,
 }
 
@@ -265,6 +266,8 @@ impl Inner {
         let mut delay = self.config.poll_initial;
         let mut progress = -1.0f64;
         let mut moved = Instant::now();
+        let started = Instant::now();
+        let deadline = self.config.stall_after.saturating_mul(6);
         loop {
             tokio::time::sleep(delay).await;
             let status: JobStatus = self
@@ -287,6 +290,13 @@ impl Inner {
                 return Ok(JobOutcome::Split(format!(
                     "report run {id} for {scope} stalled at {progress}% for {}s",
                     moved.elapsed().as_secs()
+                )));
+            }
+            // A job creeping forward forever is split too: polling never runs unbounded.
+            if started.elapsed() >= deadline {
+                return Ok(JobOutcome::Split(format!(
+                    "report run {id} for {scope} still at {progress}% after {}s",
+                    started.elapsed().as_secs()
                 )));
             }
             delay = delay.mul_f64(1.5).min(self.config.poll_max);

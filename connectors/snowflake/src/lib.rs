@@ -723,12 +723,16 @@ impl Destination for Snowflake {
             let parts = MergeParts::new(&Sf, &schema, warehouse::natural_key(table));
             let staging = self.name(&warehouse::staging_name(table, load_id));
             let target = self.name(table);
+            let scope_t = warehouse::scope_predicate(&Sf, &Sf, "T", plan.scope.as_ref());
+            let scope_o = warehouse::scope_predicate(&Sf, &Sf, "O", plan.scope.as_ref());
             let params = parts.params(&[
                 ("target", &target),
                 ("staging", &staging),
                 ("date", &date),
                 ("start", &start),
                 ("end", &end),
+                ("scope_t", &scope_t),
+                ("scope_o", &scope_o),
             ]);
             let counts = self.rows(&warehouse::render(COUNTS, &params)?).await?;
             let counts = MergeCounts::from_row(&counts);

@@ -43,6 +43,12 @@ pub async fn sandbox() -> Sandbox {
 
 /// Raw TikTok data for every sandbox advertiser, through the real connector over HTTP.
 pub async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
+    let all = sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect();
+    extract_advertisers(sb, out, all, start, end).await;
+}
+
+/// Raw TikTok data for some sandbox advertisers.
+pub async fn extract_advertisers(sb: &Sandbox, out: &Path, advertisers: Vec<String>, start: &str, end: &str) {
     let source = TikTokSource::new(
         TikTokConfig {
             base_url: parse_base_url(&sb.base_url()).unwrap(),
@@ -56,14 +62,7 @@ pub async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
         ApiClient::new(RetryPolicy::default(), None).unwrap(),
     )
     .unwrap();
-    extract_with(
-        &source,
-        out,
-        sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
-        start,
-        end,
-    )
-    .await;
+    extract_with(&source, out, advertisers, start, end).await;
 }
 
 pub async fn crest(args: &[&str]) -> Output {

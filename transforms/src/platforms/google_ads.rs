@@ -21,8 +21,8 @@ use super::{
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
+use arrow::array::{new_null_array, Array, ArrayRef, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
+use arrow::datatypes::DataType;
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -35,7 +35,9 @@ pub static PLATFORM: Platform = Platform {
 };
 
 /// The lag-bucket columns of a raw batch: (from day, to day, conversions, value).
-fn lag_buckets(raw: &RecordBatch) -> Vec<(u32, u32, Decimal128Array, Option<Decimal128Array>)> {
+type LagBucket = (u32, u32, Decimal128Array, Option<Decimal128Array>);
+
+fn lag_buckets(raw: &RecordBatch) -> Result<Vec<LagBucket>> {
     let schema = raw.schema();
     let mut out = Vec::new();
     for f in schema.fields() {
@@ -56,18 +58,20 @@ fn lag_buckets(raw: &RecordBatch) -> Vec<(u32, u32, Decimal128Array, Option<Deci
         let Some(conv) = raw.column_by_name(f.name()) else {
             continue;
         };
+        let value_name = format!("conversions_value_lag_{bounds}d");
         let value = raw
-            .column_by_name(&format!("conversions_value_lag_{bounds}d"))
-            .map(|c| c.as_primitive::<Decimal128Type>().clone());
-        out.push((from, to, conv.as_primitive::<Decimal128Type>().clone(), value));
+            .column_by_name(&value_name)
+            .map(|c| super::typed::decimal(c, &value_name).cloned())
+            .transpose()?;
+        out.push((from, to, super::typed::decimal(conv, f.name())?.clone(), value));
     }
-    out
+    Ok(out)
 }
 
 /// Conversions and value whose lag bucket ends within `click_days`, per row;
 /// `None` when the raw file carries no lag buckets.
 fn recomputed(raw: &RecordBatch, click_days: i32) -> Result<Option<(ArrayRef, ArrayRef)>> {
-    let buckets = lag_buckets(raw);
+    let buckets = lag_buckets(raw)?;
     if buckets.is_empty() {
         return Ok(None);
     }
@@ -96,7 +100,7 @@ fn recomputed(raw: &RecordBatch, click_days: i32) -> Result<Option<(ArrayRef, Ar
 /// A raw decimal (precision 18, stored compactly) as the canonical Decimal128(38, 6).
 fn widen(a: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(
-        a.as_primitive::<Decimal128Type>()
+        super::typed::decimal(a, "conversions")?
             .clone()
             .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
             .map_err(arrow_err)?,
@@ -125,13 +129,7 @@ fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<(ArrayRef, ArrayRef
 pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
     let cost = raw.column_by_name("cost").ok_or_else(|| missing("cost"))?;
     let (conversions, _, _) = standard(raw, w)?;
-    Ok(Totals::of_raw(
-        raw,
-        "impressions",
-        "clicks",
-        cost,
-        sum_decimal(&conversions),
-    ))
+    Totals::of_raw(raw, "impressions", "clicks", cost, sum_decimal(&conversions))
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
@@ -217,14 +215,16 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
     let conv = raw
         .column_by_name("conversions")
         .ok_or_else(|| missing("conversions"))?;
-    let conv = conv.as_primitive::<Decimal128Type>();
-    let value = raw
-        .column_by_name("conversions_value")
-        .ok_or_else(|| missing("conversions_value"))?
-        .as_primitive::<Decimal128Type>();
+    let conv = super::typed::decimal(conv, "conversions")?;
+    let value = super::typed::decimal(
+        raw.column_by_name("conversions_value")
+            .ok_or_else(|| missing("conversions_value"))?,
+        "conversions_value",
+    )?;
     let view = raw
         .column_by_name("view_through_conversions")
-        .map(|c| c.as_primitive::<Int64Type>().clone());
+        .map(|c| super::typed::int64(c, "view_through_conversions").cloned())
+        .transpose()?;
     let scale = 10i128.pow(canonical::DECIMAL_SCALE as u32);
     let mut out = WindowRows::default();
     for i in 0..raw.num_rows() {
@@ -262,6 +262,8 @@ fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Decimal128Type;
     use arrow::datatypes::{Field, Schema};
 
     const DECIMAL: DataType = DataType::Decimal128(38, canonical::DECIMAL_SCALE);

@@ -18,9 +18,9 @@ use super::{
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
+use arrow::array::{new_null_array, Array, ArrayRef, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::kernels::zip::zip;
-use arrow::datatypes::{DataType, Decimal128Type};
+use arrow::datatypes::DataType;
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -41,12 +41,14 @@ struct Standard {
     native: bool,
 }
 
-fn window_column(raw: &RecordBatch, prefix: &str, days: i32, kind: &str) -> Option<Option<Decimal128Array>> {
+fn window_column(raw: &RecordBatch, prefix: &str, days: i32, kind: &str) -> Result<Option<Option<Decimal128Array>>> {
     if days == 0 {
-        return Some(None);
+        return Ok(Some(None));
     }
-    raw.column_by_name(&format!("{prefix}_{days}d_{kind}"))
-        .map(|c| Some(c.as_primitive::<Decimal128Type>().clone()))
+    let name = format!("{prefix}_{days}d_{kind}");
+    raw.column_by_name(&name)
+        .map(|c| super::typed::decimal(c, &name).map(|a| Some(a.clone())))
+        .transpose()
 }
 
 /// Click window + view window, null where either is missing on the row.
@@ -67,13 +69,13 @@ fn add_windows(click: Option<Decimal128Array>, view: Option<Decimal128Array>, n:
 
 fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<Standard> {
     let n = raw.num_rows();
-    let parts = |prefix: &str| {
-        (
-            window_column(raw, prefix, w.click_days, "click"),
-            window_column(raw, prefix, w.view_days, "view"),
-        )
+    let parts = |prefix: &str| -> Result<_> {
+        Ok((
+            window_column(raw, prefix, w.click_days, "click")?,
+            window_column(raw, prefix, w.view_days, "view")?,
+        ))
     };
-    match (parts("conversions"), parts("conversion_value")) {
+    match (parts("conversions")?, parts("conversion_value")?) {
         ((Some(cc), Some(cv)), (Some(vc), Some(vv))) => Ok(Standard {
             conversions: add_windows(cc, cv, n)?,
             value: add_windows(vc, vv, n)?,
@@ -96,13 +98,7 @@ fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<Standard> {
 pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
     let spend = raw.column_by_name("spend").ok_or_else(|| missing("spend"))?;
     let conversions = sum_decimal(&standard(raw, w)?.conversions);
-    Ok(Totals::of_raw(
-        raw,
-        "impressions",
-        "inline_link_clicks",
-        spend,
-        conversions,
-    ))
+    Totals::of_raw(raw, "impressions", "inline_link_clicks", spend, conversions)
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
@@ -205,12 +201,13 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
         .iter()
         .filter_map(|f| f.name().strip_prefix("conversions_"))
     {
-        let c = raw
-            .column_by_name(&format!("conversions_{w}"))
-            .map(|c| c.as_primitive::<Decimal128Type>().clone());
-        let v = raw
-            .column_by_name(&format!("conversion_value_{w}"))
-            .map(|c| c.as_primitive::<Decimal128Type>().clone());
+        let typed_decimal = |name: String| {
+            raw.column_by_name(&name)
+                .map(|c| super::typed::decimal(c, &name).cloned())
+                .transpose()
+        };
+        let c = typed_decimal(format!("conversions_{w}"))?;
+        let v = typed_decimal(format!("conversion_value_{w}"))?;
         let (Some(c), Some(v)) = (c, v) else { continue };
         for i in 0..n {
             if c.is_valid(i) {

@@ -6,6 +6,7 @@
 pub mod google_ads;
 pub mod meta;
 pub mod tiktok;
+pub mod typed;
 pub mod youtube;
 
 use crate::fx::FxRates;
@@ -14,8 +15,8 @@ use crate::roster::Roster;
 use crate::utm::Utm;
 use crate::{Granularity, Result, StandardWindow, TransformConfig, TransformError};
 use ahash::HashMap;
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Builder, RecordBatch, StringBuilder, UInt32Array};
-use arrow::datatypes::{Date32Type, Decimal128Type};
+use arrow::array::{Array, ArrayRef, Decimal128Builder, RecordBatch, StringBuilder, UInt32Array};
+use arrow::datatypes::Date32Type;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use std::collections::BTreeSet;
@@ -201,7 +202,7 @@ pub fn creator_columns(
     kind: LinkKind,
 ) -> Result<[ArrayRef; 9]> {
     let n = links.len();
-    let (links_s, handles_s) = (links.as_string::<i32>(), handles.as_string::<i32>());
+    let (links_s, handles_s) = (typed::string(links, "link")?, typed::string(handles, "handle")?);
     let mut distinct: Vec<u32> = Vec::new();
     let mut which = Vec::with_capacity(n);
     for i in 0..n {
@@ -253,8 +254,8 @@ pub fn spend_reporting(
     currency: &ArrayRef,
     spend: &ArrayRef,
 ) -> Result<ArrayRef> {
-    let (dates, currencies) = (date.as_primitive::<Date32Type>(), currency.as_string::<i32>());
-    let spend = spend.as_primitive::<Decimal128Type>();
+    let (dates, currencies) = (typed::date32(date, "date")?, typed::string(currency, "currency")?);
+    let spend = typed::decimal(spend, "spend")?;
     let n = spend.len();
     let mut out = Decimal128Builder::with_capacity(n);
     let mut last: Option<((i32, &str), Option<Decimal>)> = None;

@@ -14,11 +14,9 @@ use super::{Mapped, Mapper, Platform, RawColumns};
 use crate::canonical::{self, DECIMAL_SCALE, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, TransformError};
-use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
-};
+use arrow::array::{new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use arrow::datatypes::DataType;
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -34,15 +32,16 @@ pub fn raw_totals(raw: &RecordBatch, _standard: &crate::StandardWindow) -> Resul
     let spend = raw.column_by_name("spend").ok_or_else(|| missing("spend"))?;
     let conversions = raw
         .column_by_name("conversion")
-        .map(|c| arrow::compute::sum(c.as_primitive::<Int64Type>()).unwrap_or(0))
+        .map(|c| super::typed::sum_int64(c, "conversion"))
+        .transpose()?
         .unwrap_or(0);
-    Ok(Totals::of_raw(
+    Totals::of_raw(
         raw,
         "impressions",
         "clicks",
         spend,
         conversions as i128 * 10i128.pow(DECIMAL_SCALE as u32),
-    ))
+    )
 }
 
 fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
@@ -68,9 +67,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     // Engagements: likes + comments + shares + follows (null only when none is served).
     let parts: Vec<&arrow::array::Int64Array> = ["likes", "comments", "shares", "follows"]
         .iter()
-        .filter_map(|m| raw.column_by_name(m))
-        .map(|c| c.as_primitive::<Int64Type>())
-        .collect();
+        .filter_map(|m| raw.column_by_name(m).map(|c| super::typed::int64(c, m)))
+        .collect::<Result<_>>()?;
     let engagements: Int64Array = (0..n)
         .map(|i| {
             parts
@@ -89,8 +87,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
 
     // Attribution basis: the ad group's windows against the standard window.
     let (cd, vd) = (
-        click_days.as_primitive::<Int32Type>(),
-        view_days.as_primitive::<Int32Type>(),
+        super::typed::int32(&click_days, "click_window_days")?,
+        super::typed::int32(&view_days, "view_window_days")?,
     );
     let std = mapper.standard;
     let basis: StringArray = (0..n)

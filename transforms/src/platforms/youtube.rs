@@ -11,8 +11,8 @@ use super::{creator_columns, LinkKind, Mapped, Mapper, Platform, RawColumns};
 use crate::canonical::{self, SCHEMA_VERSION};
 use crate::quality::Totals;
 use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::{new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use arrow::datatypes::DataType;
 use std::sync::Arc;
 
 pub static PLATFORM: Platform = Platform {
@@ -46,9 +46,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     mapper.unresolved_rows += creator_id.null_count() as u64;
     let parts: Vec<&Int64Array> = ["likes", "comments", "shares"]
         .iter()
-        .filter_map(|m| raw.column_by_name(m))
-        .map(|c| c.as_primitive::<Int64Type>())
-        .collect();
+        .filter_map(|m| raw.column_by_name(m).map(|c| super::typed::int64(c, m)))
+        .collect::<Result<_>>()?;
     let engagements: Int64Array = (0..n)
         .map(|i| {
             parts

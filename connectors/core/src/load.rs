@@ -155,6 +155,8 @@ struct ManifestView {
     inputs: serde_json::Value,
     #[serde(default)]
     files: Vec<RawFile>,
+    #[serde(default)]
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Per date, the `platform/account` pairs the transform output speaks for.
     #[serde(default)]
     pairs: Option<BTreeMap<NaiveDate, std::collections::BTreeSet<String>>>,
@@ -269,17 +271,29 @@ async fn newest_transform(input: &Location) -> Result<Option<String>> {
         .map(|m| input.relative(&m.location))
         .filter(|r| r.ends_with(".json") && !r.contains("_inflight"))
         .collect();
-    // Run ids start with their UTC start time: the last name is the newest.
+    // Run ids start with their UTC start second: the newest is among the last
+    // names, but two runs of one second sort by their random suffix, so the
+    // runs of that second are told apart by when they finished.
     runs.sort();
+    let mut newest: Option<(String, Option<chrono::DateTime<chrono::Utc>>)> = None;
     for rel in runs.into_iter().rev() {
+        let second = |r: &str| r.trim_start_matches("_runs/").get(..16).map(str::to_string);
+        if let Some((found, _)) = &newest {
+            if second(&rel) != second(found) {
+                break;
+            }
+        }
         let Some(bytes) = input.get(&rel).await? else { continue };
         if let Ok(m) = serde_json::from_slice::<ManifestView>(&bytes) {
-            if m.stage == "transform" && m.status == "succeeded" {
-                return Ok(Some(rel));
+            if m.stage == "transform"
+                && m.status == "succeeded"
+                && newest.as_ref().is_none_or(|(_, at)| m.finished_at > *at)
+            {
+                newest = Some((rel, m.finished_at));
             }
         }
     }
-    Ok(None)
+    Ok(newest.map(|(rel, _)| rel))
 }
 
 /// What a load did to one table.

@@ -371,10 +371,11 @@ impl Run {
         self.last_checkpoint = Some(std::time::Instant::now());
         let durable = std::mem::take(&mut self.pending);
         let mut removed = Vec::new();
+        let emptied = self.manifest.emptied.len();
         for slice in &durable {
             removed.extend(self.supersede(slice).await?);
         }
-        if !removed.is_empty() {
+        if !removed.is_empty() || self.manifest.emptied.len() != emptied {
             self.manifest.superseded.extend(removed);
             self.out
                 .put_json(&Self::checkpoint_path(&self.key), &self.manifest)
@@ -434,12 +435,20 @@ impl Run {
                 } else {
                     tracing::warn!(account = %account, date = %date, rows_before, "no rows for a day that is not complete yet; its {rows_before} earlier rows are kept until it is");
                 }
-                self.manifest.emptied.push(EmptiedDay {
-                    account_id: account.to_string(),
-                    date,
-                    rows_before,
-                    replaced,
-                });
+                // A resumed run meets the same day again: recorded once.
+                if !self
+                    .manifest
+                    .emptied
+                    .iter()
+                    .any(|e| e.account_id == account && e.date == date)
+                {
+                    self.manifest.emptied.push(EmptiedDay {
+                        account_id: account.to_string(),
+                        date,
+                        rows_before,
+                        replaced,
+                    });
+                }
                 if !replaced {
                     continue;
                 }
@@ -455,10 +464,7 @@ impl Run {
 
     async fn supersede_committed(&mut self) -> Result<()> {
         for slice in self.manifest.slices.clone() {
-            // Already recorded by the interrupted attempt: not counted twice.
-            let emptied = self.manifest.emptied.len();
             let removed = self.supersede(&slice).await?;
-            self.manifest.emptied.truncate(emptied);
             self.manifest.superseded.extend(removed);
         }
         Ok(())

@@ -9,7 +9,8 @@
 //! Content-Length), `drop` (the connection closes mid-body),
 //! `expired_token` (the platform's expired-token error), and for Meta's async
 //! insights `job_failed` and `job_stall` (the job this request creates fails,
-//! or never finishes).
+//! or never finishes), and for TikTok's report `empty` (a successful answer
+//! with no rows, as a platform gives for a day it has not processed).
 
 use std::str::FromStr;
 
@@ -27,6 +28,8 @@ pub enum FaultKind {
     JobFailed,
     /// Meta: the async job created by this request never finishes.
     JobStall,
+    /// TikTok's report: a successful answer with no rows (other requests are served).
+    Empty,
 }
 
 impl FromStr for FaultKind {
@@ -43,9 +46,10 @@ impl FromStr for FaultKind {
             "expired_token" => FaultKind::ExpiredToken,
             "job_failed" => FaultKind::JobFailed,
             "job_stall" => FaultKind::JobStall,
+            "empty" => FaultKind::Empty,
             other => {
                 return Err(format!(
-                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, job_failed or job_stall"
+                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, job_failed, job_stall or empty"
                 ))
             }
         })

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// Videos each creator's YouTube channel has (2..=N, seeded).
     #[arg(long, default_value_t = 3)]
     videos_per_channel: usize,
+    /// Restatements of the last 7 days so far (each adds late conversions and spend).
+    #[arg(long, default_value_t = 0)]
+    revision: u64,
     /// Developer token Google Ads accepts.
     #[arg(long, default_value = "sandbox-developer-token")]
     google_developer_token: String,
@@ -178,6 +181,7 @@ async fn main() -> ExitCode {
             advertisers: args.advertisers.max(1),
             ads_per_creator: args.ads_per_creator.max(1),
             videos_per_channel: args.videos_per_channel.max(2),
+            revision: args.revision,
         },
         faults,
         qps: args.qps,

@@ -311,6 +311,17 @@ async fn serve(
     params: &Params,
     handler: impl FnOnce(&AppState, &Params) -> Result<Vec<u8>, ApiError>,
 ) -> Response<Body> {
+    serve_with(state, headers, params, handler, None).await
+}
+
+/// [`serve`], with what an `empty` fault answers instead of the handler.
+async fn serve_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    handler: impl FnOnce(&AppState, &Params) -> Result<Vec<u8>, ApiError>,
+    empty: Option<fn(&Params) -> Vec<u8>>,
+) -> Response<Body> {
     let seq = state.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     let request_id = format!("2026{:016X}", crate::world::mix(seq));
     let fault = match state.admit() {
@@ -350,7 +361,11 @@ async fn serve(
     if token.is_empty() || token != state.config.tiktok_token {
         return error(INVALID_TOKEN, "The access token is invalid or has been revoked.");
     }
-    match handler(state, params) {
+    let answer = match (fault, empty) {
+        (Some(FaultKind::Empty), Some(empty)) => Ok(empty(params)),
+        _ => handler(state, params),
+    };
+    match answer {
         Ok(data_json) => {
             // `data` is pre-rendered JSON (report pages are built by hand for speed).
             let mut body = Vec::with_capacity(data_json.len() + 96);
@@ -418,7 +433,15 @@ async fn report(State(state): State<Shared>, headers: HeaderMap, Query(params): 
         .stats
         .report_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    serve(&state, &headers, &params, report_page).await
+    serve_with(&state, &headers, &params, report_page, Some(empty_report_page)).await
+}
+
+/// A report page with no rows, as the `empty` fault serves it.
+fn empty_report_page(params: &Params) -> Vec<u8> {
+    let size = params.get("page_size").and_then(|s| s.parse().ok()).unwrap_or(10u64);
+    json!({"list": [], "page_info": page_info(1, size, 0)})
+        .to_string()
+        .into_bytes()
 }
 
 fn report_page(state: &AppState, params: &Params) -> Result<Vec<u8>, ApiError> {

@@ -30,7 +30,15 @@ pub struct WorldConfig {
     pub ads_per_creator: usize,
     /// Videos per YouTube channel (each channel has 2..=videos_per_channel, seeded).
     pub videos_per_channel: usize,
+    /// How many times the platform has restated its recent days: each revision
+    /// adds a cent of spend per ad and day, and a conversion where conversions
+    /// are counted, on the world's last [`RESTATED_DAYS`] days — late
+    /// conversions and billing corrections that a re-read must pick up.
+    pub revision: u64,
 }
+
+/// The days at the end of the world that a revision restates.
+pub const RESTATED_DAYS: u32 = 7;
 
 impl Default for WorldConfig {
     fn default() -> Self {
@@ -42,6 +50,7 @@ impl Default for WorldConfig {
             advertisers: 2,
             ads_per_creator: 3,
             videos_per_channel: 3,
+            revision: 0,
         }
     }
 }
@@ -372,8 +381,15 @@ impl World {
         // CPM between $2 and $14.
         let cpm_cents = 200 + (r >> 24) % 1_200;
         let spend_cents = impressions * cpm_cents / 1_000;
+        // A revision restates the last days: later conversions and billing corrections.
+        let restated = if day + RESTATED_DAYS >= self.config.days {
+            self.config.revision
+        } else {
+            0
+        };
+        let spend_cents = spend_cents + restated;
         let converts = self.adgroups[ad.adgroup].optimization_goal == "CONVERT";
-        let conversions = converts.then(|| clicks * (r2 % 12) / 100);
+        let conversions = converts.then(|| clicks * (r2 % 12) / 100 + restated);
         let value = conversions.map(|c| c * (1_500 + (r2 >> 8) % 6_000));
         let video_plays = impressions * (40 + (r2 >> 16) % 40) / 100;
         Some(AdMetrics {

@@ -276,6 +276,22 @@ async fn a_failed_or_stalled_job_is_split_and_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_with_nothing_known_to_split_into_is_an_error_not_an_empty_day() {
+    // Request 2 lists the account's ads and gets none; request 3's job fails.
+    let sb = sandbox(SandboxConfig {
+        faults: "empty@2,job_failed@3".parse::<FaultPlan>().unwrap(),
+        ..config()
+    })
+    .await;
+    let id = accounts(&sb).remove(0);
+    let (_d, out) = tmp();
+    let o = run(&sb, &args(&id, "2026-01-01", "2026-01-10", &out)).await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not recorded as empty"), "{}", stderr(&o));
+    assert!(read(Path::new(&out)).is_empty(), "no day was committed as empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_headers_keep_the_client_under_the_budget() {
     // 40 calls per 2 s; the client may go up to 100 requests/s but paces on the usage headers.
     let sb = sandbox(SandboxConfig {

@@ -9,8 +9,8 @@
 //! Content-Length), `drop` (the connection closes mid-body),
 //! `expired_token` (the platform's expired-token error), and for Meta's async
 //! insights `job_failed` and `job_stall` (the job this request creates fails,
-//! or never finishes), and for TikTok's report `empty` (a successful answer
-//! with no rows, as a platform gives for a day it has not processed).
+//! or never finishes), and `empty` (a successful answer with no rows: TikTok's
+//! report, as for a day the platform has not processed; Meta's ads listing).
 
 use std::str::FromStr;
 
@@ -28,7 +28,8 @@ pub enum FaultKind {
     JobFailed,
     /// Meta: the async job created by this request never finishes.
     JobStall,
-    /// TikTok's report: a successful answer with no rows (other requests are served).
+    /// A successful answer with no rows: TikTok's report, Meta's ads listing
+    /// (other requests are served as usual).
     Empty,
 }
 

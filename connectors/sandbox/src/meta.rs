@@ -1158,7 +1158,13 @@ async fn ads(
         Err(r) => return r,
     };
     let world = &state.meta.world;
-    let all: Vec<&MetaAd> = world.ads.iter().filter(|ad| ad.account == a).collect();
+    // The `empty` fault: the listing answers with no ads (an account whose
+    // ads crest cannot see), while its insights still have rows.
+    let all: Vec<&MetaAd> = world
+        .ads
+        .iter()
+        .filter(|ad| ad.account == a && fault != Some(FaultKind::Empty))
+        .collect();
     let limit: usize = params
         .get("limit")
         .and_then(|l| l.parse().ok())

@@ -86,16 +86,24 @@ enum Connector {
     TikTok,
     Meta,
     GoogleAds,
+    YouTubeOrganic,
 }
 
 impl Connector {
-    const ALL: [Connector; 3] = [Connector::TikTok, Connector::Meta, Connector::GoogleAds];
+    const ALL: [Connector; 4] = [
+        Connector::TikTok,
+        Connector::Meta,
+        Connector::GoogleAds,
+        Connector::YouTubeOrganic,
+    ];
 
-    fn platform(self) -> &'static str {
+    /// The task's name (and its state file's).
+    fn name(self) -> &'static str {
         match self {
             Connector::TikTok => "tiktok",
             Connector::Meta => "meta",
-            Connector::GoogleAds => "youtube",
+            Connector::GoogleAds => "google-ads",
+            Connector::YouTubeOrganic => "youtube-organic",
         }
     }
 
@@ -124,6 +132,13 @@ impl Connector {
                     vec!["extract".into(), "--ads-customer-id".into(), ids.join(",")],
                 )
             }
+            Connector::YouTubeOrganic => {
+                let ids: Vec<String> = sb.youtube().channels.iter().take(3).cloned().collect();
+                (
+                    "crest-youtube",
+                    vec!["extract".into(), "--channel-id".into(), ids.join(",")],
+                )
+            }
         };
         args.extend(["--out".into(), out, "--retry-initial-ms".into(), "20".into()]);
         let mut cmd = tokio::process::Command::new(bin(binary));
@@ -138,6 +153,8 @@ impl Connector {
             .env("GOOGLE_ADS_DEVELOPER_TOKEN", GOOGLE_DEVELOPER)
             .env("CREST_GOOGLE_OAUTH_URL", format!("{}/token", sb.base_url()))
             .env("CREST_GOOGLE_ADS_BASE_URL", sb.base_url())
+            .env("CREST_YOUTUBE_ANALYTICS_BASE_URL", sb.base_url())
+            .env("CREST_YOUTUBE_DATA_BASE_URL", sb.base_url())
             // Debug logs on: no credential may reach them either.
             .env("CREST_LOG", "debug")
             .kill_on_drop(true);
@@ -476,7 +493,7 @@ async fn a_randomized_fault_campaign_loses_and_doubles_nothing() {
         let sb = sandbox(revision, &spec).await;
         let seen_runs = files(&out);
         for c in Connector::ALL {
-            let state_file = state.join(format!("{}.json", c.platform()));
+            let state_file = state.join(format!("{}.json", c.name()));
             let ds_s = ds.to_string();
             let make = || {
                 let mut cmd = c.command(&sb, &out);

@@ -350,6 +350,7 @@ const FIELDS: &[&str] = &[
     "metrics.clicks",
     "metrics.cost_micros",
     "metrics.video_views",
+    "metrics.video_trueview_views",
     "metrics.engagements",
     "metrics.view_through_conversions",
     "metrics.conversions",
@@ -357,6 +358,30 @@ const FIELDS: &[&str] = &[
     "metrics.ctr",
     "metrics.average_cpc",
 ];
+/// Fields a version no longer or not yet has, as (field, first version
+/// without it) and (field, first version with it). From v22 Google replaced
+/// `metrics.video_views` by `metrics.video_trueview_views` (release notes of
+/// v22; the v22+ field reference lists only the TrueView metric): the API
+/// answers the old name with UNRECOGNIZED_FIELD.
+const REMOVED_IN: &[(&str, u32)] = &[("metrics.video_views", 22)];
+const ADDED_IN: &[(&str, u32)] = &[("metrics.video_trueview_views", 22)];
+
+/// The version check of a parsed query: a field this version does not have.
+fn version_check(version: u32, q: &Gaql) -> Result<(), QueryError> {
+    for &i in &q.select {
+        let f = FIELDS[i];
+        let gone = REMOVED_IN.iter().any(|(name, v)| *name == f && version >= *v);
+        let not_yet = ADDED_IN.iter().any(|(name, v)| *name == f && version < *v);
+        if gone || not_yet {
+            return Err((
+                "UNRECOGNIZED_FIELD",
+                format!("Error in query: unrecognized field in the query: '{f}'."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Metrics that `segments.conversion_lag_bucket` can split.
 const LAG_METRICS: &[&str] = &["metrics.conversions", "metrics.conversions_value"];
 
@@ -722,7 +747,7 @@ fn value<'a>(world: &'a AdsWorld, field: &str, r: &RowCtx<'a>) -> V<'a> {
         "metrics.impressions" => V::Int(day.map_or(0, |d| d.impressions)),
         "metrics.clicks" => V::Int(day.map_or(0, |d| d.clicks)),
         "metrics.cost_micros" => V::Int(day.map_or(0, |d| d.cost_micros)),
-        "metrics.video_views" => V::Int(day.map_or(0, |d| d.video_views)),
+        "metrics.video_views" | "metrics.video_trueview_views" => V::Int(day.map_or(0, |d| d.video_views)),
         "metrics.engagements" => V::Int(day.map_or(0, |d| d.engagements)),
         "metrics.view_through_conversions" => V::Int(day.map_or(0, |d| d.view_through)),
         "metrics.conversions" => V::Num(lag(true) as f64 / 2.0),
@@ -958,7 +983,8 @@ async fn search_stream(
             None,
         );
     };
-    let q = match parse_gaql(query) {
+    let served = version.trim_start_matches('v').parse::<u32>().unwrap_or(0);
+    let q = match parse_gaql(query).and_then(|q| version_check(served, &q).map(|()| q)) {
         Ok(q) => q,
         Err((code, message)) => {
             return ads_failure(
@@ -1137,6 +1163,23 @@ mod tests {
                 .0,
             "EXPECTED_FILTERS_ON_DATE_RANGE"
         );
+    }
+
+    #[test]
+    fn video_views_are_refused_from_v22_on_and_trueview_views_before() {
+        // Release notes of v22: metrics.video_views became metrics.video_trueview_views.
+        let q = |field: &str| {
+            parse_gaql(&format!(
+                "SELECT {field} FROM ad_group_ad WHERE segments.date BETWEEN '2026-01-01' AND '2026-01-01'"
+            ))
+            .unwrap()
+        };
+        let old = q("metrics.video_views");
+        let new = q("metrics.video_trueview_views");
+        assert!(version_check(21, &old).is_ok());
+        assert_eq!(version_check(24, &old).unwrap_err().0, "UNRECOGNIZED_FIELD");
+        assert_eq!(version_check(21, &new).unwrap_err().0, "UNRECOGNIZED_FIELD");
+        assert!(version_check(26, &new).is_ok());
     }
 
     #[test]

@@ -561,3 +561,69 @@ async fn two_runs_on_one_advertiser_take_turns_through_its_lease() {
     );
     assert_no_duplicate_keys(&batches, "ad_id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_not_over_in_the_advertisers_time_zone_is_provisional_and_read_again() {
+    // A world that runs up to today (UTC).
+    let today = chrono::Utc::now().date_naive();
+    let sb = sandbox(SandboxConfig {
+        world: crest_sandbox::world::WorldConfig {
+            first_day: today - chrono::Days::new(5),
+            days: 6,
+            creators: 10,
+            ..crest_sandbox::world::WorldConfig::default()
+        },
+        tiktok_token: TOKEN.into(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    // The Los Angeles advertiser: its "today" is never past UTC's.
+    let id = sb
+        .world()
+        .advertisers
+        .iter()
+        .find(|a| a.timezone == "America/Los_Angeles")
+        .unwrap()
+        .advertiser_id
+        .clone();
+    let (tmp, out) = out_dir();
+    let state = tmp.path().join("state.json").to_string_lossy().into_owned();
+    let (start, end) = ((today - chrono::Days::new(3)).to_string(), today.to_string());
+    let mut args = extract_args(&id, &start, &end, &out);
+    args.extend(["--state", &state]);
+    let o = run(&sb, &args).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("provisional day(s)"), "{}", stdout(&o));
+    let m = &manifests(std::path::Path::new(&out))[0];
+    let provisional: Vec<&str> = m["provisional"][&id]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(provisional.contains(&end.as_str()), "{provisional:?}");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let last = saved["accounts"][&id]["last_completed_date"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last < end, "the state stops before today: {last}");
+    assert!(saved["accounts"][&id]["provisional"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == &end.as_str()));
+
+    // The next run, even asked only for today, reads the provisional days again.
+    let mut args = extract_args(&id, &end, &end, &out);
+    args.extend(["--state", &state, "--lookback-days", "0"]);
+    assert_ok(&run(&sb, &args).await);
+    let ms = manifests(std::path::Path::new(&out));
+    let second = ms.iter().find(|m| m["inputs"]["lookback_days"] == 0).unwrap();
+    let first_read = second["reads"][&id]["range"]["start"].as_str().unwrap();
+    assert!(
+        first_read <= provisional[0],
+        "re-reads from {first_read}, provisional from {}",
+        provisional[0]
+    );
+}

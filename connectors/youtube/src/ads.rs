@@ -32,7 +32,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_ADS_BASE_URL: &str = "https://googleads.googleapis.com";
-pub const DEFAULT_ADS_API_VERSION: &str = "v24";
+/// The newest Google Ads API version (v22 sunset on 2026-10-07; each version
+/// is served for about a year after its release).
+pub const DEFAULT_ADS_API_VERSION: &str = "v26";
+
+/// The first API version whose video views are `metrics.video_trueview_views`
+/// (`metrics.video_views` is an unrecognized field from v22 on).
+pub const TRUEVIEW_VIEWS_SINCE: u32 = 22;
+
+/// The video-views metric a version serves; the raw column stays `video_views`.
+pub fn video_views_field(api_version: &str) -> &'static str {
+    match api_version.trim_start_matches('v').parse::<u32>() {
+        Ok(n) if n < TRUEVIEW_VIEWS_SINCE => "metrics.video_views",
+        _ => "metrics.video_trueview_views",
+    }
+}
 pub const ADS_SCHEMA_TAG: &str = "google_ads.ad_daily.v1";
 /// Quota waits up to this long are waited out; longer ones stop the run.
 pub const MAX_QUOTA_WAIT: Duration = Duration::from_secs(300);
@@ -81,9 +95,10 @@ pub fn lag_column(prefix: &str, from: u32, to: u32) -> String {
     format!("{prefix}_lag_{from:02}_{to:02}d")
 }
 
+/// The metrics query; `{video_views}` is the version's video-views field.
 const METRICS_QUERY: &str = "SELECT campaign.id, campaign.name, campaign.advertising_channel_type, ad_group.id, \
 ad_group.name, ad_group_ad.ad.id, ad_group_ad.ad.name, ad_group_ad.ad.final_urls, segments.date, \
-metrics.impressions, metrics.clicks, metrics.cost_micros, metrics.video_views, metrics.engagements, \
+metrics.impressions, metrics.clicks, metrics.cost_micros, {video_views}, metrics.engagements, \
 metrics.view_through_conversions, metrics.conversions, metrics.conversions_value FROM ad_group_ad";
 const LAG_QUERY: &str = "SELECT segments.date, ad_group_ad.ad.id, segments.conversion_lag_bucket, \
 metrics.conversions, metrics.conversions_value FROM ad_group_ad";
@@ -452,7 +467,8 @@ struct Metrics<'a> {
     clicks: Option<Text<'a>>,
     #[serde(borrow, default)]
     cost_micros: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    /// `videoTrueviewViews` from v22 on, `videoViews` before.
+    #[serde(borrow, default, alias = "videoTrueviewViews")]
     video_views: Option<Text<'a>>,
     #[serde(borrow, default)]
     engagements: Option<Text<'a>>,
@@ -627,12 +643,13 @@ impl GoogleAdsSource {
     }
 
     /// A day's two queries (conversion lag, metrics) with their log labels.
-    fn day_queries(customer: &str, day: chrono::NaiveDate) -> [(String, String); 2] {
+    fn day_queries(&self, customer: &str, day: chrono::NaiveDate) -> [(String, String); 2] {
+        let metrics_query = METRICS_QUERY.replace("{video_views}", video_views_field(&self.config.api_version));
         let filter = format!(" WHERE segments.date BETWEEN '{day}' AND '{day}' AND {VIDEO_CAMPAIGNS}");
         let label = |what: &str| format!("POST /customers/{customer}/googleAds:searchStream {day}{what}");
         [
             (format!("{LAG_QUERY}{filter}"), label(" (conversion lag)")),
-            (format!("{METRICS_QUERY}{filter}"), label("")),
+            (format!("{metrics_query}{filter}"), label("")),
         ]
     }
 
@@ -648,7 +665,7 @@ impl GoogleAdsSource {
         customer: &str,
         day: chrono::NaiveDate,
     ) -> std::result::Result<(Vec<u8>, Vec<u8>), ApiError> {
-        let [(lq, ll), (mq, ml)] = Self::day_queries(customer, day);
+        let [(lq, ll), (mq, ml)] = self.day_queries(customer, day);
         let (lags, metrics) = tokio::join!(self.body(customer, &lq, &ll), self.body(customer, &mq, &ml));
         Ok((lags?, metrics?))
     }
@@ -685,7 +702,7 @@ impl GoogleAdsSource {
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
-        let [lag_q, metrics_q] = Self::day_queries(customer, day);
+        let [lag_q, metrics_q] = self.day_queries(customer, day);
         let (cur, tz) = (info.currency.as_deref(), info.time_zone.as_deref());
         let lags = self.decoded(&lag_body, customer, &lag_q, decode_lags).await?;
         drop(lag_body);

@@ -243,3 +243,44 @@ async fn bad_credentials_and_customers_exit_with_their_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("10 digits"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_views_come_from_the_field_the_api_version_has() {
+    // v22 replaced metrics.video_views by metrics.video_trueview_views: the
+    // default version (v26) selects the new field, an older one the old; the
+    // raw column is video_views either way.
+    let sb = sandbox(20, "", Duration::from_secs(1)).await;
+    let customer = sb.ads().customers[0].clone();
+    let truth = sb.ads().totals(0, day("2026-01-01"), day("2026-01-02"));
+    for version in [None, Some("v21")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_crest-youtube"));
+        cmd.args([
+            "extract",
+            "--ads-customer-id",
+            &customer.id,
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-02",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("GOOGLE_CLIENT_ID", "sandbox-client")
+        .env("GOOGLE_CLIENT_SECRET", "sandbox-client-secret")
+        .env("GOOGLE_REFRESH_TOKEN", "sandbox-refresh-token")
+        .env("GOOGLE_ADS_DEVELOPER_TOKEN", "sandbox-developer-token")
+        .env("CREST_GOOGLE_OAUTH_URL", format!("{}/token", sb.base_url()))
+        .env("CREST_GOOGLE_ADS_BASE_URL", sb.base_url())
+        .env_remove("CREST_GOOGLE_ADS_API_VERSION")
+        .env_remove("CREST_LOG");
+        if let Some(v) = version {
+            cmd.env("CREST_GOOGLE_ADS_API_VERSION", v);
+        }
+        let o = cmd.output().await.unwrap();
+        assert!(o.status.success(), "{version:?}: {}", stderr(&o));
+        let got = seen(&read_raw_table(dir.path()), customer.currency);
+        assert_eq!(got.video_views, truth.video_views, "{version:?}");
+        assert!(truth.video_views > 0);
+    }
+}

@@ -612,7 +612,7 @@ async fn a_day_not_over_in_the_advertisers_time_zone_is_provisional_and_read_aga
         .as_array()
         .unwrap()
         .iter()
-        .any(|d| d == &end.as_str()));
+        .any(|d| d == end.as_str()));
 
     // The next run, even asked only for today, reads the provisional days again.
     let mut args = extract_args(&id, &end, &end, &out);

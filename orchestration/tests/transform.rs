@@ -530,8 +530,11 @@ async fn meta_rows_keep_their_placement_link_clicks_and_the_standard_window() {
         }
     }
     let mut want = (0u64, 0i64, 0i64, 0i128, 0u64);
+    // Rows whose 1d_view key Meta left out (zero) beside a 7d_click figure.
+    let mut view_absent = 0;
     for a in 0..world.accounts.len() {
         for (_, _, p, r) in world.rows(a, day("2026-01-01"), day("2026-01-20")) {
+            view_absent += u64::from(r.purchases[1] > 0 && r.purchases[3] == 0);
             want.0 += 1;
             want.1 += r.impressions as i64;
             want.2 += r.inline_link_clicks as i64;
@@ -547,6 +550,7 @@ async fn meta_rows_keep_their_placement_link_clicks_and_the_standard_window() {
         "rows, impressions, link clicks, 7d_click + 1d_view, instagram rows"
     );
     assert!(want.4 > 0 && want.4 < want.0);
+    assert!(view_absent > 0, "the fixture has absent (zero) view windows");
     let windows = read_table(&out.join("canonical/attribution_windows"));
     let labels: std::collections::BTreeSet<String> = windows
         .iter()

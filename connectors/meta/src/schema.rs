@@ -1,7 +1,9 @@
 //! The raw Meta insights schema (`meta.insights.v1`) and the served → typed
 //! conversion. One row per ad × date × publisher platform. The chosen
-//! conversion action's figures are columns per attribution window (null where
-//! Meta left the window out: missing is not zero), next to the account-default
+//! conversion action's figures are columns per requested attribution window
+//! (0 where the action's entry leaves a requested window out, because Meta
+//! omits zero-valued window keys; null where the row has no entry for the
+//! action; a window not requested has no column), next to the account-default
 //! `value`; the full `actions` and `action_values` lists are kept as served.
 
 use crate::api::{self, InsightRow};
@@ -144,7 +146,8 @@ fn pick(
     };
     out.0 = num("value")?;
     for (i, w) in windows.iter().enumerate() {
-        out.1[i] = num(w)?;
+        // A requested window whose key is absent is zero: Meta omits zero-valued keys.
+        out.1[i] = Some(num(w)?.unwrap_or(0));
     }
     Ok(out)
 }
@@ -256,7 +259,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_chosen_action_is_read_per_window_and_missing_stays_null() {
+    fn the_chosen_action_is_read_per_window_and_an_absent_requested_window_is_zero() {
         let raw = serde_json::value::RawValue::from_string(
             r#"[{"action_type":"purchase","value":"3","7d_click":"2"},{"action_type":"offsite_conversion.fb_pixel_purchase","value":"3","1d_click":"1","7d_click":"2","1d_view":"1"}]"#.into(),
         )
@@ -268,7 +271,12 @@ mod tests {
         let action = "offsite_conversion.fb_pixel_purchase";
         let (v, w) = pick(Some(&raw), &format!("\"{action}\""), action, &windows, 0).unwrap();
         assert_eq!(v, Some(3_000_000));
-        assert_eq!(w, vec![Some(1_000_000), Some(2_000_000), None, Some(1_000_000)]);
+        assert_eq!(w, vec![Some(1_000_000), Some(2_000_000), Some(0), Some(1_000_000)]);
+        // No entry for the action at all: unknown, not zero.
+        let other =
+            serde_json::value::RawValue::from_string(r#"[{"action_type":"link_click","value":"5"}]"#.into()).unwrap();
+        let (v, w) = pick(Some(&other), &format!("\"{action}\""), action, &windows, 0).unwrap();
+        assert_eq!((v, w), (None, vec![None; 4]));
         let spaced = r#"[ {"action_type": "omni_purchase", "value": "9"}, { "action_type" : "offsite_conversion.fb_pixel_purchase", "value": "4" } ]"#;
         let item = find_action(spaced, "\"offsite_conversion.fb_pixel_purchase\"").unwrap();
         assert_eq!(item.get("value"), Some("4"));

@@ -6,8 +6,10 @@
 //! and `act_{id}` (currency, `timezone_name`).
 //!
 //! Numbers are strings. `actions`/`action_values` are lists of `{action_type,
-//! value, <window>…}` where a window key appears only if requested and is
-//! sometimes missing (missing is not zero); `value` follows the account's
+//! value, <window>…}` where a window key appears only if requested and only
+//! when its value is not zero (Meta leaves zero-valued keys out, so for a
+//! requested window an absent key is 0; a window not requested is unknown);
+//! an action with no events at all is left out of the list; `value` follows the account's
 //! default window (7-day click + 1-day view), not the sum of windows; the
 //! purchase types `purchase`, `omni_purchase` and
 //! `offsite_conversion.fb_pixel_purchase` carry the same events. Every answer
@@ -80,8 +82,6 @@ pub struct MetaRow {
     pub reach: u64,
     /// Purchases per window (1d_click, 7d_click, 28d_click, 1d_view).
     pub purchases: [u64; 4],
-    /// Whether each window key is served on this row (missing is not zero).
-    pub served: [bool; 4],
     /// Value of one purchase, in cents.
     pub order_value_cents: u64,
     pub landing_page_views: u64,
@@ -92,6 +92,11 @@ impl MetaRow {
     /// The account-default figure (7-day click + 1-day view): Meta's `value`.
     pub fn default_purchases(&self) -> u64 {
         self.purchases[1] + self.purchases[3]
+    }
+
+    /// Whether the purchase actions appear in the row's `actions` at all.
+    pub fn has_purchases(&self) -> bool {
+        self.purchases.iter().any(|p| *p > 0)
     }
 }
 
@@ -207,8 +212,6 @@ impl MetaWorld {
         let c7 = c1 + (r2 >> 20) % 3;
         let c28 = c7 + (r2 >> 24) % 2;
         let v1 = (r2 >> 28) % 2;
-        // One row in twenty lacks its 28-day figure: missing, not zero.
-        let served = [true, true, (r2 >> 32) % 20 != 7, true];
         Some(MetaRow {
             impressions,
             clicks,
@@ -216,7 +219,6 @@ impl MetaWorld {
             spend_cents: impressions * (400 + (r2 >> 36) % 900) / 1_000,
             reach: impressions * (75 + (r2 >> 44) % 20) / 100,
             purchases: [c1, c7, c28, v1],
-            served,
             order_value_cents: 2_500 + (r2 >> 48) % 5_000,
             landing_page_views: inline_link_clicks * 8 / 10,
             post_engagement: clicks + impressions / 50,
@@ -250,11 +252,11 @@ pub struct MetaTotals {
     pub clicks: u64,
     pub inline_link_clicks: u64,
     pub spend_cents: u64,
-    /// Purchases per window over the rows where that window is served.
+    /// Purchases per window.
     pub purchases: [u64; 4],
     pub purchase_value_cents: [u64; 4],
-    /// Rows where the window's key is missing.
-    pub missing: [u64; 4],
+    /// Rows with purchases whose key for the window is left out because it is zero.
+    pub zero: [u64; 4],
     pub default_purchases: u64,
     pub instagram_rows: u64,
 }
@@ -275,11 +277,10 @@ pub fn truth(world: &MetaWorld, account_id: &str, start: NaiveDate, end: NaiveDa
             t.instagram_rows += 1;
         }
         for w in 0..4 {
-            if r.served[w] {
-                t.purchases[w] += r.purchases[w];
-                t.purchase_value_cents[w] += r.purchases[w] * r.order_value_cents;
-            } else {
-                t.missing[w] += 1;
+            t.purchases[w] += r.purchases[w];
+            t.purchase_value_cents[w] += r.purchases[w] * r.order_value_cents;
+            if r.has_purchases() && r.purchases[w] == 0 {
+                t.zero[w] += 1;
             }
         }
     }
@@ -769,10 +770,7 @@ fn select(world: &MetaWorld, q: &InsightsQuery) -> Rows {
             if q.by_platform {
                 out.extend(rows.into_iter().map(|(p, r)| (date, i, Some(p), r)));
             } else if !rows.is_empty() {
-                let mut sum = MetaRow {
-                    served: [true; 4],
-                    ..MetaRow::default()
-                };
+                let mut sum = MetaRow::default();
                 for (_, r) in &rows {
                     sum.impressions += r.impressions;
                     sum.clicks += r.clicks;
@@ -783,7 +781,6 @@ fn select(world: &MetaWorld, q: &InsightsQuery) -> Rows {
                     sum.post_engagement += r.post_engagement;
                     for w in 0..4 {
                         sum.purchases[w] += r.purchases[w];
-                        sum.served[w] &= r.served[w];
                     }
                     sum.order_value_cents = r.order_value_cents;
                 }
@@ -934,8 +931,9 @@ fn render_actions(out: &mut String, q: &InsightsQuery, r: &MetaRow, values: bool
         );
         item(out, "post_engagement", r.post_engagement, [Some(r.post_engagement); 4]);
     }
-    if r.default_purchases() > 0 || r.purchases[2] > 0 {
-        let windows: [Option<u64>; 4] = std::array::from_fn(|w| r.served[w].then_some(r.purchases[w]));
+    if r.has_purchases() {
+        // Meta leaves a window's key out when its value is zero.
+        let windows: [Option<u64>; 4] = std::array::from_fn(|w| (r.purchases[w] > 0).then_some(r.purchases[w]));
         // The same purchases under three overlapping names: never to be summed.
         for action in PURCHASE_TYPES {
             item(out, action, r.default_purchases(), windows);

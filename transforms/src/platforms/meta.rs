@@ -54,8 +54,18 @@ fn window_column(raw: &RecordBatch, prefix: &str, days: i32, kind: &str) -> Resu
 /// Click window + view window, null where either is missing on the row.
 fn add_windows(click: Option<Decimal128Array>, view: Option<Decimal128Array>, n: usize) -> Result<ArrayRef> {
     let out: Decimal128Array = match (click, view) {
+        // Both windows were requested (their columns exist). Meta leaves a
+        // zero-valued window key out, so a null part beside a figure is 0
+        // (raw files of older crest versions kept it null); the sum is null
+        // only when the row has no entry for the action at all.
         (Some(c), Some(v)) => (0..n)
-            .map(|i| (c.is_valid(i) && v.is_valid(i)).then(|| c.value(i) + v.value(i)))
+            .map(|i| {
+                let part = |a: &Decimal128Array| a.is_valid(i).then(|| a.value(i));
+                match (part(&c), part(&v)) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                }
+            })
             .collect(),
         (Some(c), None) => c,
         (None, Some(v)) => v,
@@ -232,4 +242,20 @@ fn missing(name: &str) -> TransformError {
 
 fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
     TransformError::Input(format!("meta: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requested_window_left_out_is_zero_and_a_row_without_the_action_unknown() {
+        // 7d_click, then 1d_view, as raw files of older crest versions hold them:
+        // null where Meta left a zero-valued key out.
+        let click = Decimal128Array::from(vec![Some(411), Some(5), None, None]);
+        let view = Decimal128Array::from(vec![Some(204), None, Some(3), None]);
+        let sum = add_windows(Some(click), Some(view), 4).unwrap();
+        let sum = sum.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!(sum.iter().collect::<Vec<_>>(), vec![Some(615), Some(5), Some(3), None]);
+    }
 }

@@ -66,6 +66,18 @@ pub struct Customer {
     pub name: String,
     pub currency: &'static str,
     pub time_zone: &'static str,
+    /// The customer's purchase conversion action and its lookback windows
+    /// (`conversion_action.click_through_lookback_window_days` 1–90, default
+    /// 30; `view_through_lookback_window_days` 1–30, default 1).
+    pub conversion_action: ConversionAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversionAction {
+    pub id: String,
+    pub name: String,
+    pub click_through_days: u64,
+    pub view_through_days: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +171,13 @@ impl AdsWorld {
                     name: format!("Brand {} YouTube", (b'A' + (i % 26) as u8) as char),
                     currency,
                     time_zone,
+                    // Google's defaults, except a second customer counting 90 days of clicks.
+                    conversion_action: ConversionAction {
+                        id: (6_000_000_000 + h(seed, &[10, i as u64]) % 999_999_999).to_string(),
+                        name: "Purchase".into(),
+                        click_through_days: if i % 2 == 1 { 90 } else { 30 },
+                        view_through_days: 1,
+                    },
                 }
             })
             .collect();
@@ -357,6 +376,12 @@ const FIELDS: &[&str] = &[
     "metrics.conversions_value",
     "metrics.ctr",
     "metrics.average_cpc",
+    "conversion_action.id",
+    "conversion_action.name",
+    "conversion_action.status",
+    "conversion_action.include_in_conversions_metric",
+    "conversion_action.click_through_lookback_window_days",
+    "conversion_action.view_through_lookback_window_days",
 ];
 /// Fields a version no longer or not yet has, as (field, first version
 /// without it) and (field, first version with it). From v22 Google replaced
@@ -485,21 +510,22 @@ fn parse_gaql(q: &str) -> Result<Gaql, QueryError> {
     if !is_kw(toks.get(p), "FROM") {
         return Err(("EXPECTED_FROM", "Error in query: expected FROM.".into()));
     }
-    g.from = match toks.get(p + 1) {
-        Some(Tok::Word(w)) if w == "ad_group_ad" || w == "customer" => w.clone(),
-        Some(Tok::Word(w)) => {
-            return Err((
+    g.from =
+        match toks.get(p + 1) {
+            Some(Tok::Word(w)) if w == "ad_group_ad" || w == "customer" || w == "conversion_action" => w.clone(),
+            Some(Tok::Word(w)) => return Err((
                 "INVALID_RESOURCE_NAME",
-                format!("Error in query: the sandbox serves FROM ad_group_ad or customer, not '{w}'."),
-            ))
-        }
-        _ => {
-            return Err((
-                "EXPECTED_FROM",
-                "Error in query: expected a resource after FROM.".into(),
-            ))
-        }
-    };
+                format!(
+                    "Error in query: the sandbox serves FROM ad_group_ad, customer or conversion_action, not '{w}'."
+                ),
+            )),
+            _ => {
+                return Err((
+                    "EXPECTED_FROM",
+                    "Error in query: expected a resource after FROM.".into(),
+                ))
+            }
+        };
     p += 2;
     if is_kw(toks.get(p), "WHERE") {
         p += 1;
@@ -615,11 +641,12 @@ fn parse_gaql(q: &str) -> Result<Gaql, QueryError> {
         ));
     }
     let names: Vec<&str> = g.select.iter().map(|i| FIELDS[*i]).collect();
-    if g.from == "customer" {
-        if let Some(f) = names.iter().find(|f| !f.starts_with("customer.")) {
+    if g.from == "customer" || g.from == "conversion_action" {
+        let prefix = format!("{}.", g.from);
+        if let Some(f) = names.iter().find(|f| !f.starts_with(&prefix)) {
             return Err((
                 "PROHIBITED_FIELD_IN_SELECT_CLAUSE",
-                format!("The field '{f}' cannot be selected FROM customer in the sandbox."),
+                format!("The field '{f}' cannot be selected FROM {} in the sandbox.", g.from),
             ));
         }
     }
@@ -702,6 +729,8 @@ enum V<'a> {
     /// double: a JSON number, omitted when 0.
     Num(f64),
     List(&'a str),
+    /// bool: `true`, omitted when false (proto3 JSON).
+    Bool(bool),
     None,
 }
 
@@ -734,6 +763,14 @@ fn value<'a>(world: &'a AdsWorld, field: &str, r: &RowCtx<'a>) -> V<'a> {
         "customer.descriptive_name" => V::Str(&r.customer.name),
         "customer.currency_code" => V::Str(r.customer.currency),
         "customer.time_zone" => V::Str(r.customer.time_zone),
+        "conversion_action.id" => V::Int(r.customer.conversion_action.id.parse().unwrap_or(0)),
+        "conversion_action.name" => V::Str(&r.customer.conversion_action.name),
+        "conversion_action.status" => V::Str("ENABLED"),
+        "conversion_action.include_in_conversions_metric" => V::Bool(true),
+        "conversion_action.click_through_lookback_window_days" => {
+            V::Int(r.customer.conversion_action.click_through_days)
+        }
+        "conversion_action.view_through_lookback_window_days" => V::Int(r.customer.conversion_action.view_through_days),
         "campaign.id" => campaign.map_or(V::None, |c| V::Str(&c.id)),
         "campaign.name" => campaign.map_or(V::None, |c| V::Str(&c.name)),
         "campaign.advertising_channel_type" => campaign.map_or(V::None, |c| V::Str(c.channel_type)),
@@ -827,6 +864,10 @@ impl Tree {
                         out.push(']');
                         true
                     }
+                    V::Bool(true) => {
+                        out.push_str("true");
+                        true
+                    }
                     _ => false,
                 },
                 None => {
@@ -864,6 +905,7 @@ fn resource_name(world: &AdsWorld, key: &str, r: &RowCtx<'_>) -> Option<String> 
     let group = r.ad.map(|(_, a)| &world.ad_groups[a.ad_group]);
     Some(match key {
         "customer" => format!("customers/{c}"),
+        "conversionAction" => format!("customers/{c}/conversionActions/{}", r.customer.conversion_action.id),
         "campaign" => format!("customers/{c}/campaigns/{}", world.campaigns[group?.campaign].id),
         "adGroup" => format!("customers/{c}/adGroups/{}", group?.id),
         "adGroupAd" => format!("customers/{c}/adGroupAds/{}~{}", group?.id, r.ad?.1.id),
@@ -1043,7 +1085,7 @@ async fn search_stream(
             *rows_in_batch = 0;
         }
     };
-    if q.from == "customer" {
+    if q.from == "customer" || q.from == "conversion_action" {
         let ctx = RowCtx {
             customer,
             ad: None,

@@ -410,6 +410,21 @@ struct AdsRow<'a> {
     segments: Option<Segments<'a>>,
     #[serde(borrow, default)]
     metrics: Option<Metrics<'a>>,
+    #[serde(borrow, default)]
+    conversion_action: Option<ConversionActionObj<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ConversionActionObj<'a> {
+    #[serde(borrow, default)]
+    status: Option<Text<'a>>,
+    #[serde(default)]
+    include_in_conversions_metric: bool,
+    #[serde(borrow, default)]
+    click_through_lookback_window_days: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    view_through_lookback_window_days: Option<Text<'a>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -640,6 +655,31 @@ impl GoogleAdsSource {
             })
             .await?;
         Ok(info)
+    }
+
+    /// The longest click-through and view-through lookback windows (days) of the
+    /// enabled conversion actions counted in `metrics.conversions`.
+    pub async fn conversion_windows(&self, customer: &str) -> Result<(Option<u32>, Option<u32>)> {
+        let q = "SELECT conversion_action.id, conversion_action.status, \
+conversion_action.include_in_conversions_metric, conversion_action.click_through_lookback_window_days, \
+conversion_action.view_through_lookback_window_days FROM conversion_action";
+        let label = format!("POST /customers/{customer}/googleAds:searchStream (conversion actions)");
+        self.search(customer, q, &label, |body| {
+            let (mut click, mut view): (Option<u32>, Option<u32>) = (None, None);
+            each_row(body, |row: AdsRow<'_>| {
+                let Some(a) = row.conversion_action else { return Ok(()) };
+                if text(&a.status) != Some("ENABLED") || !a.include_in_conversions_metric {
+                    return Ok(());
+                }
+                let days = |t: &Option<Text<'_>>| text(t).and_then(|d| d.parse::<u32>().ok());
+                click = click.max(days(&a.click_through_lookback_window_days));
+                view = view.max(days(&a.view_through_lookback_window_days));
+                Ok(())
+            })?;
+            Ok((click, view))
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// A day's two queries (conversion lag, metrics) with their log labels.
@@ -996,11 +1036,17 @@ impl ReportSource for GoogleAdsSource {
 
     async fn prepare_account(&self, customer: &str) -> Result<serde_json::Value> {
         let info = self.customer_info(customer).await?;
+        let (click_days, view_days) = self.conversion_windows(customer).await?;
         let json = serde_json::json!({
             "customer_id": customer,
             "name": info.name,
             "currency": info.currency,
             "time_zone": info.time_zone,
+            // Conversions keep arriving for as long as the longest click-through
+            // window of the actions counted in `conversions` (up to 90 days):
+            // the default lookback reaches that far.
+            "longest_window_days": click_days,
+            "view_through_window_days": view_days,
         });
         self.customers.insert(customer, info);
         Ok(json)

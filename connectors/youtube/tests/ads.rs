@@ -284,3 +284,41 @@ async fn video_views_come_from_the_field_the_api_version_has() {
         assert!(truth.video_views > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_lookback_covers_the_longest_conversion_window() {
+    // The sandbox's second customer counts 90 days of clicks, the first Google's default 30.
+    let sb = sandbox(20, "", Duration::from_secs(1)).await;
+    let customers: Vec<String> = sb.ads().customers.iter().map(|c| c.id.clone()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = run(
+        &sb,
+        &[
+            "extract",
+            "--ads-customer-id",
+            &customers.join(","),
+            "--start",
+            "2026-01-05",
+            "--end",
+            "2026-01-05",
+            "--out",
+            out,
+        ],
+        "sandbox-refresh-token",
+        "sandbox-developer-token",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = std::fs::read_dir(dir.path().join("_runs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest.path()).unwrap()).unwrap();
+    for (customer, days) in customers.iter().zip([30, 90]) {
+        assert_eq!(m["accounts"][customer]["longest_window_days"], days, "{m}");
+        assert_eq!(m["accounts"][customer]["view_through_window_days"], 1, "{m}");
+        assert_eq!(m["reads"][customer]["lookback_days"], days, "{m}");
+    }
+}

@@ -697,8 +697,8 @@ async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets()
             );
             assert_eq!(
                 (cw.value(i), vw.value(i)),
-                (7, 0),
-                "7-day click; Google's conversions are clicks only"
+                (7, 1),
+                "7-day click from lag buckets, 1-day view from view-through conversions"
             );
             match creator_of[ad.value(i)] {
                 Some(c) => {
@@ -720,22 +720,25 @@ async fn google_ads_rows_recompute_the_seven_day_click_window_from_lag_buckets()
         }
     }
     let mut truth = (0u64, 0i64, 0i64, 0i128, 0i128, 0i128);
-    let mut google_default = 0i128;
+    let (mut google_default, mut click_7d, mut views) = (0i128, 0i128, 0i128);
     for c in 0..ads.customers.len() {
         let t = ads.totals(c, day("2026-01-01"), day("2026-01-20"));
         truth.0 += t.rows;
         truth.1 += t.impressions as i64;
         truth.2 += t.clicks as i64;
         truth.3 += t.cost_micros as i128;
-        truth.4 += t.conv_halves_7d as i128 * 500_000;
+        truth.4 += t.conv_halves_7d as i128 * 500_000 + t.view_through as i128 * 1_000_000;
         truth.5 += t.value_cents_7d as i128 * 10_000;
         google_default += t.conv_halves as i128 * 500_000;
+        click_7d += t.conv_halves_7d as i128 * 500_000;
+        views += t.view_through as i128;
     }
     assert_eq!(
         got, truth,
-        "rows, impressions, clicks, spend to the micro, 7-day conversions and value"
+        "rows, impressions, clicks, spend to the micro, 7d_click + 1d_view conversions, 7-day value"
     );
-    assert!(resolved > 0 && truth.4 > 0 && truth.4 < google_default);
+    // The click part is narrower than Google's 30 days; view-throughs are there.
+    assert!(resolved > 0 && click_7d > 0 && click_7d < google_default && views > 0);
     // Google's own (30-day) figure stays beside it, in the windows table.
     let mut served = 0i128;
     for b in &read_table(&out.join("canonical/attribution_windows")) {

@@ -154,6 +154,8 @@ pub struct AdsTotals {
     /// Conversions (halves) whose lag bucket ends within 7 days of the click.
     pub conv_halves_7d: u64,
     pub value_cents_7d: u64,
+    /// View-through conversions (Google counts them in the action's view window).
+    pub view_through: u64,
 }
 
 impl AdsWorld {
@@ -340,6 +342,7 @@ impl AdsWorld {
                     t.value_cents += d.value_cents;
                     t.conv_halves_7d += d.lag_halves[..7].iter().sum::<u64>();
                     t.value_cents_7d += d.lag_cents[..7].iter().sum::<u64>();
+                    t.view_through += d.view_through;
                 }
             }
         }
@@ -510,22 +513,23 @@ fn parse_gaql(q: &str) -> Result<Gaql, QueryError> {
     if !is_kw(toks.get(p), "FROM") {
         return Err(("EXPECTED_FROM", "Error in query: expected FROM.".into()));
     }
-    g.from =
-        match toks.get(p + 1) {
-            Some(Tok::Word(w)) if w == "ad_group_ad" || w == "customer" || w == "conversion_action" => w.clone(),
-            Some(Tok::Word(w)) => return Err((
+    g.from = match toks.get(p + 1) {
+        Some(Tok::Word(w)) if w == "ad_group_ad" || w == "customer" || w == "conversion_action" => w.clone(),
+        Some(Tok::Word(w)) => {
+            return Err((
                 "INVALID_RESOURCE_NAME",
                 format!(
                     "Error in query: the sandbox serves FROM ad_group_ad, customer or conversion_action, not '{w}'."
                 ),
-            )),
-            _ => {
-                return Err((
-                    "EXPECTED_FROM",
-                    "Error in query: expected a resource after FROM.".into(),
-                ))
-            }
-        };
+            ))
+        }
+        _ => {
+            return Err((
+                "EXPECTED_FROM",
+                "Error in query: expected a resource after FROM.".into(),
+            ))
+        }
+    };
     p += 2;
     if is_kw(toks.get(p), "WHERE") {
         p += 1;

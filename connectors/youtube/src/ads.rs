@@ -136,6 +136,10 @@ pub fn ads_schema() -> SchemaRef {
     for (_, from, to) in LAG_BUCKETS {
         fields.push(Field::new(lag_column("conversions_value", *from, *to), DECIMAL, false));
     }
+    // The conversion actions' lookback windows: which view-through
+    // conversions the transform may count as the standard window's view part.
+    fields.push(Field::new("click_through_window_days", DataType::Int32, true));
+    fields.push(Field::new("view_through_window_days", DataType::Int32, true));
     fields.push(Field::new(
         "extracted_at",
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -554,6 +558,9 @@ pub struct CustomerInfo {
     pub name: Option<String>,
     pub currency: Option<String>,
     pub time_zone: Option<String>,
+    /// The conversion actions' longest click-through and view-through windows.
+    pub click_through_days: Option<u32>,
+    pub view_through_days: Option<u32>,
 }
 
 pub struct AdsConfig {
@@ -644,6 +651,8 @@ impl GoogleAdsSource {
                     if let Some(c) = row.customer {
                         let s = |t: Option<Text<'_>>| t.map(|t| t.as_str().to_string());
                         info = CustomerInfo {
+                            click_through_days: None,
+                            view_through_days: None,
                             name: s(c.descriptive_name),
                             currency: s(c.currency_code),
                             time_zone: s(c.time_zone),
@@ -781,7 +790,8 @@ conversion_action.view_through_lookback_window_days FROM conversion_action";
         let orphans = (orphans.rows > 0).then(|| orphans.finish());
         let mut rows = 0u64;
         for cols in metrics.into_iter().chain(orphans) {
-            let b = assemble(cols, &lags, &self.schema, run_id, extracted_at_us).map_err(fail)?;
+            let windows = (info.click_through_days, info.view_through_days);
+            let b = assemble(cols, &lags, windows, &self.schema, run_id, extracted_at_us).map_err(fail)?;
             sink.write(&b).await?;
             rows += b.num_rows() as u64;
             progress.add_rows(b.num_rows() as u64);
@@ -989,6 +999,7 @@ impl Columns {
 fn assemble(
     mut columns: Vec<ArrayRef>,
     lags: &HashMap<String, HashMap<i32, Lags>>,
+    windows: (Option<u32>, Option<u32>),
     schema: &SchemaRef,
     run_id: &str,
     extracted_at_us: i64,
@@ -1008,6 +1019,10 @@ fn assemble(
     }
     columns.extend(conv.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     columns.extend(value.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    for days in [windows.0, windows.1] {
+        let days = days.and_then(|d| i32::try_from(d).ok());
+        columns.push(Arc::new(arrow::array::Int32Array::from(vec![days; n])));
+    }
     columns.extend(crest_core::raw::run_columns(n, run_id, extracted_at_us));
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
@@ -1035,8 +1050,9 @@ impl ReportSource for GoogleAdsSource {
     }
 
     async fn prepare_account(&self, customer: &str) -> Result<serde_json::Value> {
-        let info = self.customer_info(customer).await?;
+        let mut info = self.customer_info(customer).await?;
         let (click_days, view_days) = self.conversion_windows(customer).await?;
+        (info.click_through_days, info.view_through_days) = (click_days, view_days);
         let json = serde_json::json!({
             "customer_id": customer,
             "name": info.name,

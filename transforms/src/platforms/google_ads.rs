@@ -107,28 +107,84 @@ fn widen(a: &ArrayRef) -> Result<ArrayRef> {
     ))
 }
 
-/// Standard-window conversions and value, and whether crest derived them.
-fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<(ArrayRef, ArrayRef, bool)> {
-    match recomputed(raw, w.click_days)? {
-        Some((c, v)) => Ok((c, v, true)),
-        // No buckets (a narrower raw file): Google's own figure, unnormalized.
-        None => Ok((
-            widen(
+/// How a row's standard-window figure was made.
+struct Standard {
+    conversions: ArrayRef,
+    value: ArrayRef,
+    /// Per row: click and view window of the figure, and whether it is the
+    /// standard window (`recomputed`) or not (`unnormalized`).
+    click_days: Int32Array,
+    view_days: Int32Array,
+    normalized: Vec<bool>,
+}
+
+/// The standard window's conversions and value. The click part comes from
+/// the lag buckets within the click window. The view part is the row's
+/// view-through conversions (Google serves no value for them) when the
+/// conversion actions count views for exactly the standard view window;
+/// where they count another window the view-throughs are still added and the
+/// row says `unnormalized` with its real windows. Without lag buckets,
+/// Google's own figure is kept, unnormalized.
+fn standard(raw: &RecordBatch, w: &StandardWindow) -> Result<Standard> {
+    let n = raw.num_rows();
+    let Some((click_conv, click_value)) = recomputed(raw, w.click_days)? else {
+        return Ok(Standard {
+            conversions: widen(
                 raw.column_by_name("conversions")
                     .ok_or_else(|| missing("conversions"))?,
             )?,
-            widen(
+            value: widen(
                 raw.column_by_name("conversions_value")
                     .ok_or_else(|| missing("conversions_value"))?,
             )?,
-            false,
-        )),
+            click_days: Int32Array::new_null(n),
+            view_days: Int32Array::new_null(n),
+            normalized: vec![false; n],
+        });
+    };
+    // Raw files of older crest versions carry no window: the view part is unknown.
+    let view_window = match raw.column_by_name("view_through_window_days") {
+        Some(c) => Some(super::typed::int32(c, "view_through_window_days")?.clone()),
+        None => None,
+    };
+    let view_through = match raw.column_by_name("view_through_conversions") {
+        Some(c) => Some(super::typed::int64(c, "view_through_conversions")?.clone()),
+        None => None,
+    };
+    let scale = 10i128.pow(canonical::DECIMAL_SCALE as u32);
+    let clicks = super::typed::decimal(&click_conv, "conversions")?;
+    let mut conv = Vec::with_capacity(n);
+    let (mut views, mut normalized) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let window = view_window.as_ref().and_then(|v| v.is_valid(i).then(|| v.value(i)));
+        let through = view_through
+            .as_ref()
+            .map_or(0, |v| if v.is_valid(i) { v.value(i) } else { 0 });
+        let (extra, view, standard) = match window {
+            _ if w.view_days == 0 => (0, 0, true),
+            Some(days) => (through as i128 * scale, days, days == w.view_days),
+            None => (0, 0, false),
+        };
+        conv.push(clicks.value(i) + extra);
+        views.push(view);
+        normalized.push(standard);
     }
+    Ok(Standard {
+        conversions: Arc::new(
+            Decimal128Array::from(conv)
+                .with_precision_and_scale(38, canonical::DECIMAL_SCALE)
+                .map_err(arrow_err)?,
+        ),
+        value: click_value,
+        click_days: Int32Array::from_value(w.click_days, n),
+        view_days: Int32Array::from(views),
+        normalized,
+    })
 }
 
 pub fn raw_totals(raw: &RecordBatch, w: &StandardWindow) -> Result<Totals> {
     let cost = raw.column_by_name("cost").ok_or_else(|| missing("cost"))?;
-    let (conversions, _, _) = standard(raw, w)?;
+    let conversions = standard(raw, w)?.conversions;
     Totals::of_raw(raw, "impressions", "clicks", cost, sum_decimal(&conversions))
 }
 
@@ -148,17 +204,18 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
     mapper.unresolved_rows += creator_id.null_count() as u64;
     let reporting = spend_reporting(mapper, &date, &currency, &spend)?;
-    let (conversions, value, derived) = standard(raw, &mapper.standard)?;
-    let (click, view, basis) = if derived {
-        (
-            Int32Array::from_value(mapper.standard.click_days, n),
-            // Google's conversions metric holds click-through conversions only.
-            Int32Array::from_value(0, n),
-            "recomputed",
-        )
-    } else {
-        (Int32Array::new_null(n), Int32Array::new_null(n), "unnormalized")
-    };
+    let Standard {
+        conversions,
+        value,
+        click_days: click,
+        view_days: view,
+        normalized,
+    } = standard(raw, &mapper.standard)?;
+    let basis: ArrayRef = Arc::new(arrow::array::StringArray::from_iter_values(
+        normalized
+            .iter()
+            .map(|s| if *s { "recomputed" } else { "unnormalized" }),
+    ));
     let columns: Vec<ArrayRef> = vec![
         date,
         new_null_array(&DataType::Int32, n),
@@ -194,7 +251,7 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         value,
         Arc::new(click),
         Arc::new(view),
-        constant(basis),
+        basis,
         req("extracted_at")?,
         constant(mapper.run_id),
         Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
@@ -274,6 +331,45 @@ mod tests {
                 .with_precision_and_scale(38, 6)
                 .unwrap(),
         )
+    }
+
+    /// Three rows, 5 click conversions within 7 days each and 2 view-throughs:
+    /// the action's view window is 1 day (the standard's), 3 days, unknown.
+    #[test]
+    fn view_throughs_are_the_view_part_when_the_action_counts_the_standard_view_window() {
+        let fields = vec![
+            Field::new("conversions_lag_00_01d", DECIMAL, false),
+            Field::new("conversions_value_lag_00_01d", DECIMAL, false),
+            Field::new("view_through_conversions", DataType::Int64, true),
+            Field::new("view_through_window_days", DataType::Int32, true),
+        ];
+        let columns: Vec<ArrayRef> = vec![
+            dec(&[5_000_000; 3]),
+            dec(&[50_000_000; 3]),
+            Arc::new(arrow::array::Int64Array::from(vec![2, 2, 2])),
+            Arc::new(Int32Array::from(vec![Some(1), Some(3), None])),
+        ];
+        let raw = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let s = standard(&raw, &StandardWindow::default()).unwrap();
+        let conv = s.conversions.as_primitive::<Decimal128Type>();
+        let got: Vec<(i128, i32, bool)> = (0..3)
+            .map(|i| (conv.value(i) / 1_000_000, s.view_days.value(i), s.normalized[i]))
+            .collect();
+        // 5 + 2 in 7d_click,1d_view; 5 + 2 counted in a 3-day view window; 5 with no known view part.
+        assert_eq!(got, vec![(7, 1, true), (7, 3, false), (5, 0, false)]);
+        assert_eq!(
+            s.value.as_primitive::<Decimal128Type>().value(0),
+            50_000_000,
+            "no value for view-throughs"
+        );
+        // A click-only standard window never adds views.
+        let click_only = StandardWindow {
+            click_days: 7,
+            view_days: 0,
+        };
+        let s = standard(&raw, &click_only).unwrap();
+        assert_eq!(s.conversions.as_primitive::<Decimal128Type>().value(1), 5_000_000);
+        assert!(s.normalized.iter().all(|n| *n));
     }
 
     /// Worked example: one ad-day with 10 conversions (Google's 30-day

@@ -52,6 +52,16 @@ async fn run(sb: &Sandbox, args: &[&str], refresh_token: &str, developer_token: 
         .unwrap()
 }
 
+/// The one run manifest an extract wrote.
+fn the_manifest(out: &std::path::Path) -> serde_json::Value {
+    let manifest = std::fs::read_dir(out.join("_runs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    serde_json::from_slice(&std::fs::read(manifest.path()).unwrap()).unwrap()
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Seen {
     rows: u64,
@@ -169,12 +179,7 @@ async fn exact_totals_across_stream_batches_with_a_token_expiry_and_a_short_quot
     assert_eq!((refreshes, unauthenticated), (2, 1));
     let err = stderr(&o);
     assert!(err.contains("RESOURCE_EXHAUSTED"), "{err}");
-    let manifest = std::fs::read_dir(dir.path().join("_runs"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest.path()).unwrap()).unwrap();
+    let m = the_manifest(dir.path());
     let info = &m["accounts"][&customer.id];
     assert_eq!(info["currency"], customer.currency, "{m}");
     assert_eq!(info["time_zone"], customer.time_zone);
@@ -310,12 +315,7 @@ async fn the_default_lookback_covers_the_longest_conversion_window() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let manifest = std::fs::read_dir(dir.path().join("_runs"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest.path()).unwrap()).unwrap();
+    let m = the_manifest(dir.path());
     for (customer, days) in customers.iter().zip([30, 90]) {
         assert_eq!(m["accounts"][customer]["longest_window_days"], days, "{m}");
         assert_eq!(m["accounts"][customer]["view_through_window_days"], 1, "{m}");

@@ -289,10 +289,6 @@ impl<'a> SliceWriter<'a> {
 }
 
 /// Reads the account a raw file belongs to from its Parquet footer.
-pub async fn file_account(out: &Location, rel: &str) -> Result<Option<String>> {
-    Ok(file_footer(out, rel).await?.and_then(|f| f.account_id))
-}
-
 /// What a raw file's footer says: its account and row count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Footer {
@@ -378,7 +374,9 @@ mod tests {
         for f in &files {
             let bytes = out.get(&f.path).await.unwrap().unwrap();
             assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256);
-            assert_eq!(file_account(&out, &f.path).await.unwrap().as_deref(), Some("42"));
+            let footer = file_footer(&out, &f.path).await.unwrap().unwrap();
+            assert_eq!(footer.account_id.as_deref(), Some("42"));
+            assert_eq!(footer.rows, f.rows);
         }
     }
 }

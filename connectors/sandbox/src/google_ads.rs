@@ -68,7 +68,8 @@ pub struct Customer {
     pub time_zone: &'static str,
     /// The customer's purchase conversion action and its lookback windows
     /// (`conversion_action.click_through_lookback_window_days` 1–90, default
-    /// 30; `view_through_lookback_window_days` 1–30, default 1).
+    /// 30; `view_through_lookback_window_days` 1–30, default 1), as the Google
+    /// Ads API reference page "ConversionAction" documents them.
     pub conversion_action: ConversionAction,
 }
 
@@ -388,9 +389,9 @@ const FIELDS: &[&str] = &[
 ];
 /// Fields a version no longer or not yet has, as (field, first version
 /// without it) and (field, first version with it). From v22 Google replaced
-/// `metrics.video_views` by `metrics.video_trueview_views` (release notes of
-/// v22; the v22+ field reference lists only the TrueView metric): the API
-/// answers the old name with UNRECOGNIZED_FIELD.
+/// `metrics.video_views` by `metrics.video_trueview_views` (Google Ads API
+/// "Release notes", v22; the "Metrics" field reference of v22 and later lists
+/// only the TrueView metric): the API answers the old name with UNRECOGNIZED_FIELD.
 const REMOVED_IN: &[(&str, u32)] = &[("metrics.video_views", 22)];
 const ADDED_IN: &[(&str, u32)] = &[("metrics.video_trueview_views", 22)];
 

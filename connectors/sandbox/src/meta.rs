@@ -8,7 +8,9 @@
 //! Numbers are strings. `actions`/`action_values` are lists of `{action_type,
 //! value, <window>…}` where a window key appears only if requested and only
 //! when its value is not zero (Meta leaves zero-valued keys out, so for a
-//! requested window an absent key is 0; a window not requested is unknown);
+//! requested window an absent key is 0; a window not requested is unknown —
+//! Marketing API reference "Ads Action Stats" and the Insights API page
+//! "Attribution windows" (`action_attribution_windows`));
 //! an action with no events at all is left out of the list; `value` follows the account's
 //! default window (7-day click + 1-day view), not the sum of windows; the
 //! purchase types `purchase`, `omni_purchase` and

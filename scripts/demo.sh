@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo, no credentials needed: starts the platform sandbox on a free port,
-# extracts January's TikTok ad reports, Meta insights, five creators' YouTube
+# extracts January's TikTok ad reports, Meta insights, five creators' and the brand's YouTube
 # videos and the brand's YouTube ads (Google Ads) into ./crest-out, transforms them into the canonical
 # creator_performance table (creators resolved through the sandbox's roster,
 # EUR and GBP spend converted to USD), loads that into the embedded lake
@@ -22,7 +22,7 @@ for _ in $(seq 50); do grep -q listening "$work/sandbox.log" && break; sleep 0.1
 cat "$work/sandbox.log"
 advertisers=$(awk '/^tiktok advertiser/ {print $3}' "$work/sandbox.log" | paste -sd, -)
 accounts=$(awk '/^meta ad account/ {print $4}' "$work/sandbox.log" | paste -sd, -)
-channels=$(awk '/^youtube channels/ {print $3}' "$work/sandbox.log")
+channels=$(awk '/^youtube channels/ {print $3}' "$work/sandbox.log"),$(awk '/^youtube brand channel/ {print $4}' "$work/sandbox.log")
 customers=$(awk '/^google ads customer/ {print $4}' "$work/sandbox.log" | paste -sd, -)
 
 echo; echo "== crest-tiktok check, extract"

@@ -575,7 +575,10 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
-    let channels: Vec<String> = sb.youtube().channels[..4].to_vec();
+    let yt = sb.youtube();
+    // Four creators' channels and the brand's channel hosting several creators' videos.
+    let mut channels: Vec<String> = yt.channels[..4].to_vec();
+    channels.push(yt.brand_channel.clone());
     let policy = RetryPolicy::default();
     let tokens = std::sync::Arc::new(google_tokens(&sb, &policy));
     let base = url::Url::parse(&sb.base_url()).unwrap();
@@ -604,17 +607,37 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
     assert!(o.status.success(), "{}", stderr(&o));
     let batches = read_table(&out.join("canonical/creator_performance"));
     let (mut rows, mut views) = (0u64, 0i64);
+    let mut brand_creators = std::collections::BTreeMap::<Option<String>, u64>::new();
     for b in &batches {
         let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let (platform, channel, account, creator) = (s("platform"), s("channel"), s("account_id"), s("creator_id"));
+        let (platform, channel, account, creator, video) = (
+            s("platform"),
+            s("channel"),
+            s("account_id"),
+            s("creator_id"),
+            s("content_id"),
+        );
         for i in 0..b.num_rows() {
             assert_eq!((platform.value(i), channel.value(i)), ("youtube", "organic"));
-            let c = sb.youtube().channel_index(account.value(i)).unwrap();
-            assert_eq!(
-                creator.value(i),
-                sb.world().creators[c].creator_id,
-                "the channel names the creator"
-            );
+            let c = yt.channel_index(account.value(i)).unwrap();
+            if account.value(i) == yt.brand_channel {
+                // Each brand-channel video is its creator's, by the UTM in its description.
+                let v = yt.videos.iter().find(|v| v.video_id == video.value(i)).unwrap();
+                let by_link = sb
+                    .world()
+                    .creators
+                    .iter()
+                    .find(|c| v.description.ends_with(&format!("utm_content={}\n\n#ad", c.handle)));
+                let got = creator.is_valid(i).then(|| creator.value(i).to_string());
+                assert_eq!(got, by_link.map(|c| c.creator_id.clone()), "video {}", v.title);
+                *brand_creators.entry(got).or_default() += 1;
+            } else {
+                assert_eq!(
+                    creator.value(i),
+                    sb.world().creators[c].creator_id,
+                    "the channel's creator, whose link its videos carry"
+                );
+            }
             for none in ["impressions", "clicks", "spend", "conversions"] {
                 assert!(
                     b.column_by_name(none).unwrap().is_null(i),
@@ -629,7 +652,11 @@ async fn youtube_organic_rows_are_the_creators_own_with_no_made_up_metrics() {
                 .value(i);
         }
     }
-    let yt = sb.youtube();
+    assert_eq!(
+        brand_creators.len(),
+        4,
+        "three creators and the studio video no creator's link names: {brand_creators:?}"
+    );
     let truth = channels
         .iter()
         .flat_map(|c| yt.rows(yt.channel_index(c).unwrap(), day("2026-01-01"), day("2026-01-31")))

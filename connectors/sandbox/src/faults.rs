@@ -7,7 +7,8 @@
 //! `Retry-After: 1`), `slow` (answers after the slow delay, longer than a
 //! client's timeout), `truncated` (half the JSON body, with a matching
 //! Content-Length), `drop` (the connection closes mid-body),
-//! `expired_token` (the platform's expired-token error), and for Meta's async
+//! `expired_token` (the platform's expired-token error), `quota` (YouTube
+//! Analytics' spent daily quota, final until it resets), and for Meta's async
 //! insights `job_failed` and `job_stall` (the job this request creates fails,
 //! or never finishes), and `empty` (a successful answer with no rows: TikTok's
 //! report, as for a day the platform has not processed; Meta's ads listing).
@@ -24,6 +25,8 @@ pub enum FaultKind {
     Truncated,
     Drop,
     ExpiredToken,
+    /// YouTube: the project's daily quota is spent (`quotaExceeded`).
+    Quota,
     /// Meta: the async job created by this request fails.
     JobFailed,
     /// Meta: the async job created by this request never finishes.
@@ -45,12 +48,13 @@ impl FromStr for FaultKind {
             "truncated" => FaultKind::Truncated,
             "drop" => FaultKind::Drop,
             "expired_token" => FaultKind::ExpiredToken,
+            "quota" => FaultKind::Quota,
             "job_failed" => FaultKind::JobFailed,
             "job_stall" => FaultKind::JobStall,
             "empty" => FaultKind::Empty,
             other => {
                 return Err(format!(
-                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, job_failed, job_stall or empty"
+                    "unknown fault '{other}': use rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, quota, job_failed, job_stall or empty"
                 ))
             }
         })

@@ -1,9 +1,13 @@
 //! Google's APIs for YouTube creators, as documented: OAuth (`POST /token`
 //! with a refresh token), YouTube Analytics `GET /v2/reports` (typed cells,
 //! `columnHeaders` in the order asked, `rows` absent when empty, the most
-//! recent days missing, `startIndex` paging), and YouTube Data
-//! `GET /youtube/v3/videos` (title, publish time, a description carrying the
-//! creator's UTM-tagged link). Access tokens expire; the APIs then answer 401.
+//! recent days missing, `startIndex` paging, and `dimensions=day,video` only
+//! for the videos named in `filters=video==…`, at most 500), and YouTube Data
+//! `channels.list` (the uploads playlist) and `playlistItems.list` (paged by
+//! `pageToken`, newest first; title, publish time, a description carrying
+//! the creator's UTM-tagged link). Besides one channel
+//! per creator there is a brand channel hosting several creators' videos.
+//! Access tokens expire; the APIs then answer 401.
 
 use crate::faults::FaultKind;
 use crate::world::{mix, World};
@@ -25,6 +29,13 @@ type Params = HashMap<String, String>;
 
 /// Days before the world's last day for which Analytics has no data yet.
 pub const DATA_LAG_DAYS: u32 = 2;
+/// Values a `video==` filter may list (Analytics' dimensions page, "Filters":
+/// a filter on video, playlist or channel takes a comma-separated list of up
+/// to 500 IDs).
+pub const MAX_FILTER_VIDEOS: usize = 500;
+/// The creators whose videos the brand channel hosts (by roster position),
+/// and one more video of its own without a creator's link.
+pub const BRAND_CHANNEL_CREATORS: &[usize] = &[0, 1, 2];
 pub const METRICS: &[&str] = &[
     "views",
     "estimatedMinutesWatched",
@@ -52,10 +63,13 @@ pub struct YouTubeWorld {
     pub days: u32,
     /// One channel per creator: `UC` + 22 characters.
     pub channels: Vec<String>,
+    /// The brand's own channel: videos by the creators of
+    /// [`BRAND_CHANNEL_CREATORS`], each linked with its creator's UTM, and one
+    /// studio video with a plain link. Not in the roster.
+    pub brand_channel: String,
     pub videos: Vec<Video>,
     /// The videos of each channel: a range of `videos` (they are made channel by channel).
     by_channel: Vec<std::ops::Range<usize>>,
-    by_id: HashMap<String, usize>,
 }
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -107,14 +121,33 @@ impl YouTubeWorld {
                     video_id: id(r, 11),
                     title: format!("{} — my honest review #{}", creator.handle, k + 1),
                     published,
-                    description: format!(
-                        "Everything I used is linked below!\n\nShop my picks: https://shop.example.com/p/yt?utm_source=youtube&utm_medium=organic&utm_campaign=creator_reviews&utm_content={}\n\n#ad",
-                        creator.handle
-                    ),
+                    description: creator_description(&creator.handle),
                 });
             }
         }
-        let mut by_channel = vec![0..0; channels.len()];
+        let brand = channels.len();
+        let brand_channel = format!("UC{}", id(seed ^ 0x62_7261_6e64, 22));
+        let brand_first = world.config.first_day + Days::new(world.config.days as u64 / 4);
+        for (k, &ci) in BRAND_CHANNEL_CREATORS.iter().enumerate() {
+            let Some(creator) = world.creators.get(ci) else {
+                continue;
+            };
+            videos.push(Video {
+                channel: brand,
+                video_id: id(seed ^ 0x6272 ^ ((k as u64) << 20), 11),
+                title: format!("Brand studio session with {}", creator.handle),
+                published: brand_first,
+                description: creator_description(&creator.handle),
+            });
+        }
+        videos.push(Video {
+            channel: brand,
+            video_id: id(seed ^ 0x6273, 11),
+            title: "Inside our studio".into(),
+            published: brand_first,
+            description: "How we make it. Shop: https://shop.example.com/".into(),
+        });
+        let mut by_channel = vec![0..0; channels.len() + 1];
         for (i, v) in videos.iter().enumerate() {
             let r = &mut by_channel[v.channel];
             if r.start == r.end {
@@ -123,14 +156,9 @@ impl YouTubeWorld {
                 r.end = i + 1;
             }
         }
-        let by_id = videos
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.video_id.clone(), i))
-            .collect();
         YouTubeWorld {
+            brand_channel,
             by_channel,
-            by_id,
             seed,
             first_day: world.config.first_day,
             days: world.config.days,
@@ -144,8 +172,23 @@ impl YouTubeWorld {
         self.first_day + Days::new((self.days.saturating_sub(1 + DATA_LAG_DAYS)) as u64)
     }
 
+    /// A creator's channel is its creator's index; the brand channel comes after them.
     pub fn channel_index(&self, channel: &str) -> Option<usize> {
+        if channel == self.brand_channel {
+            return Some(self.channels.len());
+        }
         self.channels.iter().position(|c| c == channel)
+    }
+
+    pub fn channel_name(&self, c: usize) -> &str {
+        self.channels.get(c).unwrap_or(&self.brand_channel)
+    }
+
+    /// A channel's videos, newest first (the order of its uploads playlist).
+    pub fn uploads(&self, c: usize) -> Vec<&Video> {
+        let mut v: Vec<&Video> = self.videos[self.by_channel[c].clone()].iter().collect();
+        v.sort_by(|a, b| b.published.cmp(&a.published).then(a.video_id.cmp(&b.video_id)));
+        v
     }
 
     pub fn video_day(&self, v: usize, date: NaiveDate) -> Option<VideoDay> {
@@ -171,9 +214,24 @@ impl YouTubeWorld {
 
     /// (date, video) rows of a channel over a range, day by day, as served.
     pub fn rows(&self, channel: usize, start: NaiveDate, end: NaiveDate) -> Vec<(NaiveDate, usize, VideoDay)> {
+        self.rows_of(channel, start, end, None)
+    }
+
+    /// The rows of the channel's videos named in `only` (all when `None`).
+    pub fn rows_of(
+        &self,
+        channel: usize,
+        start: NaiveDate,
+        end: NaiveDate,
+        only: Option<&[String]>,
+    ) -> Vec<(NaiveDate, usize, VideoDay)> {
         let mut out = Vec::new();
+        let videos: Vec<usize> = self.by_channel[channel]
+            .clone()
+            .filter(|v| only.is_none_or(|ids| ids.contains(&self.videos[*v].video_id)))
+            .collect();
         for date in start.iter_days().take_while(|d| *d <= end) {
-            for v in self.by_channel[channel].clone() {
+            for &v in &videos {
                 if let Some(m) = self.video_day(v, date) {
                     out.push((date, v, m));
                 }
@@ -183,14 +241,21 @@ impl YouTubeWorld {
     }
 }
 
+/// The description a creator's video carries: its creator's UTM-tagged link.
+fn creator_description(handle: &str) -> String {
+    format!(
+        "Everything I used is linked below!\n\nShop my picks: https://shop.example.com/p/yt?utm_source=youtube&utm_medium=organic&utm_campaign=creator_reviews&utm_content={handle}\n\n#ad"
+    )
+}
+
 type ReportRows = Arc<Vec<(NaiveDate, usize, VideoDay)>>;
 
 /// Issued access tokens and their expiry, and the last reports computed.
 #[derive(Default)]
 pub struct GoogleState {
     tokens: Mutex<HashMap<String, Instant>>,
-    /// (channel, start, end) → its rows, so paging a report does not recompute it.
-    reports: Mutex<HashMap<(usize, NaiveDate, NaiveDate), ReportRows>>,
+    /// (channel, start, end, video filter) → its rows, so paging a report does not recompute it.
+    reports: Mutex<HashMap<(usize, NaiveDate, NaiveDate, String), ReportRows>>,
     issued: AtomicU64,
     pub refreshes: AtomicU64,
     pub unauthenticated: AtomicU64,
@@ -200,7 +265,8 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/token", post(token))
         .route("/v2/reports", get(reports))
-        .route("/youtube/v3/videos", get(videos))
+        .route("/youtube/v3/channels", get(channels))
+        .route("/youtube/v3/playlistItems", get(playlist_items))
 }
 
 fn google_error(status: StatusCode, reason: &str, message: &str, state_name: &str) -> Response<Body> {
@@ -263,7 +329,16 @@ async fn gate(state: &AppState, headers: &HeaderMap) -> Result<Option<FaultKind>
         Admission::Serve(f) => f,
     };
     match fault {
+        // The per-user rate limit: retried. A spent daily quota (`quota`) is final.
         Some(FaultKind::RateLimit) => {
+            return Err(google_error(
+                StatusCode::FORBIDDEN,
+                "userRateLimitExceeded",
+                "The request cannot be completed because you have exceeded your rate limit.",
+                "PERMISSION_DENIED",
+            ))
+        }
+        Some(FaultKind::Quota) => {
             return Err(google_error(
                 StatusCode::FORBIDDEN,
                 "quotaExceeded",
@@ -362,6 +437,22 @@ async fn reports(State(state): State<Shared>, headers: HeaderMap, Query(params):
     if dims != ["day", "video"] && dims != ["video", "day"] {
         return bad("The sandbox serves dimensions=day,video");
     }
+    // Channel reports list `video` as a dimension of the "top videos" report
+    // (sorted by a metric, at most 200 rows) and otherwise only where the
+    // request filters on the videos: a day × video report over a whole channel
+    // is refused (channel_reports page, "Video reports"; dims page, "Filters").
+    let Some(videos) = params
+        .get("filters")
+        .and_then(|f| f.split(';').find_map(|f| f.strip_prefix("video==")))
+        .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+    else {
+        return bad("The query is not supported. Check the documentation at https://developers.google.com/youtube/analytics/v2/available_reports for a list of supported queries.");
+    };
+    if videos.len() > MAX_FILTER_VIDEOS || videos.iter().any(|v| v.is_empty()) {
+        return bad(&format!(
+            "Invalid value in filters parameter: a video filter lists 1 to {MAX_FILTER_VIDEOS} video IDs."
+        ));
+    }
     let metrics: Vec<&str> = params
         .get("metrics")
         .map(|m| m.split(',').collect())
@@ -390,8 +481,8 @@ async fn reports(State(state): State<Shared>, headers: HeaderMap, Query(params):
             cache.clear();
         }
         cache
-            .entry((c, start, end))
-            .or_insert_with(|| Arc::new(world.rows(c, start, end)))
+            .entry((c, start, end, videos.join(",")))
+            .or_insert_with(|| Arc::new(world.rows_of(c, start, end, Some(&videos))))
             .clone()
     };
     let mut headers_json = Vec::new();
@@ -445,27 +536,101 @@ async fn reports(State(state): State<Shared>, headers: HeaderMap, Query(params):
     deliver(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default(), fault)
 }
 
-async fn videos(State(state): State<Shared>, headers: HeaderMap, Query(params): Query<Params>) -> Response<Body> {
+/// `channels.list?part=contentDetails&id=UC…`: the channel's uploads playlist.
+async fn channels(State(state): State<Shared>, headers: HeaderMap, Query(params): Query<Params>) -> Response<Body> {
+    let fault = match gate(&state, &headers).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !params
+        .get("part")
+        .is_some_and(|p| p.split(',').any(|p| p == "contentDetails"))
+    {
+        return bad("Required parameter: part (contentDetails)");
+    }
+    let world = &state.youtube;
+    let ids: Vec<&str> = params.get("id").map(|i| i.split(',').collect()).unwrap_or_default();
+    if ids.is_empty() || ids.len() > 50 {
+        return bad("The id parameter lists 1 to 50 channel IDs.");
+    }
+    // An unknown channel is left out of `items`, as the Data API does.
+    let items: Vec<Value> = ids
+        .iter()
+        .filter(|id| world.channel_index(id).is_some())
+        .map(|id| {
+            json!({"kind": "youtube#channel", "id": id,
+                   "contentDetails": {"relatedPlaylists": {"likes": "", "uploads": uploads_playlist(id)}}})
+        })
+        .collect();
+    let body = json!({"kind": "youtube#channelListResponse", "pageInfo": {"totalResults": items.len(), "resultsPerPage": 5}, "items": items});
+    deliver(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default(), fault)
+}
+
+/// A channel's uploads playlist: `UU` and the rest of its `UC…` id.
+fn uploads_playlist(channel: &str) -> String {
+    format!("UU{}", channel.strip_prefix("UC").unwrap_or(channel))
+}
+
+/// `playlistItems.list` of an uploads playlist: newest first, `maxResults`
+/// 0–50 (default 5), `nextPageToken` while more remain.
+async fn playlist_items(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response<Body> {
     let fault = match gate(&state, &headers).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let world = &state.youtube;
-    let ids: Vec<&str> = params.get("id").map(|i| i.split(',').collect()).unwrap_or_default();
-    if ids.len() > 50 {
-        return bad("Too many ids: at most 50 per request.");
-    }
-    let items: Vec<Value> = ids
+    let Some(playlist) = params.get("playlistId") else {
+        return bad("Required parameter: playlistId");
+    };
+    let Some(c) = playlist
+        .strip_prefix("UU")
+        .and_then(|rest| world.channel_index(&format!("UC{rest}")))
+    else {
+        return google_error(
+            StatusCode::NOT_FOUND,
+            "playlistNotFound",
+            "The playlist identified with the request's playlistId parameter cannot be found.",
+            "NOT_FOUND",
+        );
+    };
+    let max: usize = match params.get("maxResults").map(|m| m.parse::<usize>()) {
+        None => 5,
+        Some(Ok(m)) if m <= 50 => m,
+        Some(_) => return bad("Invalid value for maxResults: 0 to 50."),
+    };
+    // Page tokens are opaque to clients: here the offset, disguised.
+    let offset = match params.get("pageToken") {
+        None => 0,
+        Some(t) => match t.strip_prefix("EAAa").and_then(|o| o.parse::<usize>().ok()) {
+            Some(o) => o,
+            None => return bad("The request specifies an invalid page token."),
+        },
+    };
+    let uploads = world.uploads(c);
+    let items: Vec<Value> = uploads
         .iter()
-        .filter_map(|id| world.by_id.get(*id).map(|i| &world.videos[*i]))
-        .map(|v| {
+        .skip(offset)
+        .take(max)
+        .enumerate()
+        .map(|(i, v)| {
+            let published = format!("{}T15:00:00Z", v.published);
             json!({
-                "kind": "youtube#video", "id": v.video_id,
-                "snippet": {"publishedAt": format!("{}T15:00:00Z", v.published), "channelId": world.channels[v.channel], "title": v.title, "description": v.description},
-                "statistics": {"viewCount": "0", "likeCount": "0", "commentCount": "0"}
+                "kind": "youtube#playlistItem", "id": format!("{playlist}.{}", offset + i),
+                "snippet": {"publishedAt": published, "channelId": world.channel_name(c), "title": v.title,
+                            "description": v.description, "playlistId": playlist, "position": offset + i,
+                            "resourceId": {"kind": "youtube#video", "videoId": v.video_id}},
+                "contentDetails": {"videoId": v.video_id, "videoPublishedAt": published}
             })
         })
         .collect();
-    let body = json!({"kind": "youtube#videoListResponse", "items": items, "pageInfo": {"totalResults": items.len(), "resultsPerPage": items.len()}});
+    let mut body = json!({"kind": "youtube#playlistItemListResponse", "items": items,
+                          "pageInfo": {"totalResults": uploads.len(), "resultsPerPage": max}});
+    if offset + max < uploads.len() && max > 0 {
+        body["nextPageToken"] = json!(format!("EAAa{}", offset + max));
+    }
     deliver(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default(), fault)
 }

@@ -66,8 +66,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 3)]
     ads_per_creator: usize,
     /// Faults to inject: KIND@N, KIND@NxCOUNT or KIND%EVERY, comma separated
-    /// (rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token,
-    /// job_failed, job_stall).
+    /// (rate_limit, server_error, http_500, http_503, slow, truncated, drop, expired_token, quota,
+    /// job_failed, job_stall, empty).
     #[arg(long, default_value = "")]
     faults: String,
     /// Requests per second allowed before the platform's rate-limit error.
@@ -226,6 +226,10 @@ async fn main() -> ExitCode {
         yt.channels[..yt.channels.len().min(5)].join(","),
         yt.channels.len(),
         yt.last_served_day()
+    );
+    println!(
+        "youtube brand channel {} (hosts videos by several creators, each linked with its creator's UTM)",
+        yt.brand_channel
     );
     for c in &sandbox.ads().customers {
         println!("google ads customer {} ({}, {})", c.id, c.currency, c.time_zone);

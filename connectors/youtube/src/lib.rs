@@ -1,11 +1,14 @@
 //! crest's YouTube source for creators' own videos: YouTube Analytics
 //! `reports.query` (`GET /v2/reports`, daily per video), which serves fresh
 //! numbers from the first run, unlike the bulk Reporting API with its 48-hour
-//! lag and empty first sync; and YouTube Data `videos.list` for each video's
-//! title, publish time and the UTM-tagged link in its description. Cells are
-//! mapped by `columnHeaders`, never by position; a missing `rows` is no data.
-//! Days not served yet (Analytics lags a couple of days) are read again by the
-//! next scheduled run through the lookback.
+//! lag and empty first sync. Analytics answers `dimensions=day,video` only for
+//! videos the request names (`filters=video==ID1,ID2,…`, at most 500), so the
+//! channel's videos come first from YouTube Data: `channels.list` gives its
+//! uploads playlist, `playlistItems.list` (paged) each video's id, title,
+//! publish time and the UTM-tagged link in its description. Cells are mapped
+//! by `columnHeaders`, never by position; a missing `rows` is no data. Days
+//! not served yet (Analytics lags a couple of days) are read again by the next
+//! scheduled run through the lookback.
 
 pub mod ads;
 
@@ -34,6 +37,11 @@ pub const ANALYTICS_TIME_ZONE: &str = "America/Los_Angeles";
 pub const ANALYTICS_LAG_DAYS: u32 = 2;
 /// reports.query serves at most 200 rows a page for day × video.
 pub const MAX_PAGE: usize = 200;
+/// Video IDs one `video==` filter may list (Analytics' dimensions page,
+/// "Filters": up to 500 IDs for a video, playlist or channel filter).
+pub const MAX_FILTER_VIDEOS: usize = 500;
+/// playlistItems.list serves at most 50 items a page.
+const PLAYLIST_PAGE: usize = 50;
 
 /// (metric as the API names it, raw column, integer or float)
 pub const METRICS: &[(&str, &str, bool)] = &[
@@ -119,8 +127,8 @@ pub struct YouTubeSource {
     /// Shared by every Google source of a run: one refresh serves them all.
     tokens: Arc<TokenSource>,
     schema: SchemaRef,
-    /// Per channel: video id → (title, published at, link from the description).
-    videos: Mutex<HashMap<String, Arc<HashMap<String, VideoMeta>>>>,
+    /// Per channel: its uploads, listed once per run by `prepare_account`.
+    uploads: Mutex<HashMap<String, Arc<Uploads>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,6 +136,34 @@ pub struct VideoMeta {
     pub title: Option<String>,
     pub published_at: Option<String>,
     pub link: Option<String>,
+}
+
+/// A channel's videos: ids in the uploads playlist's order, and what each carries.
+#[derive(Debug, Default)]
+struct Uploads {
+    ids: Vec<String>,
+    meta: HashMap<String, VideoMeta>,
+}
+
+impl Uploads {
+    /// The videos that can have rows on or before `end`: published by then (a
+    /// day of slack, since publish times are UTC and Analytics days Pacific),
+    /// or of unknown publish time.
+    fn published_by(&self, end: chrono::NaiveDate) -> Vec<String> {
+        let last = end + chrono::Days::new(1);
+        self.ids
+            .iter()
+            .filter(|id| {
+                self.meta
+                    .get(*id)
+                    .and_then(|m| m.published_at.as_deref())
+                    .and_then(|p| p.get(..10))
+                    .and_then(crest_core::window::ymd)
+                    .is_none_or(|day| day <= last)
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -145,24 +181,57 @@ struct ColumnHeader {
 }
 
 #[derive(Deserialize)]
-struct VideoList {
+struct ChannelList {
     #[serde(default)]
-    items: Vec<VideoItem>,
+    items: Vec<ChannelItem>,
 }
 
 #[derive(Deserialize)]
-struct VideoItem {
-    id: String,
+struct ChannelItem {
+    #[serde(rename = "contentDetails")]
+    content_details: ChannelContent,
+}
+
+#[derive(Deserialize)]
+struct ChannelContent {
+    #[serde(rename = "relatedPlaylists")]
+    related_playlists: RelatedPlaylists,
+}
+
+#[derive(Deserialize)]
+struct RelatedPlaylists {
+    uploads: String,
+}
+
+#[derive(Deserialize)]
+struct PlaylistItems {
+    #[serde(default)]
+    items: Vec<PlaylistItem>,
+    #[serde(rename = "nextPageToken", default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlaylistItem {
     #[serde(default)]
     snippet: Option<Snippet>,
+    #[serde(rename = "contentDetails")]
+    content_details: PlaylistItemContent,
+}
+
+#[derive(Deserialize)]
+struct PlaylistItemContent {
+    #[serde(rename = "videoId")]
+    video_id: String,
+    /// Absent for a video that is not public yet.
+    #[serde(rename = "videoPublishedAt", default)]
+    video_published_at: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Snippet {
     #[serde(default)]
     title: Option<String>,
-    #[serde(rename = "publishedAt", default)]
-    published_at: Option<String>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -226,7 +295,7 @@ impl YouTubeSource {
             client: client.with_platform(GooglePolicy),
             tokens,
             schema: raw_schema(),
-            videos: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -255,10 +324,11 @@ impl YouTubeSource {
             .await
     }
 
-    /// One page of the day × video report for a channel.
+    /// One page of the day × video report for some of a channel's videos.
     async fn report_page(
         &self,
         channel: &str,
+        videos: &[String],
         range: DateRange,
         start_index: usize,
     ) -> std::result::Result<ResultTable, ApiError> {
@@ -268,69 +338,91 @@ impl YouTubeSource {
             ("endDate", range.end.to_string()),
             ("metrics", self.config.metrics.join(",")),
             ("dimensions", "day,video".to_string()),
+            ("filters", format!("video=={}", videos.join(","))),
             ("sort", "day".to_string()),
             ("maxResults", self.config.page_size.to_string()),
             ("startIndex", start_index.to_string()),
         ];
-        let label = format!("GET /v2/reports channel=={channel} {range} startIndex={start_index}");
+        let label = format!(
+            "GET /v2/reports channel=={channel} {range} ({} videos) startIndex={start_index}",
+            videos.len()
+        );
         self.get(&self.config.analytics_base, "/v2/reports", &params, &label)
             .await
     }
 
-    /// Titles, publish times and description links for videos not seen yet.
-    async fn video_meta(
-        &self,
-        channel: &str,
-        ids: &[String],
-    ) -> std::result::Result<Arc<HashMap<String, VideoMeta>>, ApiError> {
-        let known = self
-            .videos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(channel)
-            .cloned()
-            .unwrap_or_default();
-        let missing: Vec<&String> = ids.iter().filter(|id| !known.contains_key(*id)).collect();
-        if missing.is_empty() {
-            return Ok(known);
-        }
-        let mut all = (*known).clone();
-        for chunk in missing.chunks(50) {
-            let ids: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
-            let params = [("id", ids.join(",")), ("part", "snippet".to_string())];
-            let list: VideoList = self
-                .get(
-                    &self.config.data_base,
-                    "/youtube/v3/videos",
-                    &params,
-                    "GET /youtube/v3/videos",
-                )
+    /// The channel's uploads: `channels.list` for its uploads playlist, then
+    /// every page of `playlistItems.list`.
+    async fn list_uploads(&self, channel: &str) -> std::result::Result<Uploads, ApiError> {
+        let params = [("part", "contentDetails".to_string()), ("id", channel.to_string())];
+        let label = format!("GET /youtube/v3/channels id={channel}");
+        let list: ChannelList = self
+            .get(&self.config.data_base, "/youtube/v3/channels", &params, &label)
+            .await?;
+        let Some(item) = list.items.into_iter().next() else {
+            return Err(ApiError::BadRequest(format!(
+                "YouTube has no channel {channel}: check --channel-id (a channel id starts with UC)"
+            )));
+        };
+        let playlist = item.content_details.related_playlists.uploads;
+        let mut uploads = Uploads::default();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut params = vec![
+                ("part", "snippet,contentDetails".to_string()),
+                ("playlistId", playlist.clone()),
+                ("maxResults", PLAYLIST_PAGE.to_string()),
+            ];
+            if let Some(t) = &page_token {
+                params.push(("pageToken", t.clone()));
+            }
+            let label = format!("GET /youtube/v3/playlistItems playlistId={playlist}");
+            let page: PlaylistItems = self
+                .get(&self.config.data_base, "/youtube/v3/playlistItems", &params, &label)
                 .await?;
-            for item in list.items {
+            for item in page.items {
+                let id = item.content_details.video_id;
+                // A video listed twice (it moved while paging) is read once.
+                if uploads.meta.contains_key(&id) {
+                    continue;
+                }
                 let s = item.snippet;
-                all.insert(
-                    item.id,
+                uploads.meta.insert(
+                    id.clone(),
                     VideoMeta {
                         title: s.as_ref().and_then(|s| s.title.clone()),
-                        published_at: s.as_ref().and_then(|s| s.published_at.clone()),
+                        published_at: item.content_details.video_published_at,
                         link: s
                             .as_ref()
                             .and_then(|s| s.description.as_deref())
                             .and_then(description_link),
                     },
                 );
+                uploads.ids.push(id);
             }
-            // A video the Data API no longer lists (deleted, private) keeps its rows, without metadata.
-            for id in chunk {
-                all.entry((*id).clone()).or_default();
+            match page.next_page_token {
+                Some(t) if !t.is_empty() && Some(&t) != page_token.as_ref() => page_token = Some(t),
+                _ => return Ok(uploads),
             }
         }
-        let all = Arc::new(all);
-        self.videos
+    }
+
+    async fn uploads(&self, channel: &str) -> std::result::Result<Arc<Uploads>, ApiError> {
+        let known = self
+            .uploads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.to_string(), all.clone());
-        Ok(all)
+            .get(channel)
+            .cloned();
+        if let Some(u) = known {
+            return Ok(u);
+        }
+        let u = Arc::new(self.list_uploads(channel).await?);
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_string(), u.clone());
+        Ok(u)
     }
 
     fn to_batch(
@@ -426,10 +518,14 @@ impl YouTubeSource {
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())
     }
 
-    /// Checks the credentials and that the channel's report can be read.
+    /// Checks the credentials, that the channel's videos can be listed and
+    /// that their report can be read; the number of videos.
     pub async fn check_channel(&self, channel: &str, day: chrono::NaiveDate) -> Result<usize> {
-        let t = self.report_page(channel, DateRange::single(day), 1).await?;
-        Ok(t.rows.len())
+        let uploads = self.uploads(channel).await?;
+        if let Some(batch) = uploads.ids.chunks(MAX_FILTER_VIDEOS).next() {
+            self.report_page(channel, batch, DateRange::single(day), 1).await?;
+        }
+        Ok(uploads.ids.len())
     }
 }
 
@@ -456,10 +552,14 @@ impl ReportSource for YouTubeSource {
     async fn prepare_account(&self, channel: &str) -> Result<serde_json::Value> {
         // A token now: a refused refresh token fails before anything is written.
         self.tokens.access_token().await?;
+        // The video list every slice filters on, listed once per run: a video
+        // uploaded later is read by the next run, from its publish day on.
+        let uploads = self.uploads(channel).await?;
         // Analytics reports days in Pacific time and serves a day about two days
         // after it ends: later days are provisional and read again.
         Ok(serde_json::json!({
             "channel_id": channel,
+            "videos": uploads.ids.len(),
             "timezone": ANALYTICS_TIME_ZONE,
             "data_lag_days": ANALYTICS_LAG_DAYS,
         }))
@@ -474,23 +574,34 @@ impl ReportSource for YouTubeSource {
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
+        let uploads = self.uploads(channel).await?;
+        let videos = uploads.published_by(range.end);
         let mut rows = 0u64;
-        let mut start_index = 1;
-        let mut table = self.report_page(channel, range, start_index).await?;
-        loop {
+        for batch in videos.chunks(MAX_FILTER_VIDEOS) {
+            let mut start_index = 1;
+            let mut table = self.report_page(channel, batch, range, start_index).await?;
             // No total is served: read until a page comes back empty.
-            if table.rows.is_empty() {
-                return Ok(rows);
+            while !table.rows.is_empty() {
+                start_index += table.rows.len();
+                // The next page is asked for while this one is written.
+                let (next, written) = tokio::join!(
+                    self.report_page(channel, batch, range, start_index),
+                    self.write_page(
+                        channel,
+                        range,
+                        &table,
+                        &uploads.meta,
+                        run_id,
+                        extracted_at_us,
+                        sink,
+                        progress
+                    )
+                );
+                rows += written?;
+                table = next?;
             }
-            start_index += table.rows.len();
-            // The next page is asked for while this one is written.
-            let (next, written) = tokio::join!(
-                self.report_page(channel, range, start_index),
-                self.write_page(channel, range, &table, run_id, extracted_at_us, sink, progress)
-            );
-            rows += written?;
-            table = next?;
         }
+        Ok(rows)
     }
 }
 
@@ -502,30 +613,14 @@ impl YouTubeSource {
         channel: &str,
         range: DateRange,
         table: &ResultTable,
+        meta: &HashMap<String, VideoMeta>,
         run_id: &str,
         extracted_at_us: i64,
         sink: &mut SliceWriter<'_>,
         progress: &Progress,
     ) -> std::result::Result<u64, SliceError> {
-        let ids: Vec<String> = {
-            let video_i = table.column_headers.iter().position(|h| h.name == "video");
-            let mut ids: Vec<String> = table
-                .rows
-                .iter()
-                .filter_map(|r| {
-                    video_i
-                        .and_then(|i| r.get(i))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                })
-                .collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
-        let meta = self.video_meta(channel, &ids).await?;
         let batch = self
-            .to_batch(channel, table, &meta, run_id, extracted_at_us)
+            .to_batch(channel, table, meta, run_id, extracted_at_us)
             .map_err(|e| Error::Upstream(format!("GET /v2/reports channel=={channel} {range}: {e}")))?;
         sink.write(&batch).await?;
         progress.add_rows(batch.num_rows() as u64);

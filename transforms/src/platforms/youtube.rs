@@ -1,8 +1,11 @@
 //! YouTube organic raw (`crest-youtube`, schema `youtube.analytics.v1`) → canonical.
 //!
-//! The creator's own videos: `channel` is `organic`, `account_id` is the
-//! channel and identifies the creator (roster `youtube_channel_id`),
-//! `content_id` is the video. YouTube Analytics serves no impressions, link
+//! Creators' organic videos: `channel` is `organic`, `account_id` is the
+//! channel and `content_id` the video. A video's creator is the one its
+//! description's UTM-tagged link names (what the brief asks creators to
+//! post), and the channel's (roster `youtube_channel_id`) only where there is
+//! no such link: a brand channel hosting several creators' videos resolves
+//! each video to its own creator. YouTube Analytics serves no impressions, link
 //! clicks, spend or conversions for organic videos: those columns are null,
 //! never a made-up number. `video_views` are views; `engagements` are likes +
 //! comments + shares. UTMs come from the link in the video's description.
@@ -40,7 +43,7 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let constant = |v: &str| cols.constant(v);
     let channel = req("channel_id")?;
     let link = opt("description_link", &DataType::Utf8);
-    // The channel itself names the creator; the description's UTMs are kept too.
+    // The description's UTMs first, then the channel (see `Roster::resolve`).
     let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
         creator_columns(mapper, &link, &channel, LinkKind::Url)?;
     mapper.unresolved_rows += creator_id.null_count() as u64;

@@ -1,4 +1,5 @@
-//! `crest`: the stages that are not per platform: `transform`, `load`, `query`.
+//! `crest`: the stages that are not per platform: `transform`, `load`,
+//! `query`, and the decision layer's `views` and `benchmarks`.
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
@@ -49,6 +50,59 @@ enum Command {
     Load(LoadArgs),
     /// Run SQL against a target, its tables and views registered.
     Query(QueryArgs),
+    /// The decision layer's views (tiers, reallocation): apply them to a target, or list them.
+    #[command(subcommand, after_help = VIEWS_EXAMPLES)]
+    Views(ViewsCommand),
+    /// The CTR benchmarks and CPC ceilings tiers are judged against.
+    #[command(subcommand, after_help = BENCHMARKS_EXAMPLES)]
+    Benchmarks(BenchmarksCommand),
+}
+
+const VIEWS_EXAMPLES: &str = "\
+Examples:
+  crest views list
+  crest views apply                                   # the embedded lake, ./crest-lake
+  crest views apply --target bigquery://my-project/crest
+  crest query \"SELECT creator_handle, platform, tier, tier_reason FROM v_creator_tier ORDER BY tier\"";
+
+const BENCHMARKS_EXAMPLES: &str = "\
+Examples:
+  crest benchmarks load benchmarks/default.csv
+  crest benchmarks load my-benchmarks.csv --target snowflake://acct/crest/analytics?warehouse=wh
+
+The CSV: platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days]
+(platform tiktok|meta|youtube, tier nano|micro|mid|macro, CTR a fraction: 0.012 = 1.2 %,
+CPC ceiling in the reporting currency). The file replaces the target's benchmarks whole;
+a bad cell stops the load (exit 2) with its line and column, and nothing is replaced.";
+
+#[derive(Subcommand)]
+enum ViewsCommand {
+    /// Create or replace the views on a target (lake: {lake}/views/*.sql).
+    Apply(TargetArgs),
+    /// Each view and its grain.
+    List,
+}
+
+#[derive(Subcommand)]
+enum BenchmarksCommand {
+    /// Replace the target's benchmarks with a CSV file's.
+    Load(BenchmarksLoadArgs),
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// lake:PATH_OR_URL, bigquery://PROJECT/DATASET or snowflake://ACCOUNT/DATABASE/SCHEMA.
+    #[arg(long, default_value = DEFAULT_TARGET, value_name = "TARGET")]
+    target: String,
+}
+
+#[derive(Args)]
+struct BenchmarksLoadArgs {
+    /// The benchmarks CSV (path or URL).
+    #[arg(value_name = "FILE")]
+    file: String,
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 const DEFAULT_TARGET: &str = "lake:./crest-lake";
@@ -364,6 +418,62 @@ async fn query(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
+async fn views(command: ViewsCommand) -> Result<()> {
+    match command {
+        ViewsCommand::List => {
+            for v in crest_core::views::VIEWS {
+                println!("{:<24} one row per {:<52} {}", v.name, v.grain, v.about);
+            }
+            Ok(())
+        }
+        ViewsCommand::Apply(args) => {
+            let described = match target(&args.target, true).await? {
+                Target::Lake(lake) => {
+                    lake.apply_views(&crest_transforms::canonical::tables()).await?;
+                    lake.describe()
+                }
+                Target::BigQuery(bq) => {
+                    bq.apply_views().await?;
+                    bq.describe()
+                }
+                Target::Snowflake(sf) => {
+                    sf.apply_views().await?;
+                    sf.describe()
+                }
+            };
+            let names: Vec<&str> = crest_core::views::VIEWS.iter().map(|v| v.name).collect();
+            println!("applied {} views to {described}: {}", names.len(), names.join(", "));
+            Ok(())
+        }
+    }
+}
+
+async fn benchmarks(command: BenchmarksCommand) -> Result<()> {
+    let BenchmarksCommand::Load(args) = command;
+    // Read and check the whole file before the target is touched.
+    let bytes = read_required("benchmarks file", &args.file).await?;
+    let rows = crest_core::benchmarks::parse(&args.file, &bytes)?;
+    let described = match target(&args.target.target, false).await? {
+        Target::Lake(lake) => {
+            lake.load_benchmarks(&rows).await?;
+            lake.describe()
+        }
+        Target::BigQuery(bq) => {
+            bq.load_benchmarks(&rows).await?;
+            bq.describe()
+        }
+        Target::Snowflake(sf) => {
+            sf.load_benchmarks(&rows).await?;
+            sf.describe()
+        }
+    };
+    println!(
+        "loaded {} benchmarks into {described} (replacing what it had)",
+        rows.len()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse() {
         Ok(c) => c,
@@ -375,6 +485,8 @@ fn main() -> ExitCode {
             Command::Transform(args) => transform(args).await,
             Command::Load(args) => load(args).await,
             Command::Query(args) => query(args).await,
+            Command::Views(command) => views(command).await,
+            Command::Benchmarks(command) => benchmarks(command).await,
         }
     })
 }

@@ -42,6 +42,29 @@ const MERGE: &str = include_str!("../../../sql/bigquery/merge.sql");
 const COUNTS: &str = include_str!("../../../sql/bigquery/counts.sql");
 const LOADED: &str = include_str!("../../../sql/bigquery/loaded.sql");
 const ADD_COLUMN: &str = include_str!("../../../sql/bigquery/add_column.sql");
+const BENCHMARKS_CREATE: &str = include_str!("../../../sql/bigquery/benchmarks_create.sql");
+const BENCHMARKS_REPLACE: &str = include_str!("../../../sql/bigquery/benchmarks_replace.sql");
+/// The decision layer's views in BigQuery's dialect, in the order of
+/// [`crest_core::views::VIEWS`]; `{{dataset}}` qualifies every name, as
+/// BigQuery views must.
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "v_creator_daily",
+        include_str!("../../../sql/bigquery/views/v_creator_daily.sql"),
+    ),
+    (
+        "v_creator_performance",
+        include_str!("../../../sql/bigquery/views/v_creator_performance.sql"),
+    ),
+    (
+        "v_creator_tier",
+        include_str!("../../../sql/bigquery/views/v_creator_tier.sql"),
+    ),
+    (
+        "v_budget_reallocation",
+        include_str!("../../../sql/bigquery/views/v_budget_reallocation.sql"),
+    ),
+];
 
 /// A Storage Write request must stay under 10 MB.
 const APPEND_BYTES: usize = 8 << 20;
@@ -370,6 +393,32 @@ impl BigQuery {
             e => e,
         })?;
         rows.into_batch().map(|b| vec![b])
+    }
+
+    /// `crest views apply`: the benchmarks table if missing, then each view.
+    pub async fn apply_views(&self) -> Result<()> {
+        let dataset = format!("`{}`.`{}`", self.target.project, self.target.dataset);
+        let table = self.name(crest_core::benchmarks::TABLE);
+        self.run(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
+            .await?;
+        for (name, sql) in VIEWS {
+            self.run(&warehouse::render(sql, &[("dataset", &dataset)])?)
+                .await
+                .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `crest benchmarks load`: the rows replace the table in one statement.
+    pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
+        let table = self.name(crest_core::benchmarks::TABLE);
+        let select = crest_core::benchmarks::select_sql(rows, &Bq, "NUMERIC", "STRING", "INT64");
+        self.run(&warehouse::render(
+            BENCHMARKS_REPLACE,
+            &[("table", &table), ("rows", &select)],
+        )?)
+        .await
+        .map(|_| ())
     }
 
     async fn fetch(&self, sql: &str, default_dataset: bool, what: &str) -> Result<rows::Rows> {

@@ -5,6 +5,7 @@
 //! skeleton with logging, progress and exit codes ([`cli`]); and for loaders,
 //! the load plan and the destination trait ([`load`]).
 
+pub mod benchmarks;
 pub mod cli;
 pub mod error;
 pub mod extract;
@@ -19,6 +20,7 @@ pub mod raw;
 pub mod secret;
 pub mod state;
 pub mod storage;
+pub mod views;
 pub mod warehouse;
 pub mod window;
 

@@ -7,6 +7,7 @@
 //! {lake}/{table}/_schema.parquet                         the table's schema (no rows)
 //! {lake}/_loads/{load_id}.json                           what was loaded (crest_loads)
 //! {lake}/views/*.sql                                     views, registered by crest query
+//! {lake}/benchmarks/benchmarks.parquet                   benchmarks (crest benchmarks load)
 //! ```
 //!
 //! A load replaces whole date partitions: new files first, then the date's
@@ -34,11 +35,28 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The views every lake carries (`sql/datafusion/`), written at each load.
-pub const VIEWS: &[(&str, &str)] = &[(
-    "v_creator_daily.sql",
-    include_str!("../../../sql/datafusion/v_creator_daily.sql"),
-)];
+/// The views every lake carries (`sql/datafusion/views/`), written at each
+/// load and by `crest views apply`, in the order of [`crest_core::views::VIEWS`].
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "v_creator_daily.sql",
+        include_str!("../../../sql/datafusion/views/v_creator_daily.sql"),
+    ),
+    (
+        "v_creator_performance.sql",
+        include_str!("../../../sql/datafusion/views/v_creator_performance.sql"),
+    ),
+    (
+        "v_creator_tier.sql",
+        include_str!("../../../sql/datafusion/views/v_creator_tier.sql"),
+    ),
+    (
+        "v_budget_reallocation.sql",
+        include_str!("../../../sql/datafusion/views/v_budget_reallocation.sql"),
+    ),
+];
+/// Where `crest benchmarks load` puts the benchmarks: one file, replaced whole.
+const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
 const POINTER: &str = "_partition.json";
 /// The lake's store as DataFusion's session knows it.
 const LAKE_URL: &str = "crest-lake://lake";
@@ -279,7 +297,14 @@ impl Lake {
             .map(|m| self.loc.relative(&m.location))
             .filter(|r| r.ends_with(".sql"))
             .collect();
-        names.sort();
+        // crest's views in the order they read each other, then a user's own.
+        let rank = |rel: &String| {
+            crest_core::views::VIEWS
+                .iter()
+                .position(|v| rel.ends_with(&format!("/{}.sql", v.name)) || *rel == format!("views/{}.sql", v.name))
+                .unwrap_or(usize::MAX)
+        };
+        names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
         for rel in names {
             let Some(text) = self.loc.get(&rel).await? else {
                 continue;
@@ -292,11 +317,38 @@ impl Lake {
                 .to_string();
             views.push((name, String::from_utf8_lossy(&text).into_owned()));
         }
+        // The views the SQL names, and the views those read, and so on.
         let wanted = sql.map(str::to_lowercase);
-        let views: Vec<(String, String)> = views
-            .into_iter()
-            .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(&name.to_lowercase())))
-            .collect();
+        let views: Vec<(String, String)> = match &wanted {
+            None => views,
+            Some(w) => {
+                let mut keep: Vec<bool> = views.iter().map(|(name, _)| w.contains(&name.to_lowercase())).collect();
+                loop {
+                    let texts: Vec<String> = views
+                        .iter()
+                        .zip(&keep)
+                        .filter(|(_, k)| **k)
+                        .map(|((_, t), _)| t.to_lowercase())
+                        .collect();
+                    let mut grew = false;
+                    for (i, (name, _)) in views.iter().enumerate() {
+                        if !keep[i] && texts.iter().any(|t| t.contains(&name.to_lowercase())) {
+                            keep[i] = true;
+                            grew = true;
+                        }
+                    }
+                    if !grew {
+                        break;
+                    }
+                }
+                views
+                    .into_iter()
+                    .zip(keep)
+                    .filter(|(_, k)| *k)
+                    .map(|(v, _)| v)
+                    .collect()
+            }
+        };
         let needs = |name: &str| {
             wanted
                 .as_ref()
@@ -334,6 +386,23 @@ impl Lake {
             let provider: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(PointerTable { schema, files });
             ctx.register_table(*table, provider).map_err(df)?;
         }
+        if needs(crest_core::benchmarks::TABLE) {
+            let batch = match self.loc.get(BENCHMARKS_FILE).await? {
+                Some(bytes) => {
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .and_then(|b| b.build())
+                        .map_err(|e| Error::Storage(format!("{}/{BENCHMARKS_FILE} is not readable: {e}", self.loc)))?;
+                    reader
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::Storage(format!("{}/{BENCHMARKS_FILE} is not readable: {e}", self.loc)))?
+                }
+                // No benchmarks loaded: the table is empty and every tier says so.
+                None => Vec::new(),
+            };
+            let table = MemTable::try_new(crest_core::benchmarks::schema(), vec![batch]).map_err(df)?;
+            ctx.register_table(crest_core::benchmarks::TABLE, Arc::new(table))
+                .map_err(df)?;
+        }
         if needs(LOADS_TABLE) {
             let loads = loads_batch(&self.records().await?)?;
             ctx.register_table(
@@ -352,6 +421,35 @@ impl Lake {
             })?;
         }
         Ok(ctx)
+    }
+
+    async fn write_views(&self) -> Result<()> {
+        for (name, sql) in VIEWS {
+            self.loc
+                .put(&format!("views/{name}"), Bytes::from_static(sql.as_bytes()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `crest views apply`: writes crest's views into `{lake}/views/` and
+    /// checks that every view there compiles against the lake's tables.
+    pub async fn apply_views(&self, defaults: &[(&'static str, SchemaRef)]) -> Result<()> {
+        self.write_views().await?;
+        self.session(defaults, None).await.map(|_| ())
+    }
+
+    /// `crest benchmarks load`: the benchmarks replace the lake's in one put.
+    pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
+        let batch = crest_core::benchmarks::to_batch(rows)?;
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None)
+            .map_err(|e| Error::Storage(format!("cannot encode the benchmarks: {e}")))?;
+        w.write(&batch)
+            .and_then(|_| w.finish().map(|_| ()))
+            .map_err(|e| Error::Storage(format!("cannot encode the benchmarks: {e}")))?;
+        drop(w);
+        self.loc.put(BENCHMARKS_FILE, Bytes::from(buf)).await
     }
 
     /// Runs SQL against the lake.
@@ -594,11 +692,7 @@ impl Destination for Lake {
         for (table, schema) in updates {
             self.write_schema(table, &schema).await?;
         }
-        for (name, sql) in VIEWS {
-            self.loc
-                .put(&format!("views/{name}"), Bytes::from_static(sql.as_bytes()))
-                .await?;
-        }
+        self.write_views().await?;
         Ok(changes)
     }
 

@@ -32,6 +32,28 @@ const REPLACE: &str = include_str!("../../../sql/snowflake/replace.sql");
 const COUNTS: &str = include_str!("../../../sql/snowflake/counts.sql");
 const LOADED: &str = include_str!("../../../sql/snowflake/loaded.sql");
 const COPY: &str = include_str!("../../../sql/snowflake/copy.sql");
+const BENCHMARKS_CREATE: &str = include_str!("../../../sql/snowflake/benchmarks_create.sql");
+const BENCHMARKS_REPLACE: &str = include_str!("../../../sql/snowflake/benchmarks_replace.sql");
+/// The decision layer's views in Snowflake's dialect, in the order of
+/// [`crest_core::views::VIEWS`]; names resolve in the target's schema.
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "v_creator_daily",
+        include_str!("../../../sql/snowflake/views/v_creator_daily.sql"),
+    ),
+    (
+        "v_creator_performance",
+        include_str!("../../../sql/snowflake/views/v_creator_performance.sql"),
+    ),
+    (
+        "v_creator_tier",
+        include_str!("../../../sql/snowflake/views/v_creator_tier.sql"),
+    ),
+    (
+        "v_budget_reallocation",
+        include_str!("../../../sql/snowflake/views/v_budget_reallocation.sql"),
+    ),
+];
 /// COPY INTO takes at most 1,000 files by name.
 const COPY_FILES: usize = 1000;
 
@@ -343,6 +365,31 @@ impl Snowflake {
             }
         }
         Ok(out)
+    }
+
+    /// `crest views apply`: the benchmarks table if missing, then each view.
+    pub async fn apply_views(&self) -> Result<()> {
+        let table = self.name(crest_core::benchmarks::TABLE);
+        self.query(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
+            .await?;
+        for (name, sql) in VIEWS {
+            self.query(&warehouse::render(sql, &[])?)
+                .await
+                .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `crest benchmarks load`: the rows replace the table in one statement.
+    pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
+        let table = self.name(crest_core::benchmarks::TABLE);
+        let select = crest_core::benchmarks::select_sql(rows, &Sf, "NUMBER(38, 6)", "VARCHAR", "BIGINT");
+        self.exec(&warehouse::render(
+            BENCHMARKS_REPLACE,
+            &[("table", &table), ("rows", &select)],
+        )?)
+        .await
+        .map(|_| ())
     }
 
     /// Runs a user's SQL with the target's database and schema as defaults.

@@ -3,6 +3,8 @@
 # virtualenvs (nothing system-wide) and started on free loopback ports:
 #   BigQuery  — bqemulator (REST + gRPC Storage Write API), DuckDB inside
 #   Snowflake — fakesnow's server (Snowflake's REST protocol), DuckDB inside
+#   SMTP      — aiosmtpd, installed here and started by the alert tests
+#               themselves (each with its own STARTTLS certificate and mailbox)
 #
 #   scripts/emulators.sh install        # idempotent
 #   scripts/emulators.sh start DIR      # writes DIR/env (source it), DIR/*.log, DIR/*.pid
@@ -16,19 +18,25 @@ py="${PYTHON:-python3}"
 # versions, hence two virtualenvs.
 BQ_PKGS=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extension-spatial==1.5.5 numpy)
 SNOW_PKGS=("fakesnow[server]==0.12.1" "snowflake-connector-python<5")
+SMTP_PKGS=(aiosmtpd==1.4.6)
 
 install() {
     local stamp="$root/installed-v1"
-    if [[ -f "$stamp" && -x "$root/bq/bin/bqemulator" && -x "$root/snow/bin/fakesnow" ]]; then
-        return
+    if [[ ! -f "$stamp" || ! -x "$root/bq/bin/bqemulator" || ! -x "$root/snow/bin/fakesnow" ]]; then
+        mkdir -p "$root"
+        echo "installing the warehouse emulators into $root"
+        "$py" -m venv "$root/bq"
+        "$root/bq/bin/pip" install -q --disable-pip-version-check "${BQ_PKGS[@]}"
+        "$py" -m venv "$root/snow"
+        "$root/snow/bin/pip" install -q --disable-pip-version-check "${SNOW_PKGS[@]}"
+        touch "$stamp"
     fi
-    mkdir -p "$root"
-    echo "installing the warehouse emulators into $root"
-    "$py" -m venv "$root/bq"
-    "$root/bq/bin/pip" install -q --disable-pip-version-check "${BQ_PKGS[@]}"
-    "$py" -m venv "$root/snow"
-    "$root/snow/bin/pip" install -q --disable-pip-version-check "${SNOW_PKGS[@]}"
-    touch "$stamp"
+    if [[ ! -f "$root/installed-smtp-v1" || ! -x "$root/smtp/bin/python" ]]; then
+        echo "installing the SMTP test server (aiosmtpd) into $root/smtp"
+        "$py" -m venv "$root/smtp"
+        "$root/smtp/bin/pip" install -q --disable-pip-version-check "${SMTP_PKGS[@]}"
+        touch "$root/installed-smtp-v1"
+    fi
 }
 
 # bqemulator loads DuckDB's spatial extension at start-up and cannot download
@@ -81,6 +89,7 @@ export CREST_TEST_BIGQUERY_URL=http://127.0.0.1:$rest
 export CREST_TEST_BIGQUERY_STORAGE_URL=http://127.0.0.1:$grpc
 export CREST_TEST_BIGQUERY_PROJECT=crest-test
 export CREST_TEST_SNOWFLAKE_URL=http://127.0.0.1:$snow
+export CREST_TEST_SMTPD_PYTHON=$root/smtp/bin/python
 EOF
     echo "emulators up: BigQuery REST :$rest gRPC :$grpc, Snowflake :$snow"
 }

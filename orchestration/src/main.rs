@@ -1,6 +1,9 @@
 //! `crest`: the stages that are not per platform: `transform`, `load`,
 //! `query`, and the decision layer's `views` and `benchmarks`.
 
+mod alerts;
+mod lookml;
+
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
 use crest_core::load::{Destination, LoadPlan};
@@ -56,6 +59,44 @@ enum Command {
     /// The CTR benchmarks and CPC ceilings tiers are judged against.
     #[command(subcommand, after_help = BENCHMARKS_EXAMPLES)]
     Benchmarks(BenchmarksCommand),
+    /// Evaluate the tiers and send what changed since the last evaluation to Slack and/or e-mail.
+    #[command(after_help = ALERTS_EXAMPLES)]
+    Alerts(AlertsArgs),
+}
+
+const ALERTS_EXAMPLES: &str = "\
+Examples:
+  crest alerts --dry-run                      # print what would be sent, store nothing
+  export CREST_SLACK_WEBHOOK_URL_FILE=/secrets/slack-webhook
+  crest alerts --slack --target bigquery://my-project/crest
+  crest alerts --slack --email                # every four to six hours during a flight
+
+Slack: CREST_SLACK_WEBHOOK_URL (or …_FILE), an incoming webhook.
+E-mail: CREST_SMTP_HOST, CREST_SMTP_PORT (587), CREST_SMTP_TLS (starttls|tls|none; starttls),
+CREST_SMTP_USER and CREST_SMTP_PASSWORD (or …_FILE), CREST_SMTP_CA_FILE (a private CA),
+CREST_ALERT_EMAIL_FROM, CREST_ALERT_EMAIL_TO (comma separated).
+Exit codes: 0 sent (or nothing to send), 2 bad settings, 4 a delivery failed (the evaluation
+stays undelivered and the next run sends its changes again).";
+
+#[derive(Args)]
+struct AlertsArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Send to Slack (CREST_SLACK_WEBHOOK_URL).
+    #[arg(long)]
+    slack: bool,
+    /// Send e-mail (CREST_SMTP_HOST, CREST_ALERT_EMAIL_FROM, CREST_ALERT_EMAIL_TO, …).
+    #[arg(long)]
+    email: bool,
+    /// Print what would be sent; store nothing, send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Attempts per channel before the delivery counts as failed.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    delivery_attempts: usize,
+    /// First wait between attempts (doubling each time).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    retry_initial_ms: u64,
 }
 
 const VIEWS_EXAMPLES: &str = "\
@@ -63,6 +104,7 @@ Examples:
   crest views list
   crest views apply                                   # the embedded lake, ./crest-lake
   crest views apply --target bigquery://my-project/crest
+  crest views lookml --out ./looker/crest           # one .view.lkml per view
   crest query \"SELECT creator_handle, platform, tier, tier_reason FROM v_creator_tier ORDER BY tier\"";
 
 const BENCHMARKS_EXAMPLES: &str = "\
@@ -81,6 +123,12 @@ enum ViewsCommand {
     Apply(TargetArgs),
     /// Each view and its grain.
     List,
+    /// Write a LookML view file per view (dimensions, sums, CTR and CPC as ratios of sums).
+    Lookml {
+        /// The folder of the LookML project to write into.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +474,11 @@ async fn views(command: ViewsCommand) -> Result<()> {
             }
             Ok(())
         }
+        ViewsCommand::Lookml { out } => {
+            let files = lookml::write(&out)?;
+            println!("wrote {} LookML views into {}", files.len(), out.display());
+            Ok(())
+        }
         ViewsCommand::Apply(args) => {
             let described = match target(&args.target, true).await? {
                 Target::Lake(lake) => {
@@ -474,6 +527,118 @@ async fn benchmarks(command: BenchmarksCommand) -> Result<()> {
     Ok(())
 }
 
+impl alerts::Store for Target {
+    async fn rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let batches = match self {
+            Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), sql).await?,
+            Target::BigQuery(bq) => bq.query(sql).await?,
+            Target::Snowflake(sf) => sf.query(sql).await?,
+        };
+        let json = crest_lake::render(&batches, "json")?;
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(&json).map_err(|e| Error::Data(format!("cannot read the query's rows: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect())
+            .collect())
+    }
+
+    async fn ensure_alert_log(&self) -> Result<()> {
+        match self {
+            // The lake's log is a folder of files: nothing to create.
+            Target::Lake(_) => Ok(()),
+            Target::BigQuery(bq) => bq.ensure_alert_log().await,
+            Target::Snowflake(sf) => sf.ensure_alert_log().await,
+        }
+    }
+
+    async fn append(&self, evaluation_id: &str, batch: &arrow::array::RecordBatch) -> Result<()> {
+        match self {
+            Target::Lake(lake) => lake.append_alert_log(evaluation_id, batch).await,
+            Target::BigQuery(bq) => bq.append_alert_log(batch).await,
+            Target::Snowflake(sf) => sf.append_alert_log(batch).await,
+        }
+    }
+
+    async fn mark_delivered(&self, evaluation_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+        match self {
+            Target::Lake(lake) => lake.mark_alerts_delivered(evaluation_id, at.timestamp_micros()).await,
+            Target::BigQuery(bq) => bq.mark_alerts_delivered(evaluation_id, &text).await,
+            Target::Snowflake(sf) => sf.mark_alerts_delivered(evaluation_id, &text).await,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Target::Lake(d) => d.describe(),
+            Target::BigQuery(d) => d.describe(),
+            Target::Snowflake(d) => d.describe(),
+        }
+    }
+}
+
+async fn alerts(args: AlertsArgs) -> Result<()> {
+    // Channels first: a missing webhook URL or SMTP setting stops the run
+    // before anything is evaluated or stored.
+    if !args.dry_run && !args.slack && !args.email {
+        return Err(Error::Config(
+            "give --slack and/or --email to send the changes, or --dry-run to print them".into(),
+        ));
+    }
+    let channels = alerts::Channels {
+        slack: if args.slack && !args.dry_run {
+            Some(alerts::slack::Slack::from_env()?)
+        } else {
+            None
+        },
+        email: if args.email && !args.dry_run {
+            Some(alerts::email::Email::from_env()?)
+        } else {
+            None
+        },
+        attempts: args.delivery_attempts,
+        initial_delay: std::time::Duration::from_millis(args.retry_initial_ms),
+    };
+    let target = target(&args.target.target, true).await?;
+    let out = alerts::run(&target, &channels, args.dry_run).await?;
+    let name = alerts::Store::name(&target);
+    tracing::info!(
+        evaluation_id = out.evaluation_id.as_deref().unwrap_or("dry-run"),
+        evaluated = out.evaluated,
+        changes = out.changes.len(),
+        sent_to = %out.sent_to.join(","),
+        "alerts evaluated"
+    );
+    if args.dry_run {
+        if out.changes.is_empty() {
+            println!("dry run: {} creator × platform rows in {name}, no change since the last delivered evaluation: nothing would be sent", out.evaluated);
+        } else {
+            println!("dry run: nothing stored or sent; this would be sent:\n");
+            println!("{}", alerts::message::text(&out.changes, &name).trim_end());
+        }
+        return Ok(());
+    }
+    let id = out.evaluation_id.unwrap_or_default();
+    if out.changes.is_empty() {
+        println!(
+            "evaluated {} creator × platform rows in {name}: no change since the last delivered evaluation, nothing sent (evaluation {id})",
+            out.evaluated
+        );
+    } else {
+        println!(
+            "evaluated {} creator × platform rows in {name}: {} change(s) sent to {} (evaluation {id}, delivered)",
+            out.evaluated,
+            out.changes.len(),
+            out.sent_to.join(" and ")
+        );
+        for (kind, list) in alerts::message::grouped(&out.changes) {
+            println!("  {:<24} {}", kind.title(), list.len());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse() {
         Ok(c) => c,
@@ -487,6 +652,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query(args).await,
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
+            Command::Alerts(args) => alerts(args).await,
         }
     })
 }

@@ -64,7 +64,14 @@ pub const VIEWS: &[(&str, &str)] = &[
         "v_budget_reallocation",
         include_str!("../../../sql/bigquery/views/v_budget_reallocation.sql"),
     ),
+    (
+        "v_tier_history",
+        include_str!("../../../sql/bigquery/views/v_tier_history.sql"),
+    ),
 ];
+const ALERT_LOG_CREATE: &str = include_str!("../../../sql/bigquery/alert_log_create.sql");
+const ALERT_LOG_APPEND: &str = include_str!("../../../sql/bigquery/alert_log_append.sql");
+const ALERT_LOG_DELIVERED: &str = include_str!("../../../sql/bigquery/alert_log_delivered.sql");
 
 /// A Storage Write request must stay under 10 MB.
 const APPEND_BYTES: usize = 8 << 20;
@@ -401,12 +408,62 @@ impl BigQuery {
         let table = self.name(crest_core::benchmarks::TABLE);
         self.run(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
             .await?;
+        let log = self.name(crest_core::alert_log::TABLE);
+        self.run(&warehouse::render(ALERT_LOG_CREATE, &[("table", &log)])?)
+            .await?;
         for (name, sql) in VIEWS {
-            self.run(&warehouse::render(sql, &[("dataset", &dataset)])?)
-                .await
-                .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
+            // Each column with its description, as BigQuery shows it in the schema.
+            let columns = warehouse::view_columns(name, |c, about| {
+                format!("{} OPTIONS(description = {})", Bq.quote(c), Bq.string(about))
+            })?;
+            self.run(&warehouse::render(
+                sql,
+                &[("dataset", &dataset), ("columns", &columns)],
+            )?)
+            .await
+            .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
         }
         Ok(())
+    }
+
+    /// `crest alerts`: the log, created where it does not exist yet.
+    pub async fn ensure_alert_log(&self) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        self.run(&warehouse::render(ALERT_LOG_CREATE, &[("table", &table)])?)
+            .await
+            .map(|_| ())
+    }
+
+    /// `crest alerts`: one evaluation's rows, appended in one INSERT.
+    pub async fn append_alert_log(&self, batch: &RecordBatch) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        let columns = crest_core::alert_log::columns()
+            .iter()
+            .map(|c| Bq.quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = warehouse::value_rows(batch, &Bq)?.join(",\n");
+        self.run(&warehouse::render(
+            ALERT_LOG_APPEND,
+            &[("table", &table), ("columns", &columns), ("rows", &rows)],
+        )?)
+        .await
+        .map(|_| ())
+    }
+
+    /// `crest alerts`: the evaluation reached every channel.
+    pub async fn mark_alerts_delivered(&self, evaluation_id: &str, at: &str) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        self.run(&warehouse::render(
+            ALERT_LOG_DELIVERED,
+            &[
+                ("table", &table),
+                ("at", &Bq.timestamp(at)),
+                ("evaluation_id", &Bq.string(evaluation_id)),
+            ],
+        )?)
+        .await
+        .map(|_| ())
     }
 
     /// `crest benchmarks load`: the rows replace the table in one statement.

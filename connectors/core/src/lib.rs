@@ -5,6 +5,7 @@
 //! skeleton with logging, progress and exit codes ([`cli`]); and for loaders,
 //! the load plan and the destination trait ([`load`]).
 
+pub mod alert_log;
 pub mod benchmarks;
 pub mod cli;
 pub mod error;

@@ -7,27 +7,259 @@ pub struct View {
     /// One row per …
     pub grain: &'static str,
     pub about: &'static str,
+    pub columns: &'static [Column],
 }
+
+/// What a BI tool needs to know of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text or an id.
+    Text,
+    /// A count or amount that adds up across rows (a measure sums it).
+    Additive,
+    /// A ratio or a figure that does not add up (never summed).
+    Ratio,
+    Date,
+    Time,
+    YesNo,
+}
+
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub about: &'static str,
+}
+
+const fn c(name: &'static str, kind: Kind, about: &'static str) -> Column {
+    Column { name, kind, about }
+}
+
+use Kind::*;
+
+const CTR: &str = "Link clicks / impressions (a fraction), as a ratio of sums.";
+const CPC: &str = "Spend in the reporting currency / link clicks, as a ratio of sums.";
+
+const DAILY: &[Column] = &[
+    c("date", Date, "Reporting date in the account's time zone."),
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("channel", Text, "paid (ads) or organic (the creator's own posts)."),
+    c(
+        "creator_id",
+        Text,
+        "The creator, from the roster (rows with no resolved creator are left out).",
+    ),
+    c("creator_handle", Text, "The creator's handle from the roster."),
+    c("creator_tier", Text, "nano, micro, mid or macro."),
+    c("impressions", Additive, "Impressions."),
+    c("clicks", Additive, "Link clicks that leave the platform."),
+    c("spend_reporting", Additive, "Spend in the reporting currency."),
+    c("video_views", Additive, "Video views."),
+    c(
+        "conversions",
+        Additive,
+        "Conversions under the standard attribution window (7-day click + 1-day view by default).",
+    ),
+    c("conversion_value", Additive, "Value of those conversions."),
+    c("ctr", Ratio, CTR),
+    c("cpc", Ratio, CPC),
+    c("cpm", Ratio, "Spend per 1,000 impressions, as a ratio of sums."),
+    c("cvr", Ratio, "Conversions / link clicks, as a ratio of sums."),
+];
+
+const PERFORMANCE: &[Column] = &[
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("creator_id", Text, "The creator, from the roster."),
+    c("creator_handle", Text, "The creator's handle."),
+    c("creator_tier", Text, "nano, micro, mid or macro: picks the benchmark."),
+    c(
+        "disclosure_status",
+        Text,
+        "The creator's ad-disclosure status from the roster (e.g. disclosed, pending).",
+    ),
+    c(
+        "as_of_date",
+        Date,
+        "The platform's latest date with data: the end of the evaluation window.",
+    ),
+    c(
+        "evaluation_days",
+        Ratio,
+        "Trailing days judged (from the benchmark row); empty: campaign-to-date.",
+    ),
+    c("paid_rows", Additive, "Paid rows in the window (0: organic only)."),
+    c("impressions", Additive, "Paid impressions in the window."),
+    c("clicks", Additive, "Paid link clicks in the window."),
+    c("spend_reporting", Additive, "Paid spend in the reporting currency."),
+    c(
+        "conversions",
+        Additive,
+        "Conversions under the standard window; empty where the platform tracks none.",
+    ),
+    c("conversion_value", Additive, "Value of those conversions."),
+    c("video_views", Additive, "Video views, paid and organic."),
+    c("ctr", Ratio, CTR),
+    c("cpc", Ratio, CPC),
+    c("cpm", Ratio, "Spend per 1,000 impressions."),
+    c("cvr", Ratio, "Conversions / link clicks."),
+    c("cpa", Ratio, "Spend / conversions."),
+    c(
+        "first_active_at",
+        Time,
+        "The first hour with paid impressions (the day's start for daily rows), UTC.",
+    ),
+    c(
+        "hours_active",
+        Ratio,
+        "Hours from first_active_at to the end of the platform's latest hour with data.",
+    ),
+    c(
+        "ctr_benchmark",
+        Ratio,
+        "The CTR benchmark in force for the platform and creator tier (a fraction).",
+    ),
+    c("cpc_ceiling", Ratio, "The CPC ceiling in force (reporting currency)."),
+    c(
+        "benchmark_effective_from",
+        Date,
+        "From when that benchmark row is in force.",
+    ),
+];
+
+const TIER: &[Column] = &[
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("creator_id", Text, "The creator, from the roster."),
+    c("creator_handle", Text, "The creator's handle."),
+    c("creator_tier", Text, "nano, micro, mid or macro."),
+    c("disclosure_status", Text, "The creator's ad-disclosure status."),
+    c("as_of_date", Date, "The end of the evaluation window."),
+    c("impressions", Additive, "Paid impressions in the window."),
+    c("clicks", Additive, "Paid link clicks in the window."),
+    c("spend_reporting", Additive, "Paid spend in the reporting currency."),
+    c(
+        "conversions",
+        Additive,
+        "Conversions under the standard window; empty where not tracked.",
+    ),
+    c("ctr", Ratio, CTR),
+    c("cpc", Ratio, CPC),
+    c("hours_active", Ratio, "Hours since the first paid impressions."),
+    c("ctr_benchmark", Ratio, "The CTR benchmark used (a fraction)."),
+    c("cpc_ceiling", Ratio, "The CPC ceiling used."),
+    c(
+        "benchmark_effective_from",
+        Date,
+        "From when that benchmark is in force.",
+    ),
+    c("ctr_gap_pct", Ratio, "(CTR / benchmark − 1) × 100, one decimal."),
+    c("cpc_gap_pct", Ratio, "(CPC / ceiling − 1) × 100, one decimal."),
+    c(
+        "tier",
+        Text,
+        "red, yellow, accelerate or green; empty where the creator is not judged (tier_reason says why).",
+    ),
+    c(
+        "tier_reason",
+        Text,
+        "Why, in words: the rule that decided and its numbers.",
+    ),
+    c(
+        "compliance_flag",
+        YesNo,
+        "Green or accelerate while not disclosed: do not amplify until disclosed.",
+    ),
+];
+
+const REALLOCATION: &[Column] = &[
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("campaign_id", Text, "The campaign the spend moves within."),
+    c("campaign_name", Text, "Its name."),
+    c("creator_id", Text, "The creator that gives or receives."),
+    c("creator_handle", Text, "The creator's handle."),
+    c("tier", Text, "red (gives) or accelerate (receives)."),
+    c("action", Text, "reduce or increase."),
+    c(
+        "recent_daily_spend",
+        Ratio,
+        "The creator's average daily spend in the campaign over the last 7 days.",
+    ),
+    c(
+        "pool",
+        Ratio,
+        "The red creators' recent daily spend in the campaign: what moves.",
+    ),
+    c(
+        "efficiency_basis",
+        Text,
+        "conversions per unit of spend, or CTR where a receiver has no conversions.",
+    ),
+    c("efficiency", Ratio, "The receiver's efficiency on that basis."),
+    c(
+        "share",
+        Ratio,
+        "The receiver's efficiency / the campaign's receivers' total.",
+    ),
+    c(
+        "suggested_daily_change",
+        Ratio,
+        "Reporting currency a day: −recent_daily_spend to reduce, pool × share to increase.",
+    ),
+];
+
+const HISTORY: &[Column] = &[
+    c("evaluation_id", Text, "One crest alerts evaluation (sorts by time)."),
+    c("evaluated_at", Time, "When it ran, UTC."),
+    c("evaluation_date", Date, "Its date (UTC)."),
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("creator_id", Text, "The creator."),
+    c("creator_handle", Text, "The creator's handle."),
+    c("tier", Text, "The tier this evaluation gave."),
+    c(
+        "previous_tier",
+        Text,
+        "The tier of the last delivered evaluation before it.",
+    ),
+    c(
+        "change",
+        Text,
+        "What changed (e.g. Entered red); empty when nothing did.",
+    ),
+    c("tier_reason", Text, "Why."),
+    c("compliance_flag", YesNo, "The compliance flag at that evaluation."),
+    c("ctr", Ratio, CTR),
+    c("cpc", Ratio, CPC),
+    c("conversions", Ratio, "Conversions in the window at that evaluation."),
+    c("delivered", YesNo, "Whether its message reached every channel."),
+];
 
 pub const VIEWS: &[View] = &[
     View {
         name: "v_creator_daily",
         grain: "creator × platform × channel × date",
         about: "the canonical metrics summed per day, CTR/CPC/CPM/CVR as ratios of sums",
+        columns: DAILY,
     },
     View {
         name: "v_creator_performance",
         grain: "creator × platform",
         about: "paid delivery over the evaluation window: totals, CTR, CPC, CPM, CVR, CPA, first_active_at, hours_active, the benchmark in force",
+        columns: PERFORMANCE,
     },
     View {
         name: "v_creator_tier",
         grain: "creator × platform",
         about: "the response protocol's tier (red/yellow/accelerate/green), gaps in percent, tier_reason, compliance_flag",
+        columns: TIER,
     },
     View {
         name: "v_budget_reallocation",
         grain: "platform × campaign × creator that gives or receives",
         about: "red creators' recent daily spend moved to accelerate creators by efficiency, the arithmetic in columns",
+        columns: REALLOCATION,
+    },
+    View {
+        name: "v_tier_history",
+        grain: "evaluation × creator × platform",
+        about: "each crest alerts evaluation's tier, the previous tier and the change, from alert_log",
+        columns: HISTORY,
     },
 ];

@@ -102,6 +102,20 @@ pub fn render(template: &str, params: &[(&str, &str)]) -> Result<String> {
         .join("\n"))
 }
 
+/// A view's column list for `CREATE VIEW v (…) AS`, each column as `column`
+/// spells it with its description (from [`crate::views::VIEWS`]).
+pub fn view_columns(view: &str, column: impl Fn(&str, &str) -> String) -> Result<String> {
+    let v = crate::views::VIEWS
+        .iter()
+        .find(|v| v.name == view)
+        .ok_or_else(|| Error::Data(format!("crest has no metadata for the view {view}")))?;
+    Ok(v.columns
+        .iter()
+        .map(|c| column(c.name, c.about))
+        .collect::<Vec<_>>()
+        .join(",\n  "))
+}
+
 /// How a dialect spells names.
 pub trait Quote {
     /// A column or table name, quoted.

@@ -54,9 +54,15 @@ pub const VIEWS: &[(&str, &str)] = &[
         "v_budget_reallocation.sql",
         include_str!("../../../sql/datafusion/views/v_budget_reallocation.sql"),
     ),
+    (
+        "v_tier_history.sql",
+        include_str!("../../../sql/datafusion/views/v_tier_history.sql"),
+    ),
 ];
 /// Where `crest benchmarks load` puts the benchmarks: one file, replaced whole.
 const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
+/// `crest alerts`' log: one file per evaluation, rewritten whole when delivered.
+const ALERT_LOG_DIR: &str = "alert_log";
 const POINTER: &str = "_partition.json";
 /// The lake's store as DataFusion's session knows it.
 const LAKE_URL: &str = "crest-lake://lake";
@@ -388,19 +394,27 @@ impl Lake {
         }
         if needs(crest_core::benchmarks::TABLE) {
             let batch = match self.loc.get(BENCHMARKS_FILE).await? {
-                Some(bytes) => {
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .and_then(|b| b.build())
-                        .map_err(|e| Error::Storage(format!("{}/{BENCHMARKS_FILE} is not readable: {e}", self.loc)))?;
-                    reader
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| Error::Storage(format!("{}/{BENCHMARKS_FILE} is not readable: {e}", self.loc)))?
-                }
+                Some(bytes) => read_parquet(bytes, &format!("{}/{BENCHMARKS_FILE}", self.loc))?,
                 // No benchmarks loaded: the table is empty and every tier says so.
                 None => Vec::new(),
             };
             let table = MemTable::try_new(crest_core::benchmarks::schema(), vec![batch]).map_err(df)?;
             ctx.register_table(crest_core::benchmarks::TABLE, Arc::new(table))
+                .map_err(df)?;
+        }
+        if needs(crest_core::alert_log::TABLE) {
+            let mut batches = Vec::new();
+            for meta in self.loc.list(ALERT_LOG_DIR).await? {
+                let rel = self.loc.relative(&meta.location);
+                if !rel.ends_with(".parquet") {
+                    continue;
+                }
+                if let Some(bytes) = self.loc.get(&rel).await? {
+                    batches.extend(read_parquet(bytes, &format!("{}/{rel}", self.loc))?);
+                }
+            }
+            let table = MemTable::try_new(crest_core::alert_log::schema(), vec![batches]).map_err(df)?;
+            ctx.register_table(crest_core::alert_log::TABLE, Arc::new(table))
                 .map_err(df)?;
         }
         if needs(LOADS_TABLE) {
@@ -442,14 +456,43 @@ impl Lake {
     /// `crest benchmarks load`: the benchmarks replace the lake's in one put.
     pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
         let batch = crest_core::benchmarks::to_batch(rows)?;
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None)
-            .map_err(|e| Error::Storage(format!("cannot encode the benchmarks: {e}")))?;
-        w.write(&batch)
-            .and_then(|_| w.finish().map(|_| ()))
-            .map_err(|e| Error::Storage(format!("cannot encode the benchmarks: {e}")))?;
-        drop(w);
-        self.loc.put(BENCHMARKS_FILE, Bytes::from(buf)).await
+        self.loc.put(BENCHMARKS_FILE, encode(&batch, "the benchmarks")?).await
+    }
+
+    /// `crest alerts`: one evaluation's rows, in a file of their own (one put).
+    pub async fn append_alert_log(&self, evaluation_id: &str, batch: &RecordBatch) -> Result<()> {
+        self.loc
+            .put(
+                &format!("{ALERT_LOG_DIR}/{evaluation_id}.parquet"),
+                encode(batch, "the alert log")?,
+            )
+            .await
+    }
+
+    /// `crest alerts`: the evaluation reached every channel; its file is
+    /// rewritten with `delivered_at` set (one put).
+    pub async fn mark_alerts_delivered(&self, evaluation_id: &str, at_us: i64) -> Result<()> {
+        let rel = format!("{ALERT_LOG_DIR}/{evaluation_id}.parquet");
+        let bytes = self
+            .loc
+            .get(&rel)
+            .await?
+            .ok_or_else(|| Error::Storage(format!("{}/{rel} is gone", self.loc)))?;
+        let mut out = Vec::new();
+        for b in read_parquet(bytes, &format!("{}/{rel}", self.loc))? {
+            let n = b.num_rows();
+            let delivered: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![at_us; n]).with_timezone("UTC"));
+            let i = b
+                .schema()
+                .index_of("delivered_at")
+                .map_err(|e| Error::Storage(format!("{}/{rel}: {e}", self.loc)))?;
+            let mut columns = b.columns().to_vec();
+            columns[i] = delivered;
+            out.push(RecordBatch::try_new(b.schema(), columns).map_err(|e| Error::Storage(e.to_string()))?);
+        }
+        let batch = arrow::compute::concat_batches(&crest_core::alert_log::schema(), &out)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        self.loc.put(&rel, encode(&batch, "the alert log")?).await
     }
 
     /// Runs SQL against the lake.
@@ -464,6 +507,27 @@ impl Lake {
             .await
             .map_err(|e| Error::Config(format!("the query failed: {}", one_line(&e))))
     }
+}
+
+/// A small table's rows, all in memory.
+fn read_parquet(bytes: Bytes, what: &str) -> Result<Vec<RecordBatch>> {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::Storage(format!("{what} is not readable: {e}")))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Storage(format!("{what} is not readable: {e}")))
+}
+
+/// A small table as one Parquet file's bytes.
+fn encode(batch: &RecordBatch, what: &str) -> Result<Bytes> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None)
+        .map_err(|e| Error::Storage(format!("cannot encode {what}: {e}")))?;
+    w.write(batch)
+        .and_then(|_| w.finish().map(|_| ()))
+        .map_err(|e| Error::Storage(format!("cannot encode {what}: {e}")))?;
+    drop(w);
+    Ok(Bytes::from(buf))
 }
 
 fn df(e: datafusion::error::DataFusionError) -> Error {

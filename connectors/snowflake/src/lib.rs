@@ -53,7 +53,14 @@ pub const VIEWS: &[(&str, &str)] = &[
         "v_budget_reallocation",
         include_str!("../../../sql/snowflake/views/v_budget_reallocation.sql"),
     ),
+    (
+        "v_tier_history",
+        include_str!("../../../sql/snowflake/views/v_tier_history.sql"),
+    ),
 ];
+const ALERT_LOG_CREATE: &str = include_str!("../../../sql/snowflake/alert_log_create.sql");
+const ALERT_LOG_APPEND: &str = include_str!("../../../sql/snowflake/alert_log_append.sql");
+const ALERT_LOG_DELIVERED: &str = include_str!("../../../sql/snowflake/alert_log_delivered.sql");
 /// COPY INTO takes at most 1,000 files by name.
 const COPY_FILES: usize = 1000;
 
@@ -372,12 +379,57 @@ impl Snowflake {
         let table = self.name(crest_core::benchmarks::TABLE);
         self.query(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
             .await?;
+        let log = self.name(crest_core::alert_log::TABLE);
+        self.query(&warehouse::render(ALERT_LOG_CREATE, &[("table", &log)])?)
+            .await?;
         for (name, sql) in VIEWS {
-            self.query(&warehouse::render(sql, &[])?)
+            // Each column with its description as its comment.
+            let columns = warehouse::view_columns(name, |c, about| format!("{} COMMENT {}", c, Sf.string(about)))?;
+            self.query(&warehouse::render(sql, &[("columns", &columns)])?)
                 .await
                 .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
         }
         Ok(())
+    }
+
+    /// `crest alerts`: the log, created where it does not exist yet.
+    pub async fn ensure_alert_log(&self) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        self.exec(&warehouse::render(ALERT_LOG_CREATE, &[("table", &table)])?)
+            .await
+            .map(|_| ())
+    }
+
+    /// `crest alerts`: one evaluation's rows, appended in one INSERT.
+    pub async fn append_alert_log(&self, batch: &RecordBatch) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        let columns = crest_core::alert_log::columns()
+            .iter()
+            .map(|c| Sf.quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = warehouse::value_rows(batch, &Sf)?.join(",\n");
+        self.exec(&warehouse::render(
+            ALERT_LOG_APPEND,
+            &[("table", &table), ("columns", &columns), ("rows", &rows)],
+        )?)
+        .await
+        .map(|_| ())
+    }
+
+    /// `crest alerts`: the evaluation reached every channel.
+    pub async fn mark_alerts_delivered(&self, evaluation_id: &str, at: &str) -> Result<()> {
+        let table = self.name(crest_core::alert_log::TABLE);
+        self.exec(&warehouse::render(
+            ALERT_LOG_DELIVERED,
+            &[
+                ("table", &table),
+                ("at", &Sf.timestamp(at)),
+                ("evaluation_id", &Sf.string(evaluation_id)),
+            ],
+        )?)
+        .await
+        .map(|_| ())
     }
 
     /// `crest benchmarks load`: the rows replace the table in one statement.

@@ -2,6 +2,7 @@
 //! through the real connectors, the `crest` binary, and readers for what it wrote.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod scenario;
 pub mod targets;
 #[allow(unused_imports)]
 pub use targets::*;

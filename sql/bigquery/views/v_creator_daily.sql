@@ -3,7 +3,7 @@
 -- clicks / impressions, CPC = spend / clicks, CPM = spend / impressions x 1000,
 -- CVR = conversions / clicks). Spend in the reporting currency; rows whose
 -- creator is unresolved are left out (see creator_performance for them).
-CREATE OR REPLACE VIEW {{dataset}}.v_creator_daily AS
+CREATE OR REPLACE VIEW {{dataset}}.v_creator_daily ({{columns}}) AS
 SELECT
     date,
     platform,

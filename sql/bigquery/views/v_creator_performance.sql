@@ -7,7 +7,7 @@
 -- point is the end of the platform's latest hour (or day) with data; times
 -- are whole hours since 1970-01-01 UTC so every dialect does the same integer
 -- arithmetic.
-CREATE OR REPLACE VIEW {{dataset}}.v_creator_performance AS
+CREATE OR REPLACE VIEW {{dataset}}.v_creator_performance ({{columns}}) AS
 WITH scoped AS (
     SELECT
         date,

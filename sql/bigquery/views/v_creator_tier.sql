@@ -8,7 +8,7 @@
 -- so a gap of exactly -25 % is red on every target; the gaps in percent are
 -- for reading. A green or accelerate creator whose disclosure status is not
 -- `disclosed` carries a compliance flag.
-CREATE OR REPLACE VIEW {{dataset}}.v_creator_tier AS
+CREATE OR REPLACE VIEW {{dataset}}.v_creator_tier ({{columns}}) AS
 WITH p AS (
     SELECT
         *,

@@ -5,7 +5,7 @@
 -- conversions, else CTR. Never to a creator with a compliance flag. One row
 -- per creator that gives (`reduce`) or receives (`increase`), with the
 -- arithmetic in columns: pool x share = suggested_daily_change.
-CREATE OR REPLACE VIEW v_budget_reallocation AS
+CREATE OR REPLACE VIEW v_budget_reallocation ({{columns}}) AS
 WITH recent AS (
     SELECT
         cp.platform,

@@ -1,0 +1,3 @@
+-- One evaluation's rows, not delivered yet.
+INSERT INTO {{table}} ({{columns}}) VALUES
+{{rows}}

@@ -6,35 +6,37 @@
 -- per creator that gives (`reduce`) or receives (`increase`), with the
 -- arithmetic in columns: pool x share = suggested_daily_change.
 CREATE OR REPLACE VIEW v_budget_reallocation AS
-WITH recent AS (
+WITH candidates AS (
     SELECT
-        cp.platform,
-        cp.campaign_id,
-        MAX(cp.campaign_name) AS campaign_name,
-        cp.creator_id,
-        CAST(SUM(cp.spend_reporting) AS DOUBLE) / 7 AS recent_daily_spend
-    FROM creator_performance cp
-    JOIN v_creator_tier t ON t.platform = cp.platform AND t.creator_id = cp.creator_id
-    WHERE cp.channel = 'paid'
-      AND cp.campaign_id IS NOT NULL
-      AND CAST(date_part('epoch', cp.date) AS BIGINT) > CAST(date_part('epoch', t.as_of_date) AS BIGINT) - 7 * 86400
-    GROUP BY cp.platform, cp.campaign_id, cp.creator_id
+        platform,
+        creator_id,
+        creator_handle,
+        tier,
+        as_of_date,
+        CASE WHEN tier = 'red' THEN 'reduce' ELSE 'increase' END AS action,
+        CAST(conversions AS DOUBLE) / NULLIF(CAST(spend_reporting AS DOUBLE), 0) AS conversions_per_spend,
+        ctr
+    FROM v_creator_tier
+    WHERE tier = 'red' OR (tier = 'accelerate' AND NOT compliance_flag)
 ),
 movers AS (
     SELECT
-        r.platform,
-        r.campaign_id,
-        r.campaign_name,
-        r.creator_id,
-        t.creator_handle,
-        t.tier,
-        r.recent_daily_spend,
-        CASE WHEN t.tier = 'red' THEN 'reduce' ELSE 'increase' END AS action,
-        CAST(t.conversions AS DOUBLE) / NULLIF(CAST(t.spend_reporting AS DOUBLE), 0) AS conversions_per_spend,
-        t.ctr
-    FROM recent r
-    JOIN v_creator_tier t ON t.platform = r.platform AND t.creator_id = r.creator_id
-    WHERE t.tier = 'red' OR (t.tier = 'accelerate' AND NOT t.compliance_flag)
+        c.platform,
+        cp.campaign_id,
+        MAX(cp.campaign_name) AS campaign_name,
+        c.creator_id,
+        MAX(c.creator_handle) AS creator_handle,
+        MAX(c.tier) AS tier,
+        MAX(c.action) AS action,
+        MAX(c.conversions_per_spend) AS conversions_per_spend,
+        MAX(c.ctr) AS ctr,
+        CAST(SUM(cp.spend_reporting) AS DOUBLE) / 7 AS recent_daily_spend
+    FROM creator_performance cp
+    JOIN candidates c ON c.platform = cp.platform AND c.creator_id = cp.creator_id
+    WHERE cp.channel = 'paid'
+      AND cp.campaign_id IS NOT NULL
+      AND CAST(date_part('epoch', cp.date) AS BIGINT) > CAST(date_part('epoch', c.as_of_date) AS BIGINT) - 7 * 86400
+    GROUP BY c.platform, cp.campaign_id, c.creator_id
 ),
 campaigns AS (
     SELECT

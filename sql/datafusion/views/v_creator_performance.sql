@@ -6,123 +6,103 @@
 -- `evaluation_days` of the creator's benchmark row (data, not SQL). The as-of
 -- point is the end of the platform's latest hour (or day) with data; times
 -- are whole hours since 1970-01-01 UTC so every dialect does the same integer
--- arithmetic.
+-- arithmetic. The rows are read once: summed per creator, platform and day
+-- first, everything after works on those sums.
 CREATE OR REPLACE VIEW v_creator_performance AS
-WITH scoped AS (
+WITH daily AS (
     SELECT
-        date,
         platform,
-        channel,
         creator_id,
-        creator_handle,
-        creator_tier,
-        disclosure_status,
+        date,
+        MAX(creator_handle) AS creator_handle,
+        MAX(creator_tier) AS creator_tier,
+        MAX(disclosure_status) AS disclosure_status,
+        SUM(CASE WHEN channel = 'paid' THEN 1 ELSE 0 END) AS paid_rows,
+        SUM(CASE WHEN channel = 'paid' THEN impressions END) AS impressions,
+        SUM(CASE WHEN channel = 'paid' THEN clicks END) AS clicks,
+        SUM(CASE WHEN channel = 'paid' THEN spend_reporting END) AS spend_reporting,
+        SUM(CASE WHEN channel = 'paid' THEN conversions END) AS conversions,
+        SUM(CASE WHEN channel = 'paid' THEN conversion_value END) AS conversion_value,
+        SUM(video_views) AS video_views,
+        MIN(CASE WHEN channel = 'paid' AND impressions > 0 THEN COALESCE(CAST(hour AS BIGINT), 0) END) AS first_hour,
+        MAX(COALESCE(CAST(hour AS BIGINT) + 1, 24)) AS end_hour
+    FROM creator_performance
+    WHERE creator_id IS NOT NULL
+    GROUP BY platform, creator_id, date
+),
+framed AS (
+    SELECT
+        platform,
+        creator_id,
+        date,
+        paid_rows,
         impressions,
         clicks,
         spend_reporting,
-        video_views,
         conversions,
         conversion_value,
-        CAST(date_part('epoch', date) AS BIGINT) / 3600 + COALESCE(CAST(hour AS BIGINT), 0) AS start_h,
-        CAST(date_part('epoch', date) AS BIGINT) / 3600 + COALESCE(CAST(hour AS BIGINT) + 1, 24) AS end_h
-    FROM creator_performance
-    WHERE creator_id IS NOT NULL
+        video_views,
+        CAST(date_part('epoch', date) AS BIGINT) / 3600 + first_hour AS first_h,
+        MAX(creator_handle) OVER (PARTITION BY platform, creator_id) AS creator_handle,
+        MAX(creator_tier) OVER (PARTITION BY platform, creator_id) AS creator_tier,
+        MAX(disclosure_status) OVER (PARTITION BY platform, creator_id) AS disclosure_status,
+        MAX(date) OVER (PARTITION BY platform) AS as_of_date,
+        MAX(CAST(date_part('epoch', date) AS BIGINT) / 3600 + end_hour) OVER (PARTITION BY platform) AS as_of_h
+    FROM daily
 ),
-as_of AS (
-    SELECT platform, MAX(date) AS as_of_date, MAX(end_h) AS as_of_h
-    FROM scoped
-    GROUP BY platform
-),
-creators AS (
-    SELECT
-        platform,
-        creator_id,
-        MAX(creator_handle) AS creator_handle,
-        MAX(creator_tier) AS creator_tier,
-        MAX(disclosure_status) AS disclosure_status
-    FROM scoped
-    GROUP BY platform, creator_id
-),
--- Per platform x creator tier, the benchmark in force on the as-of date.
-benchmark AS (
-    SELECT platform, creator_tier, ctr_benchmark, cpc_ceiling, effective_from, evaluation_days
-    FROM (
-        SELECT
-            b.platform,
-            b.creator_tier,
-            b.ctr_benchmark,
-            b.cpc_ceiling,
-            b.effective_from,
-            b.evaluation_days,
-            ROW_NUMBER() OVER (PARTITION BY b.platform, b.creator_tier ORDER BY b.effective_from DESC) AS newest
-        FROM benchmarks b
-        JOIN as_of a ON a.platform = b.platform
-        WHERE b.effective_from <= a.as_of_date
-    ) ranked
-    WHERE newest = 1
-),
+-- Each day with the benchmark in force on the platform's as-of date for the
+-- creator's tier (the newest row from on or before it).
 judged AS (
     SELECT
-        c.platform,
-        c.creator_id,
-        c.creator_handle,
-        c.creator_tier,
-        c.disclosure_status,
-        a.as_of_date,
-        a.as_of_h,
-        bm.ctr_benchmark,
-        bm.cpc_ceiling,
-        bm.effective_from AS benchmark_effective_from,
-        bm.evaluation_days,
-        CASE
-            WHEN bm.evaluation_days IS NULL THEN NULL
-            ELSE CAST(date_part('epoch', a.as_of_date) AS BIGINT) / 3600 + 24 - CAST(bm.evaluation_days AS BIGINT) * 24
-        END AS window_start_h
-    FROM creators c
-    JOIN as_of a ON a.platform = c.platform
-    LEFT JOIN benchmark bm ON bm.platform = c.platform AND bm.creator_tier = c.creator_tier
+        f.*,
+        b.ctr_benchmark,
+        b.cpc_ceiling,
+        b.effective_from AS benchmark_effective_from,
+        b.evaluation_days,
+        ROW_NUMBER() OVER (PARTITION BY f.platform, f.creator_id, f.date ORDER BY b.effective_from DESC) AS newest
+    FROM framed f
+    LEFT JOIN benchmarks b
+        ON b.platform = f.platform AND b.creator_tier = f.creator_tier AND b.effective_from <= f.as_of_date
 ),
-summed AS (
+windowed AS (
     SELECT
-        j.platform,
-        j.creator_id,
-        SUM(CASE WHEN s.channel = 'paid' THEN 1 ELSE 0 END) AS paid_rows,
-        SUM(CASE WHEN s.channel = 'paid' THEN s.impressions END) AS impressions,
-        SUM(CASE WHEN s.channel = 'paid' THEN s.clicks END) AS clicks,
-        SUM(CASE WHEN s.channel = 'paid' THEN s.spend_reporting END) AS spend_reporting,
-        SUM(CASE WHEN s.channel = 'paid' THEN s.conversions END) AS conversions,
-        SUM(CASE WHEN s.channel = 'paid' THEN s.conversion_value END) AS conversion_value,
-        SUM(s.video_views) AS video_views,
-        MIN(CASE WHEN s.channel = 'paid' AND s.impressions > 0 THEN s.start_h END) AS first_active_h
-    FROM judged j
-    JOIN scoped s ON s.platform = j.platform AND s.creator_id = j.creator_id
-    WHERE j.window_start_h IS NULL OR s.start_h >= j.window_start_h
-    GROUP BY j.platform, j.creator_id
+        *,
+        evaluation_days IS NULL
+            OR CAST(date_part('epoch', date) AS BIGINT) / 3600
+                >= CAST(date_part('epoch', as_of_date) AS BIGINT) / 3600 + 24 - CAST(evaluation_days AS BIGINT) * 24
+            AS in_window
+    FROM judged
+    WHERE newest = 1
 )
 SELECT
-    j.platform,
-    j.creator_id,
-    j.creator_handle,
-    j.creator_tier,
-    j.disclosure_status,
-    j.as_of_date,
-    j.evaluation_days,
-    COALESCE(s.paid_rows, 0) AS paid_rows,
-    s.impressions,
-    s.clicks,
-    s.spend_reporting,
-    s.conversions,
-    s.conversion_value,
-    s.video_views,
-    CAST(s.clicks AS DOUBLE) / NULLIF(CAST(s.impressions AS DOUBLE), 0) AS ctr,
-    CAST(s.spend_reporting AS DOUBLE) / NULLIF(CAST(s.clicks AS DOUBLE), 0) AS cpc,
-    CAST(s.spend_reporting AS DOUBLE) * 1000 / NULLIF(CAST(s.impressions AS DOUBLE), 0) AS cpm,
-    CAST(s.conversions AS DOUBLE) / NULLIF(CAST(s.clicks AS DOUBLE), 0) AS cvr,
-    CAST(s.spend_reporting AS DOUBLE) / NULLIF(CAST(s.conversions AS DOUBLE), 0) AS cpa,
-    to_timestamp_seconds(s.first_active_h * 3600) AS first_active_at,
-    j.as_of_h - s.first_active_h AS hours_active,
-    j.ctr_benchmark,
-    j.cpc_ceiling,
-    j.benchmark_effective_from
-FROM judged j
-LEFT JOIN summed s ON s.platform = j.platform AND s.creator_id = j.creator_id
+    platform,
+    creator_id,
+    MAX(creator_handle) AS creator_handle,
+    MAX(creator_tier) AS creator_tier,
+    MAX(disclosure_status) AS disclosure_status,
+    MAX(as_of_date) AS as_of_date,
+    MAX(evaluation_days) AS evaluation_days,
+    SUM(CASE WHEN in_window THEN paid_rows ELSE 0 END) AS paid_rows,
+    SUM(CASE WHEN in_window THEN impressions END) AS impressions,
+    SUM(CASE WHEN in_window THEN clicks END) AS clicks,
+    SUM(CASE WHEN in_window THEN spend_reporting END) AS spend_reporting,
+    SUM(CASE WHEN in_window THEN conversions END) AS conversions,
+    SUM(CASE WHEN in_window THEN conversion_value END) AS conversion_value,
+    SUM(CASE WHEN in_window THEN video_views END) AS video_views,
+    CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE)
+        / NULLIF(CAST(SUM(CASE WHEN in_window THEN impressions END) AS DOUBLE), 0) AS ctr,
+    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE)
+        / NULLIF(CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE), 0) AS cpc,
+    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE) * 1000
+        / NULLIF(CAST(SUM(CASE WHEN in_window THEN impressions END) AS DOUBLE), 0) AS cpm,
+    CAST(SUM(CASE WHEN in_window THEN conversions END) AS DOUBLE)
+        / NULLIF(CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE), 0) AS cvr,
+    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE)
+        / NULLIF(CAST(SUM(CASE WHEN in_window THEN conversions END) AS DOUBLE), 0) AS cpa,
+    to_timestamp_seconds(MIN(CASE WHEN in_window THEN first_h END) * 3600) AS first_active_at,
+    MAX(as_of_h) - MIN(CASE WHEN in_window THEN first_h END) AS hours_active,
+    MAX(ctr_benchmark) AS ctr_benchmark,
+    MAX(cpc_ceiling) AS cpc_ceiling,
+    MAX(benchmark_effective_from) AS benchmark_effective_from
+FROM windowed
+GROUP BY platform, creator_id

@@ -2,7 +2,8 @@
 # crest's test command: every unit and integration test of the workspace.
 # Connector tests start the platform sandbox themselves on free loopback ports;
 # loader tests need the BigQuery and Snowflake emulators, which this script
-# installs (local virtualenvs, scripts/emulators.sh), starts and stops.
+# installs (local virtualenvs, scripts/emulators.sh), starts and stops; the
+# demo's page is checked in headless Chromium, installed here if missing.
 # Ends with one summary line over every test binary: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
 log=$(mktemp)
 emulators=$(mktemp -d)
 trap 'bash scripts/emulators.sh stop "$emulators"; rm -rf "$log" "$emulators"' EXIT
+# The demo's tier board is checked in headless Chromium (Debian's package).
+if [ ! -x "${CREST_TEST_CHROMIUM:-/usr/bin/chromium}" ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 bash scripts/emulators.sh start "$emulators"
 # shellcheck disable=SC1091
 source "$emulators/env"

@@ -1,8 +1,11 @@
 //! `crest`: the stages that are not per platform: `transform`, `load`,
-//! `query`, and the decision layer's `views` and `benchmarks`.
+//! `query`, the decision layer's `views`, `benchmarks` and `alerts`, and
+//! `run`, which drives every stage from one config.
 
 mod alerts;
+mod demo;
 mod lookml;
+mod run;
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
@@ -62,6 +65,75 @@ enum Command {
     /// Evaluate the tiers and send what changed since the last evaluation to Slack and/or e-mail.
     #[command(after_help = ALERTS_EXAMPLES)]
     Alerts(AlertsArgs),
+    /// Every stage for a whole program from one config: extract → transform → load → views → alerts.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// The whole pipeline with no credentials: the platform sandbox in-process, a creator
+    /// program on TikTok, Meta and YouTube, the tier board printed and written as HTML.
+    #[command(after_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
+}
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  crest demo                                    # 150 creators, 21 days, into ./crest-demo
+  crest demo --creators 400 --days 45 --seed 7  # another program
+  crest query --target lake:./crest-demo/lake \"SELECT * FROM v_creator_tier WHERE tier = 'red'\"
+
+Writes ./crest-demo/lake (the embedded lake, views applied), ./crest-demo/data (raw reports,
+canonical tables, run manifests), ./crest-demo/tier-board.html (open it in a browser) and the
+program's inputs (roster.csv, fx.csv, benchmarks.csv). Nothing leaves this machine: the
+platforms are crest's sandbox on a loopback port.";
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where everything goes.
+    #[arg(long, default_value = "./crest-demo", value_name = "DIR")]
+    out: std::path::PathBuf,
+    /// Creators in the program.
+    #[arg(long, default_value_t = 150, value_name = "N")]
+    creators: usize,
+    /// Days of the flight, ending yesterday.
+    #[arg(long, default_value_t = 21, value_name = "N")]
+    days: u32,
+    /// Seed of the synthetic world: the same seed, the same program.
+    #[arg(long, default_value_t = 42, value_name = "N")]
+    seed: u64,
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  crest run --config crest.toml                               # the config's start and end
+  crest run --config crest.toml --start 2026-01-01 --end 2026-01-31
+  crest --log-format json run --config crest.toml --since-last  # scheduled: hourly to every six hours
+  crest run --print-example > crest.toml                      # every key, documented
+
+Each platform's extract keeps its state in {out}/_state/{platform}.json, so a run re-reads
+the days platforms restate and a re-run after a failure resumes: committed slices are not
+read again and a load of a run the target has is a no-op. Secrets come from the environment
+as for each connector (TIKTOK_ACCESS_TOKEN, META_ACCESS_TOKEN, GOOGLE_CLIENT_ID, … each also
+as …_FILE; CREST_SLACK_WEBHOOK_URL, CREST_SMTP_*), never from the config.
+Writes {out}/_runs/{run_id}.json (stage \"run\"): rows per stage, quarantined, tiers changed,
+alerts sent, elapsed per stage. Exit codes as the failing stage's, its name in the message.";
+
+#[derive(Args)]
+struct RunArgs {
+    /// The program's config (TOML; see --print-example).
+    #[arg(long, value_name = "FILE", required_unless_present = "print_example")]
+    config: Option<String>,
+    /// First date (overrides the config's `start`).
+    #[arg(long, value_parser = parse_date, value_name = "DATE", conflicts_with = "since_last")]
+    start: Option<chrono::NaiveDate>,
+    /// Last date (overrides the config's `end`).
+    #[arg(long, value_parser = parse_date, value_name = "DATE", conflicts_with = "since_last")]
+    end: Option<chrono::NaiveDate>,
+    /// Read what is new since the last run: today (UTC), each platform's state
+    /// re-reading back to its last complete day minus its lookback.
+    #[arg(long)]
+    since_last: bool,
+    /// Print a documented example config and exit.
+    #[arg(long)]
+    print_example: bool,
 }
 
 const ALERTS_EXAMPLES: &str = "\
@@ -244,6 +316,16 @@ async fn read_required(what: &str, spec: &str) -> Result<Vec<u8>> {
 
 async fn transform(args: TransformArgs) -> Result<()> {
     let range = DateRange::new(args.start, args.end)?;
+    let window = args.standard_window;
+    let reporting = args.reporting_currency.trim().to_uppercase();
+    let summary = transform_quiet(args).await?;
+    print_summary(&summary, range, window, &reporting);
+    Ok(())
+}
+
+/// The transform without its printed summary (`crest run` prints its own line).
+async fn transform_quiet(args: TransformArgs) -> Result<TransformSummary> {
+    let range = DateRange::new(args.start, args.end)?;
     let reporting = args.reporting_currency.trim().to_uppercase();
     if reporting.len() != 3 || !reporting.chars().all(|c| c.is_ascii_alphabetic()) {
         return Err(Error::Config(format!(
@@ -288,8 +370,7 @@ async fn transform(args: TransformArgs) -> Result<()> {
         unresolved_rows = summary.unresolved_rows, missing_fx = summary.missing_fx.len(),
         elapsed_ms = summary.elapsed_ms, "transform finished"
     );
-    print_summary(&summary, range, args.standard_window, &reporting);
-    Ok(())
+    Ok(summary)
 }
 
 fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow, reporting: &str) {
@@ -376,6 +457,23 @@ async fn target(spec: &str, existing: bool) -> Result<Target> {
 }
 
 async fn load(args: LoadArgs) -> Result<()> {
+    let report = load_quiet(args).await?;
+    println!("{}", report.line);
+    for l in &report.details {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// What a load did: its one-line outcome, the per-table lines and, for the
+/// run summary, the same as JSON.
+struct LoadReport {
+    line: String,
+    details: Vec<String>,
+    detail: serde_json::Value,
+}
+
+async fn load_quiet(args: LoadArgs) -> Result<LoadReport> {
     let target = target(&args.target, false).await?;
     let plan = crest_core::load::plan(&args.input).await?;
     let schemas = crest_core::load::file_schemas(&plan, &crest_transforms::canonical::tables()).await?;
@@ -391,7 +489,7 @@ async fn load_into<D: Destination>(
     plan: &LoadPlan,
     schemas: &[(&'static str, arrow::datatypes::SchemaRef)],
     args: &LoadArgs,
-) -> Result<()> {
+) -> Result<LoadReport> {
     let started = std::time::Instant::now();
     let options = crest_core::load::LoadOptions {
         force: args.force,
@@ -400,15 +498,20 @@ async fn load_into<D: Destination>(
     };
     let outcome = crest_core::load::run_load(dest, plan, schemas, options).await?;
     let target = dest.describe();
+    let mut details = Vec::new();
     match outcome {
-        crest_core::load::LoadOutcome::AlreadyLoaded(r) => println!(
-            "run {} is already in {target} (load {} at {}): nothing to do; --force loads it again",
-            plan.run_id,
-            r.load_id,
-            r.loaded_at.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
+        crest_core::load::LoadOutcome::AlreadyLoaded(r) => Ok(LoadReport {
+            line: format!(
+                "run {} is already in {target} (load {} at {}): nothing to do; --force loads it again",
+                plan.run_id,
+                r.load_id,
+                r.loaded_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            details,
+            detail: serde_json::json!({"transform_run_id": plan.run_id, "already_loaded": r.load_id}),
+        }),
         crest_core::load::LoadOutcome::Loaded(r) => {
-            println!(
+            let line = format!(
                 "loaded run {} ({}) into {target} in {:.1}s; load {}",
                 plan.run_id,
                 plan.range,
@@ -427,27 +530,41 @@ async fn load_into<D: Destination>(
                     unchanged = t.unchanged,
                     "table loaded"
                 );
-                println!(
+                details.push(format!(
                     "  {:<22} {:>10} inserted  {:>10} replaced ({} before)  {:>10} unchanged",
                     t.table, t.inserted, t.replaced, t.replaced_old, t.unchanged
-                );
+                ));
             }
             for c in &r.schema_changes {
-                println!("  schema: {c}");
+                details.push(format!("  schema: {c}"));
             }
             crest_core::load::write_manifest(plan, &r, &target, dest.traffic()).await;
-            println!("  manifest {}/_runs/{}.json", plan.input, r.load_id);
+            details.push(format!("  manifest {}/_runs/{}.json", plan.input, r.load_id));
             if let Some((calls, bytes)) = dest.traffic() {
                 tracing::info!(load_id = %r.load_id, api_calls = calls, bytes_sent = bytes, rows = plan.rows(), "load traffic");
-                println!(
+                details.push(format!(
                     "  sent {calls} API calls, {:.1} MB for {} rows",
                     bytes as f64 / 1e6,
                     plan.rows()
-                );
+                ));
             }
+            let tables: serde_json::Map<String, serde_json::Value> = r
+                .tables
+                .iter()
+                .map(|t| {
+                    (
+                        t.table.to_string(),
+                        serde_json::json!({"inserted": t.inserted, "replaced": t.replaced, "unchanged": t.unchanged}),
+                    )
+                })
+                .collect();
+            Ok(LoadReport {
+                line,
+                details,
+                detail: serde_json::json!({"transform_run_id": plan.run_id, "load_id": r.load_id, "tables": tables}),
+            })
         }
     }
-    Ok(())
 }
 
 async fn query(args: QueryArgs) -> Result<()> {
@@ -480,20 +597,7 @@ async fn views(command: ViewsCommand) -> Result<()> {
             Ok(())
         }
         ViewsCommand::Apply(args) => {
-            let described = match target(&args.target, true).await? {
-                Target::Lake(lake) => {
-                    lake.apply_views(&crest_transforms::canonical::tables()).await?;
-                    lake.describe()
-                }
-                Target::BigQuery(bq) => {
-                    bq.apply_views().await?;
-                    bq.describe()
-                }
-                Target::Snowflake(sf) => {
-                    sf.apply_views().await?;
-                    sf.describe()
-                }
-            };
+            let described = apply_views_to(&args).await?;
             let names: Vec<&str> = crest_core::views::VIEWS.iter().map(|v| v.name).collect();
             println!("applied {} views to {described}: {}", names.len(), names.join(", "));
             Ok(())
@@ -501,8 +605,38 @@ async fn views(command: ViewsCommand) -> Result<()> {
     }
 }
 
+/// Creates or replaces the views; how many.
+async fn apply_views(args: &TargetArgs) -> Result<usize> {
+    apply_views_to(args).await?;
+    Ok(crest_core::views::VIEWS.len())
+}
+
+async fn apply_views_to(args: &TargetArgs) -> Result<String> {
+    Ok(match target(&args.target, true).await? {
+        Target::Lake(lake) => {
+            lake.apply_views(&crest_transforms::canonical::tables()).await?;
+            lake.describe()
+        }
+        Target::BigQuery(bq) => {
+            bq.apply_views().await?;
+            bq.describe()
+        }
+        Target::Snowflake(sf) => {
+            sf.apply_views().await?;
+            sf.describe()
+        }
+    })
+}
+
 async fn benchmarks(command: BenchmarksCommand) -> Result<()> {
     let BenchmarksCommand::Load(args) = command;
+    let (rows, described) = load_benchmarks(args).await?;
+    println!("loaded {rows} benchmarks into {described} (replacing what it had)");
+    Ok(())
+}
+
+/// Replaces the target's benchmarks with a checked file's: how many, and where.
+async fn load_benchmarks(args: BenchmarksLoadArgs) -> Result<(usize, String)> {
     // Read and check the whole file before the target is touched.
     let bytes = read_required("benchmarks file", &args.file).await?;
     let rows = crest_core::benchmarks::parse(&args.file, &bytes)?;
@@ -520,11 +654,7 @@ async fn benchmarks(command: BenchmarksCommand) -> Result<()> {
             sf.describe()
         }
     };
-    println!(
-        "loaded {} benchmarks into {described} (replacing what it had)",
-        rows.len()
-    );
-    Ok(())
+    Ok((rows.len(), described))
 }
 
 impl alerts::Store for Target {
@@ -578,7 +708,18 @@ impl alerts::Store for Target {
     }
 }
 
+/// What an evaluation found and where it went (`crest run`'s summary).
+struct AlertsOutcome {
+    evaluated: usize,
+    changes: usize,
+    sent_to: Vec<String>,
+}
+
 async fn alerts(args: AlertsArgs) -> Result<()> {
+    alerts_quiet(args).await.map(|_| ())
+}
+
+async fn alerts_quiet(args: AlertsArgs) -> Result<AlertsOutcome> {
     // Channels first: a missing webhook URL or SMTP setting stops the run
     // before anything is evaluated or stored.
     if !args.dry_run && !args.slack && !args.email {
@@ -617,7 +758,11 @@ async fn alerts(args: AlertsArgs) -> Result<()> {
             println!("dry run: nothing stored or sent; this would be sent:\n");
             println!("{}", alerts::message::text(&out.changes, &name).trim_end());
         }
-        return Ok(());
+        return Ok(AlertsOutcome {
+            evaluated: out.evaluated,
+            changes: out.changes.len(),
+            sent_to: Vec::new(),
+        });
     }
     let id = out.evaluation_id.unwrap_or_default();
     if out.changes.is_empty() {
@@ -636,7 +781,11 @@ async fn alerts(args: AlertsArgs) -> Result<()> {
             println!("  {:<24} {}", kind.title(), list.len());
         }
     }
-    Ok(())
+    Ok(AlertsOutcome {
+        evaluated: out.evaluated,
+        changes: out.changes.len(),
+        sent_to: out.sent_to.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 fn main() -> ExitCode {
@@ -644,7 +793,33 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // `run` and `demo` report a line per stage on a terminal; the stages'
+    // own events are for JSON logs (or CREST_LOG=info).
+    if matches!(cli.command, Command::Run(_) | Command::Demo(_))
+        && cli.global.log_format == cli::LogFormat::Human
+        && std::env::var_os("CREST_LOG").is_none()
+    {
+        std::env::set_var("CREST_LOG", "warn");
+    }
     cli::init_logging(cli.global.log_format);
+    // The demo points the connectors at its in-process sandbox through the
+    // environment, before the runtime starts any thread that could read it.
+    let demo_port = match &cli.command {
+        Command::Demo(_) => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(addr) => {
+                for (key, value) in demo::sandbox_environment(addr.port()) {
+                    std::env::set_var(key, value);
+                }
+                addr.port()
+            }
+            Err(e) => {
+                return cli::finish(Err(Error::Config(format!(
+                    "no free loopback port for the sandbox: {e}"
+                ))))
+            }
+        },
+        _ => 0,
+    };
     cli::run(async {
         match cli.command {
             Command::Transform(args) => transform(args).await,
@@ -653,6 +828,29 @@ fn main() -> ExitCode {
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
             Command::Alerts(args) => alerts(args).await,
+            Command::Demo(args) => {
+                demo::demo(demo::DemoOptions {
+                    out: args.out,
+                    creators: args.creators,
+                    days: args.days,
+                    seed: args.seed,
+                    port: demo_port,
+                })
+                .await
+            }
+            Command::Run(args) => {
+                if args.print_example {
+                    print!("{}", run::EXAMPLE_CONFIG);
+                    return Ok(());
+                }
+                run::run(run::RunOptions {
+                    config_spec: args.config.unwrap_or_default(),
+                    start: args.start,
+                    end: args.end,
+                    since_last: args.since_last,
+                })
+                .await
+            }
         }
     })
 }

@@ -390,3 +390,44 @@ pub fn print_extract_summary(manifest: &crate::manifest::RunManifest, accounts: 
         );
     }
 }
+
+/// How an extract reports as it goes: on its own (`crest-tiktok extract`:
+/// a progress bar on a terminal and a summary line on stdout), or through a
+/// caller that reports per stage itself (`crest run`: nothing printed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Own(LogFormat),
+    Caller,
+}
+
+impl Report {
+    pub fn progress(self, what: &str) -> Progress {
+        match self {
+            Report::Own(format) => Progress::new(format, what),
+            Report::Caller => Progress::hidden(),
+        }
+    }
+
+    pub fn summary(self, manifest: &crate::manifest::RunManifest, accounts: &str, range: DateRange, out: &str) {
+        if let Report::Own(_) = self {
+            print_extract_summary(manifest, accounts, range, out);
+        }
+    }
+}
+
+/// Parses a command's arguments given as a list (`crest run` driving a
+/// connector with the flags its config stands for): a bad value is a config
+/// error naming the flag, as it would be on the command line.
+pub fn parse_from<P: Parser>(argv: impl IntoIterator<Item = String>) -> Result<P> {
+    P::try_parse_from(argv).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid arguments")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_string();
+        Error::Config(first)
+    })
+}

@@ -47,6 +47,20 @@ impl Error {
         ExitCode::from(self.exit_code())
     }
 
+    /// The same error (and exit code) with where it happened in front, e.g.
+    /// "extract tiktok 7265…: …" when `crest run` names the failing stage.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        let with = |m: String| format!("{context}: {m}");
+        match self {
+            Error::Config(m) => Error::Config(with(m)),
+            Error::Auth(m) => Error::Auth(with(m)),
+            Error::Upstream(m) => Error::Upstream(with(m)),
+            Error::Storage(m) => Error::Storage(with(m)),
+            Error::Data(m) => Error::Data(with(m)),
+            Error::Busy(m) => Error::Busy(with(m)),
+        }
+    }
+
     pub fn storage(context: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
         Error::Storage(one_line(&format!("{context}: {err}")))
     }

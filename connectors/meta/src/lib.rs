@@ -10,6 +10,7 @@
 //! files and the manifest live in `crest-core`.
 
 pub mod api;
+pub mod command;
 pub mod schema;
 
 use api::{AccountInfo, InsightsPage, JobStatus, Listing, MetaPolicy, ReportRun};

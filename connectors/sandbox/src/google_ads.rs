@@ -127,6 +127,7 @@ pub struct AdsDay {
 
 pub struct AdsWorld {
     seed: u64,
+    spread: bool,
     pub first_day: NaiveDate,
     pub days: u32,
     pub customers: Vec<Customer>,
@@ -251,6 +252,7 @@ impl AdsWorld {
         }
         AdsWorld {
             seed,
+            spread: world.config.spread,
             first_day: world.config.first_day,
             days,
             customers,
@@ -277,10 +279,19 @@ impl AdsWorld {
         }
         let r = h(self.seed, &[7, ad as u64, off as u64]);
         let impressions = 800 + r % 20_000;
-        let clicks = impressions * (5 + (r >> 16) % 30) / 1000;
+        // Clicks average about 1.95 % of impressions, 3.5 × a typical YouTube benchmark.
+        let (per_mille, converts) = match a.creator {
+            Some(c) => crate::world::performer(self.seed, self.spread, c, 3, 3500),
+            None => (1000, true),
+        };
+        let clicks = impressions * (5 + (r >> 16) % 30) * per_mille / 1_000_000;
         // About 1.5% of clicks convert, in whole and half conversions (data-driven
         // attribution splits some).
-        let conv_halves = clicks * 2 * ((r >> 32) % 4) / 100;
+        let conv_halves = if converts {
+            clicks * 2 * ((r >> 32) % 4) / 100
+        } else {
+            0
+        };
         let value_cents = conv_halves * (1_000 + (r >> 48) % 6_000);
         // Each half conversion lands in a lag bucket drawn from LAG_SHAPE:
         // most the same day, fewer each day after, as Google's lag reports show.
@@ -308,7 +319,7 @@ impl AdsWorld {
             cost_micros: clicks * (80_000 + (r >> 24) % 1_900_000) + (r >> 40) % 10_000,
             video_views: impressions * (10 + (r >> 8) % 40) / 100,
             engagements: impressions / 200,
-            view_through: impressions / 4_000,
+            view_through: if converts { impressions / 4_000 } else { 0 },
             conv_halves,
             value_cents,
             ..AdsDay::default()

@@ -101,6 +101,10 @@ struct ServeArgs {
     /// Restatements of the last 7 days so far (each adds late conversions and spend).
     #[arg(long, default_value_t = 0)]
     revision: u64,
+    /// Creators differ: some well below their benchmark CTR, some well above,
+    /// some never convert (every tier occurs; the demo's program).
+    #[arg(long)]
+    spread: bool,
     /// Developer token Google Ads accepts.
     #[arg(long, default_value = "sandbox-developer-token")]
     google_developer_token: String,
@@ -182,6 +186,7 @@ async fn main() -> ExitCode {
             ads_per_creator: args.ads_per_creator.max(1),
             videos_per_channel: args.videos_per_channel.max(2),
             revision: args.revision,
+            spread: args.spread,
         },
         faults,
         qps: args.qps,

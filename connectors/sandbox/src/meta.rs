@@ -104,6 +104,8 @@ impl MetaRow {
 
 pub struct MetaWorld {
     pub seed: u64,
+    /// The world's spread of performers (see [`crate::world::performer`]).
+    pub spread: bool,
     pub first_day: NaiveDate,
     pub days: u32,
     pub accounts: Vec<MetaAccount>,
@@ -170,6 +172,7 @@ impl MetaWorld {
         }
         MetaWorld {
             seed,
+            spread: world.config.spread,
             first_day: world.config.first_day,
             days: world.config.days,
             accounts,
@@ -208,12 +211,18 @@ impl MetaWorld {
         if impressions == 0 {
             return None;
         }
-        let clicks = impressions * (2 + (r2 >> 8) % 4) / 100;
+        // Link clicks average about 2.1 % of impressions, 2.2 × a typical benchmark.
+        let (per_mille, converts) = crate::world::performer(self.seed, self.spread, ad.creator, 2, 2200);
+        let clicks = impressions * (2 + (r2 >> 8) % 4) * per_mille / 100_000;
         let inline_link_clicks = clicks * (40 + (r2 >> 12) % 40) / 100;
         let c1 = inline_link_clicks * ((r2 >> 16) % 6) / 100;
-        let c7 = c1 + (r2 >> 20) % 3;
-        let c28 = c7 + (r2 >> 24) % 2;
-        let v1 = (r2 >> 28) % 2;
+        let (c7, c28, v1) = if converts {
+            let c7 = c1 + (r2 >> 20) % 3;
+            (c7, c7 + (r2 >> 24) % 2, (r2 >> 28) % 2)
+        } else {
+            (0, 0, 0)
+        };
+        let c1 = if converts { c1 } else { 0 };
         Some(MetaRow {
             impressions,
             clicks,

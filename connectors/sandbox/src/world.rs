@@ -35,6 +35,31 @@ pub struct WorldConfig {
     /// are counted, on the world's last [`RESTATED_DAYS`] days — late
     /// conversions and billing corrections that a re-read must pick up.
     pub revision: u64,
+    /// Creators differ: some click well below their benchmark, some well
+    /// above, some never convert (the demo's program, where every tier
+    /// occurs). Off, every creator is drawn alike.
+    pub spread: bool,
+}
+
+/// A creator's standing on one platform: its clicks as a share (per mille)
+/// of what the platform's draws give, and whether it converts at all.
+/// `base_per_mille` is how far the platform's draws sit above a typical
+/// benchmark CTR, so a character lands in the same tier on every platform.
+pub fn performer(seed: u64, spread: bool, creator: usize, platform: u64, base_per_mille: u64) -> (u64, bool) {
+    if !spread {
+        return (1000, true);
+    }
+    let r = h(seed, &[11, creator as u64, platform]) % 100;
+    // Share of creators per character: 12 % well below the benchmark, 12 %
+    // somewhat below, 8 % that click but never convert, 30 % well above.
+    let (character, converts) = match r {
+        0..=11 => (550, true),
+        12..=23 => (830, true),
+        24..=31 => (1050, false),
+        32..=61 => (1600, true),
+        _ => (1100, true),
+    };
+    (character * 1000 / base_per_mille.max(1), converts)
 }
 
 /// The days at the end of the world that a revision restates.
@@ -51,6 +76,7 @@ impl Default for WorldConfig {
             ads_per_creator: 3,
             videos_per_channel: 3,
             revision: 0,
+            spread: false,
         }
     }
 }
@@ -373,10 +399,12 @@ impl World {
         let impressions = (reach_scale * (5.0 + (r % 400) as f64 / 10.0)) as u64 + (r >> 40) % 50;
         // CTR between 0.2 % and 3 %; some days no click at all.
         let ctr_bp = 20 + (r >> 8) % 280;
+        // TikTok's draws average 1.6 %, about 1.45 × a nano or micro benchmark.
+        let (per_mille, converts_at_all) = performer(self.config.seed, self.config.spread, ad.creator, 1, 1450);
         let clicks = if (r >> 20).is_multiple_of(23) {
             0
         } else {
-            impressions * ctr_bp / 10_000
+            impressions * ctr_bp * per_mille / 10_000_000
         };
         // CPM between $2 and $14.
         let cpm_cents = 200 + (r >> 24) % 1_200;
@@ -389,7 +417,13 @@ impl World {
         };
         let spend_cents = spend_cents + restated;
         let converts = self.adgroups[ad.adgroup].optimization_goal == "CONVERT";
-        let conversions = converts.then(|| clicks * (r2 % 12) / 100 + restated);
+        let conversions = converts.then(|| {
+            if converts_at_all {
+                clicks * (r2 % 12) / 100 + restated
+            } else {
+                0
+            }
+        });
         let value = conversions.map(|c| c * (1_500 + (r2 >> 8) % 6_000));
         let video_plays = impressions * (40 + (r2 >> 16) % 40) / 100;
         Some(AdMetrics {

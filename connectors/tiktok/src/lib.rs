@@ -6,6 +6,7 @@
 //! state, files and the manifest live in `crest-core`.
 
 pub mod api;
+pub mod command;
 pub mod schema;
 
 use api::{AdGroup, AdvertiserInfo, Envelope, Listing, ReportEnvelope, API_PREFIX};

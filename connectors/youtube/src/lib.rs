@@ -11,6 +11,7 @@
 //! scheduled run through the lookback.
 
 pub mod ads;
+pub mod command;
 
 use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};

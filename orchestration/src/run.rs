@@ -1,0 +1,658 @@
+//! `crest run --config crest.toml`: a whole program in one command. Extract
+//! (platforms at once, each with its own connector's checks, budget and
+//! incremental state) → transform → load → benchmarks and views → alerts,
+//! each stage what its own subcommand does, then a run summary in `_runs/`.
+//!
+//! A re-run resumes: extracts keep state per platform (`{out}/_state/`) and
+//! skip committed slices, and a load of a run already in the target is a
+//! no-op. Secrets never sit in the config: a key that looks like one is
+//! refused with the environment variable to use instead.
+
+use crate::{AlertsArgs, BenchmarksLoadArgs, GranularityArg, LoadArgs, TargetArgs, TransformArgs};
+use chrono::{NaiveDate, Utc};
+use crest_core::storage::{read_file, Location};
+use crest_core::window::parse_date;
+use crest_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub const EXAMPLE_CONFIG: &str = include_str!("../../crest.example.toml");
+
+/// The config file: see `crest.example.toml`, which documents every key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where raw, canonical, manifests and state go: a path or object-store URL.
+    pub out: String,
+    #[serde(default = "default_target")]
+    pub target: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub roster: Option<String>,
+    pub fx: Option<String>,
+    #[serde(default = "default_currency")]
+    pub reporting_currency: String,
+    #[serde(default = "default_window")]
+    pub standard_window: String,
+    #[serde(default)]
+    pub granularity: Granularity,
+    pub benchmarks: Option<String>,
+    pub tiktok: Option<TikTok>,
+    pub meta: Option<Meta>,
+    pub youtube: Option<YouTube>,
+    #[serde(default)]
+    pub alerts: Alerts,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    #[default]
+    Day,
+    Hour,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TikTok {
+    pub advertiser_ids: Vec<String>,
+    pub max_qps: Option<f64>,
+    pub lookback_days: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub account_ids: Vec<String>,
+    pub max_qps: Option<f64>,
+    pub lookback_days: Option<u32>,
+    /// Poll interval of Meta's async report jobs (the sandbox finishes fast).
+    pub poll_initial_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YouTube {
+    #[serde(default)]
+    pub channel_ids: Vec<String>,
+    #[serde(default)]
+    pub ads_customer_ids: Vec<String>,
+    pub login_customer_id: Option<String>,
+    pub max_qps: Option<f64>,
+    pub lookback_days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    #[serde(default)]
+    pub slack: bool,
+    #[serde(default)]
+    pub email: bool,
+}
+
+fn default_target() -> String {
+    crate::DEFAULT_TARGET.to_string()
+}
+fn default_currency() -> String {
+    "USD".into()
+}
+fn default_window() -> String {
+    "7d_click,1d_view".into()
+}
+
+/// Key names that hold secrets elsewhere; in the config they are refused.
+const SECRET_WORDS: [&str; 6] = ["token", "secret", "password", "webhook", "api_key", "credential"];
+
+impl RunConfig {
+    /// Reads and checks the file: one line naming the file and key on any problem.
+    pub async fn read(spec: &str) -> Result<RunConfig> {
+        let bytes = read_file(spec)
+            .await?
+            .ok_or_else(|| Error::Config(format!("{spec} does not exist (see crest.example.toml)")))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config(format!("{spec} is not UTF-8 text")))?;
+        Self::parse(spec, text)
+    }
+
+    pub fn parse(spec: &str, text: &str) -> Result<RunConfig> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{spec}: {}", toml_error(&e))))?;
+        for (key, value) in &table {
+            if value.is_table() && !["tiktok", "meta", "youtube", "alerts"].contains(&key.as_str()) {
+                return Err(Error::Config(format!(
+                    "{spec}: [{key}] is not a platform crest reads: use [tiktok], [meta] or [youtube]"
+                )));
+            }
+        }
+        if let Some(key) = secret_key(&table, "") {
+            return Err(Error::Config(format!(
+                "{spec}: `{key}` looks like a secret; secrets stay out of the config: set the platform's environment variable (or …_FILE) instead, see crest run --help"
+            )));
+        }
+        let config: RunConfig =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{spec}: {}", toml_error(&e))))?;
+        config.check(spec)?;
+        Ok(config)
+    }
+
+    fn check(&self, spec: &str) -> Result<()> {
+        let bad = |key: &str, what: String| Err(Error::Config(format!("{spec}: `{key}` {what}")));
+        if self.out.trim().is_empty() {
+            return bad("out", "is empty: give a path or URL, e.g. out = \"./crest-out\"".into());
+        }
+        if self.tiktok.is_none() && self.meta.is_none() && self.youtube.is_none() {
+            return Err(Error::Config(format!(
+                "{spec}: no platform: add a [tiktok], [meta] or [youtube] table with its accounts"
+            )));
+        }
+        if let Some(t) = &self.tiktok {
+            if t.advertiser_ids.is_empty() {
+                return bad(
+                    "tiktok.advertiser_ids",
+                    "is empty: list at least one advertiser id".into(),
+                );
+            }
+        }
+        if let Some(m) = &self.meta {
+            if m.account_ids.is_empty() {
+                return bad("meta.account_ids", "is empty: list at least one ad account id".into());
+            }
+        }
+        if let Some(y) = &self.youtube {
+            if y.channel_ids.is_empty() && y.ads_customer_ids.is_empty() {
+                return bad("youtube", "has neither channel_ids nor ads_customer_ids".into());
+            }
+        }
+        for (key, value) in [("start", &self.start), ("end", &self.end)] {
+            if let Some(v) = value {
+                if let Err(e) = parse_date(v) {
+                    return bad(key, e);
+                }
+            }
+        }
+        if let Err(e) = self.standard_window.parse::<crest_transforms::StandardWindow>() {
+            return bad("standard_window", e);
+        }
+        Ok(())
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    // toml's message spans lines (a caret under the spot); keep the gist and the line.
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(_) => {
+            let rendered = e.to_string();
+            let line = rendered
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("TOML parse error at line "))
+                .and_then(|l| l.split(',').next())
+                .map(|n| format!(" (line {n})"))
+                .unwrap_or_default();
+            format!("{msg}{line}")
+        }
+        None => msg,
+    }
+}
+
+fn secret_key(table: &toml::Table, prefix: &str) -> Option<String> {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        let lower = k.to_ascii_lowercase();
+        if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+            return Some(key);
+        }
+        if let toml::Value::Table(t) = v {
+            if let Some(found) = secret_key(t, &format!("{key}.")) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// The dates a run covers: the config's or the flags', or with `--since-last`
+/// today (UTC), the connectors' state widening the read back to the last
+/// complete day minus each platform's lookback.
+pub fn dates(
+    config: &RunConfig,
+    spec: &str,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    since_last: bool,
+) -> Result<(NaiveDate, NaiveDate)> {
+    let today = Utc::now().date_naive();
+    let from_config = |v: &Option<String>| v.as_deref().map(parse_date).transpose().map_err(Error::Config);
+    let (start, end) = if since_last {
+        (today, today)
+    } else {
+        let start = start.or(from_config(&config.start)?);
+        let end = end.or(from_config(&config.end)?);
+        match (start, end) {
+            (Some(s), Some(e)) => (s, e),
+            _ => {
+                return Err(Error::Config(format!(
+                    "{spec} has no start and end: set them, or give --start and --end, or --since-last"
+                )))
+            }
+        }
+    };
+    if end < start {
+        return Err(Error::Config(format!("{spec}: end {end} is before start {start}")));
+    }
+    // The earliest time zone is UTC+14: a later date has not begun anywhere.
+    if end > today + chrono::Days::new(1) {
+        return Err(Error::Config(format!(
+            "{spec}: end {end} is in the future (today is {today} UTC): no platform has data for it yet; use --since-last for what is new"
+        )));
+    }
+    Ok((start, end))
+}
+
+/// Reads and checks the files the config names before anything is
+/// extracted: a bad roster should not cost an hour of API calls.
+async fn preflight(config: &RunConfig, label: &str) -> Result<()> {
+    let read = |key: &'static str, spec: String| async move {
+        read_file(&spec)
+            .await
+            .map_err(|e| e.context(format!("{label}: `{key}`")))?
+            .ok_or_else(|| Error::Config(format!("{label}: `{key}` {spec} does not exist")))
+    };
+    if let Some(spec) = &config.roster {
+        let bytes = read("roster", spec.clone()).await?;
+        crest_transforms::Roster::parse(spec, &bytes)
+            .map_err(|e| Error::from(e).context(format!("{label}: `roster`")))?;
+    }
+    if let Some(spec) = &config.fx {
+        let bytes = read("fx", spec.clone()).await?;
+        let reporting = config.reporting_currency.trim().to_uppercase();
+        crest_transforms::FxRates::parse(spec, &bytes, &reporting)
+            .map_err(|e| Error::from(e).context(format!("{label}: `fx`")))?;
+    }
+    if let Some(spec) = &config.benchmarks {
+        let bytes = read("benchmarks", spec.clone()).await?;
+        crest_core::benchmarks::parse(spec, &bytes).map_err(|e| e.context(format!("{label}: `benchmarks`")))?;
+    }
+    Ok(())
+}
+
+/// What one stage did, for the summary and the JSON log.
+#[derive(Debug, Serialize)]
+struct StageRecord {
+    stage: String,
+    elapsed_ms: u64,
+    #[serde(flatten)]
+    detail: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+struct RunSummary {
+    run_id: String,
+    stage: &'static str,
+    status: &'static str,
+    config: String,
+    start: NaiveDate,
+    end: NaiveDate,
+    started_at: chrono::DateTime<Utc>,
+    finished_at: Option<chrono::DateTime<Utc>>,
+    failed: Option<String>,
+    stages: Vec<StageRecord>,
+}
+
+struct Stages {
+    summary: RunSummary,
+    out: Location,
+}
+
+impl Stages {
+    fn line(&self, stage: &str, text: &str) {
+        println!("▸ {stage:<10} {text}");
+    }
+
+    fn record(&mut self, stage: &str, started: Instant, detail: serde_json::Value) {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(run_id = %self.summary.run_id, stage, elapsed_ms, detail = %detail, "stage finished");
+        self.summary.stages.push(StageRecord {
+            stage: stage.to_string(),
+            elapsed_ms,
+            detail,
+        });
+    }
+
+    async fn save(&mut self, failed: Option<&Error>) -> Result<()> {
+        self.summary.finished_at = Some(Utc::now());
+        self.summary.status = if failed.is_some() { "failed" } else { "succeeded" };
+        self.summary.failed = failed.map(|e| e.to_string());
+        self.out
+            .put_json(&format!("_runs/{}.json", self.summary.run_id), &self.summary)
+            .await
+    }
+}
+
+/// Flags a platform's extract is run with.
+fn extract_flags(
+    config: &RunConfig,
+    platform: &str,
+    ids: (&str, &[String]),
+    max_qps: Option<f64>,
+    lookback: Option<u32>,
+    (start, end): (NaiveDate, NaiveDate),
+) -> Vec<String> {
+    let mut flags = vec![
+        "--start".into(),
+        start.to_string(),
+        "--end".into(),
+        end.to_string(),
+        "--out".into(),
+        config.out.clone(),
+        "--state".into(),
+        format!("{}/_state/{platform}.json", config.out.trim_end_matches('/')),
+    ];
+    if !ids.1.is_empty() {
+        flags.push(ids.0.to_string());
+        flags.push(ids.1.join(","));
+    }
+    if let Some(q) = max_qps {
+        flags.extend(["--max-qps".into(), q.to_string()]);
+    }
+    if let Some(d) = lookback {
+        flags.extend(["--lookback-days".into(), d.to_string()]);
+    }
+    flags
+}
+
+pub struct RunOptions {
+    pub config_spec: String,
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+    pub since_last: bool,
+}
+
+pub async fn run(options: RunOptions) -> Result<()> {
+    let config = RunConfig::read(&options.config_spec).await?;
+    let range = dates(
+        &config,
+        &options.config_spec,
+        options.start,
+        options.end,
+        options.since_last,
+    )?;
+    run_with(config, &options.config_spec, range).await
+}
+
+/// Runs every stage of a checked config over `start..=end`; `label` names
+/// where the config came from in the summary.
+pub async fn run_with(config: RunConfig, label: &str, (start, end): (NaiveDate, NaiveDate)) -> Result<()> {
+    preflight(&config, label).await?;
+    let out = Location::parse(&config.out).map_err(|e| e.context(format!("{label}: `out`")))?;
+    let now = Utc::now();
+    let run_id = format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    );
+    let mut stages = Stages {
+        summary: RunSummary {
+            run_id: run_id.clone(),
+            stage: "run",
+            status: "running",
+            config: label.to_string(),
+            start,
+            end,
+            started_at: now,
+            finished_at: None,
+            failed: None,
+            stages: Vec::new(),
+        },
+        out,
+    };
+    let result = pipeline(&config, (start, end), &mut stages).await;
+    let saved = stages.save(result.as_ref().err()).await;
+    result?;
+    saved?;
+    println!(
+        "run {run_id} finished in {:.1}s; summary {}/_runs/{run_id}.json",
+        (Utc::now() - now).num_milliseconds() as f64 / 1000.0,
+        config.out.trim_end_matches('/')
+    );
+    Ok(())
+}
+
+async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mut Stages) -> Result<()> {
+    // Extract: every platform at once, each within its own request budget.
+    let started = Instant::now();
+    let mut jobs: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    if let Some(t) = &config.tiktok {
+        let mut flags = extract_flags(
+            config,
+            "tiktok",
+            ("--advertiser-id", &t.advertiser_ids),
+            t.max_qps,
+            t.lookback_days,
+            range,
+        );
+        if config.granularity == Granularity::Hour {
+            flags.extend(["--granularity".into(), "hour".into()]);
+        }
+        jobs.push(("tiktok".into(), t.advertiser_ids.clone(), flags));
+    }
+    if let Some(m) = &config.meta {
+        let mut flags = extract_flags(
+            config,
+            "meta",
+            ("--account-id", &m.account_ids),
+            m.max_qps,
+            m.lookback_days,
+            range,
+        );
+        if let Some(ms) = m.poll_initial_ms {
+            flags.extend(["--poll-initial-ms".into(), ms.to_string()]);
+        }
+        jobs.push(("meta".into(), m.account_ids.clone(), flags));
+    }
+    if let Some(y) = &config.youtube {
+        let mut flags = extract_flags(
+            config,
+            "youtube",
+            ("--channel-id", &y.channel_ids),
+            y.max_qps,
+            y.lookback_days,
+            range,
+        );
+        if !y.ads_customer_ids.is_empty() {
+            flags.extend(["--ads-customer-id".into(), y.ads_customer_ids.join(",")]);
+        }
+        if let Some(l) = &y.login_customer_id {
+            flags.extend(["--login-customer-id".into(), l.clone()]);
+        }
+        let accounts = y.channel_ids.iter().chain(&y.ads_customer_ids).cloned().collect();
+        jobs.push(("youtube".into(), accounts, flags));
+    }
+    stages.line(
+        "extract",
+        &format!(
+            "{} ({}..{}) …",
+            jobs.iter().map(|j| j.0.as_str()).collect::<Vec<_>>().join(", "),
+            range.0,
+            range.1
+        ),
+    );
+    let results = futures::future::join_all(jobs.iter().map(|(platform, _, flags)| async move {
+        match platform.as_str() {
+            "tiktok" => crest_tiktok::command::extract_with(flags.clone()).await,
+            "meta" => crest_meta::command::extract_with(flags.clone()).await,
+            _ => crest_youtube::command::extract_with(flags.clone()).await,
+        }
+    }))
+    .await;
+    let mut extracted: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut first = range.0;
+    let mut last = range.1;
+    let mut failure: Option<Error> = None;
+    for ((platform, accounts, _), result) in jobs.iter().zip(results) {
+        match result {
+            Ok(manifests) => {
+                for m in &manifests {
+                    for s in &m.slices {
+                        first = first.min(s.start);
+                        last = last.max(s.end);
+                    }
+                    stages.line(
+                        "",
+                        &format!(
+                            "{}/{}: {} rows from {} account(s), {} API calls, {} retries ({:.1}s)",
+                            m.platform,
+                            m.report,
+                            m.rows,
+                            m.accounts.len(),
+                            m.api.api_calls,
+                            m.api.retries,
+                            m.elapsed_ms as f64 / 1000.0
+                        ),
+                    );
+                    extracted.insert(
+                        format!("{}/{}", m.platform, m.report),
+                        serde_json::json!({"run_id": m.run_id, "rows": m.rows, "api_calls": m.api.api_calls, "retries": m.api.retries}),
+                    );
+                }
+            }
+            Err(e) => {
+                // Name the account when there is one; the first failure decides the exit code.
+                let who = if accounts.len() == 1 {
+                    format!("extract {platform} {}", accounts[0])
+                } else {
+                    format!("extract {platform} ({})", accounts.join(","))
+                };
+                let e = e.context(who);
+                stages.line("", &format!("failed: {e}"));
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    stages.record("extract", started, serde_json::json!({ "reports": extracted }));
+    if let Some(e) = failure {
+        return Err(e);
+    }
+
+    // Transform everything the extracts read (the lookback widens it).
+    let started = Instant::now();
+    stages.line("transform", &format!("{first}..{last} …"));
+    let summary = crate::transform_quiet(TransformArgs {
+        input: config.out.clone(),
+        out: None,
+        wait_for_lease: 60,
+        start: first,
+        end: last,
+        roster: config.roster.clone(),
+        fx: config.fx.clone(),
+        reporting_currency: config.reporting_currency.clone(),
+        standard_window: config.standard_window.parse().map_err(Error::Config)?,
+        granularity: match config.granularity {
+            Granularity::Day => GranularityArg::Day,
+            Granularity::Hour => GranularityArg::Hour,
+        },
+    })
+    .await
+    .map_err(|e| e.context("transform"))?;
+    let quarantined: u64 = summary.quarantined.values().sum();
+    stages.line(
+        "",
+        &format!(
+            "{} rows in, {} out, {} quarantined, {} with no creator; reconciled ({:.1}s)",
+            summary.rows_in,
+            summary.rows_out,
+            quarantined,
+            summary.unresolved_rows,
+            summary.elapsed_ms as f64 / 1000.0
+        ),
+    );
+    stages.record(
+        "transform",
+        started,
+        serde_json::json!({"run_id": summary.run_id, "rows_in": summary.rows_in, "rows_out": summary.rows_out,
+            "quarantined": quarantined, "unresolved_rows": summary.unresolved_rows, "reconciled": true}),
+    );
+
+    // Load, then the decision layer on the target.
+    let started = Instant::now();
+    stages.line("load", &format!("into {} …", config.target));
+    let loaded = crate::load_quiet(LoadArgs {
+        input: config.out.clone(),
+        target: config.target.clone(),
+        force: false,
+        create: true,
+        wait_for_lease: 300,
+    })
+    .await
+    .map_err(|e| e.context("load"))?;
+    stages.line("", &loaded.line);
+    stages.record("load", started, loaded.detail);
+
+    let started = Instant::now();
+    let target = TargetArgs {
+        target: config.target.clone(),
+    };
+    let benchmarks = match &config.benchmarks {
+        Some(file) => Some(
+            crate::load_benchmarks(BenchmarksLoadArgs {
+                file: file.clone(),
+                target: TargetArgs {
+                    target: config.target.clone(),
+                },
+            })
+            .await
+            .map_err(|e| e.context("benchmarks"))?
+            .0,
+        ),
+        None => None,
+    };
+    let views = crate::apply_views(&target).await.map_err(|e| e.context("views"))?;
+    stages.line(
+        "views",
+        &format!(
+            "{views} views applied{}",
+            benchmarks
+                .map(|n| format!(", {n} benchmarks loaded"))
+                .unwrap_or_default()
+        ),
+    );
+    stages.record(
+        "views",
+        started,
+        serde_json::json!({"views": views, "benchmarks": config.benchmarks}),
+    );
+
+    if config.alerts.slack || config.alerts.email {
+        let started = Instant::now();
+        let outcome = crate::alerts_quiet(AlertsArgs {
+            target,
+            slack: config.alerts.slack,
+            email: config.alerts.email,
+            dry_run: false,
+            delivery_attempts: 5,
+            retry_initial_ms: 1000,
+        })
+        .await
+        .map_err(|e| e.context("alerts"))?;
+        stages.line(
+            "alerts",
+            &format!(
+                "{} creator × platform rows evaluated, {} tier change(s){}",
+                outcome.evaluated,
+                outcome.changes,
+                if outcome.sent_to.is_empty() {
+                    String::new()
+                } else {
+                    format!(" sent to {}", outcome.sent_to.join(" and "))
+                }
+            ),
+        );
+        stages.record(
+            "alerts",
+            started,
+            serde_json::json!({"evaluated": outcome.evaluated, "tiers_changed": outcome.changes, "sent_to": outcome.sent_to}),
+        );
+    }
+    Ok(())
+}

@@ -3,7 +3,8 @@
 # Connector tests start the platform sandbox themselves on free loopback ports;
 # loader tests need the BigQuery and Snowflake emulators, which this script
 # installs (local virtualenvs, scripts/emulators.sh), starts and stops; the
-# demo's page is checked in headless Chromium, installed here if missing.
+# demo's page is checked in headless Chromium, installed here if missing; the
+# Airflow DAGs run in real Airflow 3 (orchestration/airflow/test.sh).
 # Ends with one summary line over every test binary: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ bash scripts/emulators.sh start "$emulators"
 source "$emulators/env"
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+# The Airflow DAGs in real Airflow 3 (a venv it installs once), driving the
+# debug binaries the tests just built against the sandbox.
+cargo build --workspace --bins --locked -q
+bash orchestration/airflow/test.sh 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     / passed| failed/ && !/^test / && !/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit "$status"

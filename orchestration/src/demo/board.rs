@@ -83,6 +83,16 @@ fn count(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into())
 }
 
+/// How a platform is written for people.
+fn display_name(platform: &str) -> &str {
+    match platform {
+        "tiktok" => "TikTok",
+        "meta" => "Meta",
+        "youtube" => "YouTube",
+        other => other,
+    }
+}
+
 /// Text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -307,8 +317,8 @@ impl Board {
                 "<figure><figcaption>{}</figcaption><svg class=\"scatter\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"CTR against CPC on {}\">\
                  <line class=\"axis\" x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/><line class=\"axis\" x1=\"{PAD}\" y1=\"10\" x2=\"{PAD}\" y2=\"{}\"/>\
                  <text x=\"{}\" y=\"{}\" class=\"label\">CTR → (max {})</text><text x=\"4\" y=\"20\" class=\"label\">CPC ↑ (max {})</text>",
-                esc(platform),
-                esc(platform),
+                esc(display_name(platform)),
+                esc(display_name(platform)),
                 H - PAD,
                 W - 10.0,
                 H - PAD,

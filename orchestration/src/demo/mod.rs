@@ -155,28 +155,21 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
         options.seed
     ));
     std::fs::write(&page, html).map_err(|e| Error::storage(page.display(), e))?;
+    // Paths as the user gave them: the commands below work from here.
+    let shown = options.out.display().to_string();
+    let shown = shown.trim_end_matches('/');
     println!();
     println!(
-        "done in {:.1}s. Everything is in {}:",
-        started.elapsed().as_secs_f64(),
-        out.display()
+        "done in {:.1}s. Everything is in {shown}/:",
+        started.elapsed().as_secs_f64()
     );
-    println!("  tier board   {}  (open it in a browser)", page.display());
-    println!(
-        "  lake         {}  (Parquet tables, the views in views/)",
-        lake.display()
-    );
-    println!("  raw, canonical, run manifests   {}/data/", out.display());
-    println!("  inputs       roster.csv, fx.csv, benchmarks.csv");
-    println!("Ask it anything:");
-    println!(
-        "  crest query --target lake:{} \"SELECT tier, COUNT(*) FROM v_creator_tier GROUP BY tier\"",
-        lake.display()
-    );
-    println!(
-        "  crest query --target lake:{} \"SELECT * FROM v_budget_reallocation\"",
-        lake.display()
-    );
+    println!("  {shown}/tier-board.html   the tier board, scatter and reallocation: open it in a browser");
+    println!("  {shown}/lake/             the embedded lake (Parquet tables; the views in views/)");
+    println!("  {shown}/data/             raw reports, canonical tables, run manifests (_runs/)");
+    println!("  {shown}/roster.csv, fx.csv, benchmarks.csv   the program's inputs");
+    println!("Ask it anything with SQL:");
+    println!("  crest query --target lake:{shown}/lake \"SELECT tier, COUNT(*) FROM v_creator_tier GROUP BY tier\"");
+    println!("  crest query --target lake:{shown}/lake \"SELECT * FROM v_budget_reallocation\"");
     Ok(())
 }
 
@@ -185,7 +178,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     let cwd = std::env::current_dir().map_err(|e| Error::storage("the current directory", e))?;
-    Ok(cwd.join(path))
+    Ok(cwd.join(path.strip_prefix(".").unwrap_or(path)))
 }
 
 /// EUR and GBP rates into USD for every day (the sandbox's second advertiser

@@ -1,0 +1,138 @@
+"""What crest's DAGs share: the program (accounts and paths) from an Airflow
+Variable, credentials from Airflow Connections mapped onto the environment
+variables crest reads, and running a crest binary with JSON logs.
+
+Secrets travel only in the child process's environment: never in a DAG file,
+a rendered command line or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Variable
+
+#: The canonical table every load updates; the decisions DAG runs on it.
+CANONICAL = Asset("crest://canonical/creator_performance")
+
+#: Retries with exponential backoff; crest's stages are idempotent, so a retry,
+#: a clear or a backfill replaces what a run wrote and never doubles it.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "crest",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+#: Loads into one embedded lake take turns (the lake holds a lease; a pool of
+#: one keeps waiting tasks out of worker slots). Warehouses need no pool.
+LAKE_POOL = "crest_lake"
+
+#: Airflow Connection → crest's environment variables. `password`, `login`,
+#: `host` and `port` are the Connection's fields; `extra.NAME` a key of its extra.
+CONNECTIONS: dict[str, dict[str, str]] = {
+    "crest_tiktok": {"password": "TIKTOK_ACCESS_TOKEN", "host": "CREST_TIKTOK_BASE_URL"},
+    "crest_meta": {"password": "META_ACCESS_TOKEN", "host": "CREST_META_BASE_URL"},
+    "crest_google": {
+        "login": "GOOGLE_CLIENT_ID",
+        "password": "GOOGLE_CLIENT_SECRET",
+        "extra.refresh_token": "GOOGLE_REFRESH_TOKEN",
+        "extra.developer_token": "GOOGLE_ADS_DEVELOPER_TOKEN",
+        "extra.oauth_url": "CREST_GOOGLE_OAUTH_URL",
+        "extra.analytics_url": "CREST_YOUTUBE_ANALYTICS_BASE_URL",
+        "extra.data_url": "CREST_YOUTUBE_DATA_BASE_URL",
+        "extra.ads_url": "CREST_GOOGLE_ADS_BASE_URL",
+    },
+    "crest_slack": {"password": "CREST_SLACK_WEBHOOK_URL"},
+    "crest_smtp": {
+        "host": "CREST_SMTP_HOST",
+        "port": "CREST_SMTP_PORT",
+        "login": "CREST_SMTP_USER",
+        "password": "CREST_SMTP_PASSWORD",
+        "extra.from": "CREST_ALERT_EMAIL_FROM",
+        "extra.to": "CREST_ALERT_EMAIL_TO",
+    },
+}
+
+#: Exit codes crest documents that a retry cannot fix: bad config or input (2),
+#: credentials refused (3), data that does not reconcile or fit (6).
+FINAL_EXIT_CODES = {2, 3, 6}
+
+
+def program() -> dict[str, Any]:
+    """The program, from the JSON Variable `crest_program`:
+
+    {"out": "s3://bucket/crest", "target": "lake:s3://bucket/lake",
+     "roster": "s3://bucket/config/roster.csv", "fx": null, "benchmarks": null,
+     "bin_dir": "/opt/crest/bin",
+     "tiktok": ["7265…"], "meta": ["act_8798…"], "youtube_channels": ["UC…"],
+     "youtube_ads": ["123-456-7890"], "alerts": ["slack"]}
+    """
+    value = Variable.get("crest_program", deserialize_json=True)
+    if not isinstance(value, dict) or not value.get("out"):
+        raise ValueError("the Variable crest_program needs at least an `out` location")
+    return value
+
+
+def crest_env(conn_ids: list[str]) -> dict[str, str]:
+    """The child's environment: this worker's, plus each Connection mapped
+    onto crest's variables. A Connection that does not exist is left out:
+    the binary then says which variable it needs."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    env = dict(os.environ)
+    for conn_id in conn_ids:
+        try:
+            conn = Connection.get(conn_id)
+        except AirflowRuntimeError:
+            continue
+        extra = conn.extra_dejson or {}
+        for field, var in CONNECTIONS[conn_id].items():
+            value = extra.get(field[6:]) if field.startswith("extra.") else getattr(conn, field, None)
+            if value not in (None, ""):
+                env[var] = str(value)
+    # crest's own events stay on; the libraries' at warn.
+    env.setdefault("CREST_LOG", "info")
+    return env
+
+
+def binary(name: str) -> str:
+    bin_dir = program().get("bin_dir")
+    path = os.path.join(bin_dir, name) if bin_dir else shutil.which(name)
+    if not path or not os.access(path, os.X_OK):
+        raise FileNotFoundError(
+            f"{name} not found (set bin_dir in the crest_program Variable, or put it on PATH)"
+        )
+    return path
+
+
+def run_crest(name: str, args: list[str], conn_ids: list[str]) -> str:
+    """Runs a crest binary with JSON logs; its events go to the task log.
+    Returns stdout. A final exit code fails the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    command = [binary(name), "--log-format", "json", *args]
+    # The command line holds ids and paths only; the secrets are in `env`.
+    print("running", " ".join(command), flush=True)
+    done = subprocess.run(command, env=crest_env(conn_ids), capture_output=True, text=True)
+    for line in done.stderr.splitlines():
+        print(line, flush=True)
+    print(done.stdout, flush=True)
+    if done.returncode != 0:
+        last = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), "")
+        try:
+            last = json.loads(last).get("fields", {}).get("message", last)
+        except (ValueError, AttributeError):
+            pass
+        message = f"{name} exited {done.returncode}: {last}"
+        if done.returncode in FINAL_EXIT_CODES:
+            raise AirflowFailException(message)
+        raise RuntimeError(message)
+    return done.stdout

@@ -1,0 +1,97 @@
+"""crest's pipeline, one run per day of data: each platform's extract mapped
+over its accounts (one task per platform × account), then the transform of
+the day and the load into the target, which updates the canonical Asset.
+
+Dates come from the run's data interval, so `airflow backfill create` and
+clearing a run re-read exactly those days; every stage is idempotent.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, program, run_crest
+
+#: Per platform: the binary, the flag naming an account, and the Connection.
+PLATFORMS = {
+    "tiktok": ("crest-tiktok", ["--advertiser-id"], "crest_tiktok"),
+    "meta": ("crest-meta", ["--account-id"], "crest_meta"),
+    "youtube_channels": ("crest-youtube", ["--channel-id"], "crest_google"),
+    "youtube_ads": ("crest-youtube", ["--ads-customer-id"], "crest_google"),
+}
+
+
+def interval_dates() -> tuple[str, str]:
+    """The data interval as inclusive dates: [start, end) → start..end-1 day."""
+    ctx = get_current_context()
+    start = ctx["data_interval_start"]
+    end = ctx["data_interval_end"]
+    last = end.subtract(microseconds=1) if end > start else end
+    return start.to_date_string(), last.to_date_string()
+
+
+@dag(
+    dag_id="crest_pipeline",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=3,
+    default_args=DEFAULT_ARGS,
+    tags=["crest"],
+    doc_md=__doc__,
+)
+def crest_pipeline():
+    @task
+    def accounts(platform: str) -> list[str]:
+        return [str(a) for a in program().get(platform) or []]
+
+    @task(max_active_tis_per_dag=8)
+    def extract(platform: str, account: str) -> None:
+        binary, flag, conn_id = PLATFORMS[platform]
+        p = program()
+        start, end = interval_dates()
+        out = p["out"].rstrip("/")
+        args = ["extract", *flag, account, "--start", start, "--end", end, "--out", out,
+                "--state", f"{out}/_state/{platform}-{account.replace('/', '_')}.json",
+                # Another task of the same account (a retry racing a clear) waits its turn.
+                "--wait-for-lease", "600"]
+        if platform == "youtube_ads" and p.get("login_customer_id"):
+            args += ["--login-customer-id", str(p["login_customer_id"])]
+        if platform == "meta" and p.get("meta_poll_initial_ms"):
+            args += ["--poll-initial-ms", str(p["meta_poll_initial_ms"])]
+        run_crest(binary, args, [conn_id])
+
+    @task(trigger_rule="none_failed")
+    def transform() -> None:
+        p = program()
+        start, end = interval_dates()
+        args = ["transform", "--input", p["out"], "--start", start, "--end", end,
+                "--wait-for-lease", "600"]
+        for key in ("roster", "fx"):
+            if p.get(key):
+                args += [f"--{key}", p[key]]
+        if p.get("reporting_currency"):
+            args += ["--reporting-currency", p["reporting_currency"]]
+        run_crest("crest", args, [])
+
+    @task(pool=LAKE_POOL, outlets=[CANONICAL])
+    def load() -> None:
+        p = program()
+        args = ["load", "--input", p["out"], "--create", "--wait-for-lease", "600"]
+        if p.get("target"):
+            args += ["--target", p["target"]]
+        run_crest("crest", args, [])
+
+    extracts = [
+        extract.override(task_id=f"{platform}_extract").partial(platform=platform).expand(
+            account=accounts.override(task_id=f"{platform}_accounts")(platform)
+        )
+        for platform in PLATFORMS
+    ]
+    done = transform()
+    extracts >> done >> load()
+
+
+crest_pipeline()

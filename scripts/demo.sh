@@ -8,5 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
-cargo build --release --locked -q -p crest
+# The lean build: the demo writes to the embedded lake, so the warehouse
+# clients (gRPC, protobuf, the BigQuery and Snowflake SDKs) stay out.
+cargo build --release --locked -q -p crest --no-default-features
 exec "$CARGO_TARGET_DIR/release/crest" demo "$@"

@@ -419,9 +419,13 @@ fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow,
 }
 
 /// A target named by `--target`, chosen by its scheme.
+// One per process: the warehouses' clients are large and that is fine.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     Lake(crest_lake::Lake),
+    #[cfg(feature = "bigquery")]
     BigQuery(crest_bigquery::BigQuery),
+    #[cfg(feature = "snowflake")]
     Snowflake(crest_snowflake::Snowflake),
 }
 
@@ -444,12 +448,23 @@ async fn target(spec: &str, existing: bool) -> Result<Target> {
         return Ok(Target::Lake(crest_lake::Lake::new(loc)));
     }
     match spec.split("://").next().unwrap_or_default() {
+        #[cfg(feature = "bigquery")]
         "bigquery" => Ok(Target::BigQuery(
             crest_bigquery::BigQuery::connect(crest_bigquery::BigQueryTarget::parse(spec)?).await?,
         )),
+        #[cfg(feature = "snowflake")]
         "snowflake" => Ok(Target::Snowflake(crest_snowflake::Snowflake::connect(
             crest_snowflake::SnowflakeTarget::parse(spec)?,
         )?)),
+        // A lean build (the demo's) leaves the warehouse clients out.
+        #[cfg(not(feature = "bigquery"))]
+        "bigquery" => Err(Error::Config(
+            "this crest was built without BigQuery: build it with its default features (cargo install --path orchestration)".into(),
+        )),
+        #[cfg(not(feature = "snowflake"))]
+        "snowflake" => Err(Error::Config(
+            "this crest was built without Snowflake: build it with its default features (cargo install --path orchestration)".into(),
+        )),
         _ => Err(Error::Config(format!(
             "--target '{spec}' is not a target: write lake:PATH_OR_URL, bigquery://PROJECT/DATASET or snowflake://ACCOUNT/DATABASE/SCHEMA"
         ))),
@@ -479,7 +494,9 @@ async fn load_quiet(args: LoadArgs) -> Result<LoadReport> {
     let schemas = crest_core::load::file_schemas(&plan, &crest_transforms::canonical::tables()).await?;
     match &target {
         Target::Lake(d) => load_into(d, &plan, &schemas, &args).await,
+        #[cfg(feature = "bigquery")]
         Target::BigQuery(d) => load_into(d, &plan, &schemas, &args).await,
+        #[cfg(feature = "snowflake")]
         Target::Snowflake(d) => load_into(d, &plan, &schemas, &args).await,
     }
 }
@@ -570,7 +587,9 @@ async fn load_into<D: Destination>(
 async fn query(args: QueryArgs) -> Result<()> {
     let batches = match target(&args.target, true).await? {
         Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), &args.sql).await?,
+        #[cfg(feature = "bigquery")]
         Target::BigQuery(bq) => bq.query(&args.sql).await?,
+        #[cfg(feature = "snowflake")]
         Target::Snowflake(sf) => sf.query(&args.sql).await?,
     };
     let format = match args.format {
@@ -617,10 +636,12 @@ async fn apply_views_to(args: &TargetArgs) -> Result<String> {
             lake.apply_views(&crest_transforms::canonical::tables()).await?;
             lake.describe()
         }
+        #[cfg(feature = "bigquery")]
         Target::BigQuery(bq) => {
             bq.apply_views().await?;
             bq.describe()
         }
+        #[cfg(feature = "snowflake")]
         Target::Snowflake(sf) => {
             sf.apply_views().await?;
             sf.describe()
@@ -645,10 +666,12 @@ async fn load_benchmarks(args: BenchmarksLoadArgs) -> Result<(usize, String)> {
             lake.load_benchmarks(&rows).await?;
             lake.describe()
         }
+        #[cfg(feature = "bigquery")]
         Target::BigQuery(bq) => {
             bq.load_benchmarks(&rows).await?;
             bq.describe()
         }
+        #[cfg(feature = "snowflake")]
         Target::Snowflake(sf) => {
             sf.load_benchmarks(&rows).await?;
             sf.describe()
@@ -661,7 +684,9 @@ impl alerts::Store for Target {
     async fn rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
         let batches = match self {
             Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), sql).await?,
+            #[cfg(feature = "bigquery")]
             Target::BigQuery(bq) => bq.query(sql).await?,
+            #[cfg(feature = "snowflake")]
             Target::Snowflake(sf) => sf.query(sql).await?,
         };
         let json = crest_lake::render(&batches, "json")?;
@@ -677,7 +702,9 @@ impl alerts::Store for Target {
         match self {
             // The lake's log is a folder of files: nothing to create.
             Target::Lake(_) => Ok(()),
+            #[cfg(feature = "bigquery")]
             Target::BigQuery(bq) => bq.ensure_alert_log().await,
+            #[cfg(feature = "snowflake")]
             Target::Snowflake(sf) => sf.ensure_alert_log().await,
         }
     }
@@ -685,16 +712,21 @@ impl alerts::Store for Target {
     async fn append(&self, evaluation_id: &str, batch: &arrow::array::RecordBatch) -> Result<()> {
         match self {
             Target::Lake(lake) => lake.append_alert_log(evaluation_id, batch).await,
+            #[cfg(feature = "bigquery")]
             Target::BigQuery(bq) => bq.append_alert_log(batch).await,
+            #[cfg(feature = "snowflake")]
             Target::Snowflake(sf) => sf.append_alert_log(batch).await,
         }
     }
 
     async fn mark_delivered(&self, evaluation_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        #[cfg(any(feature = "bigquery", feature = "snowflake"))]
         let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
         match self {
             Target::Lake(lake) => lake.mark_alerts_delivered(evaluation_id, at.timestamp_micros()).await,
+            #[cfg(feature = "bigquery")]
             Target::BigQuery(bq) => bq.mark_alerts_delivered(evaluation_id, &text).await,
+            #[cfg(feature = "snowflake")]
             Target::Snowflake(sf) => sf.mark_alerts_delivered(evaluation_id, &text).await,
         }
     }
@@ -702,7 +734,9 @@ impl alerts::Store for Target {
     fn name(&self) -> String {
         match self {
             Target::Lake(d) => d.describe(),
+            #[cfg(feature = "bigquery")]
             Target::BigQuery(d) => d.describe(),
+            #[cfg(feature = "snowflake")]
             Target::Snowflake(d) => d.describe(),
         }
     }

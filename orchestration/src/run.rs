@@ -27,7 +27,9 @@ pub struct RunConfig {
     pub out: String,
     #[serde(default = "default_target")]
     pub target: String,
+    #[serde(default, deserialize_with = "date_text")]
     pub start: Option<String>,
+    #[serde(default, deserialize_with = "date_text")]
     pub end: Option<String>,
     pub roster: Option<String>,
     pub fx: Option<String>,
@@ -90,6 +92,20 @@ pub struct Alerts {
     pub slack: bool,
     #[serde(default)]
     pub email: bool,
+}
+
+/// A date as a string (`"2026-01-01"`) or a TOML date (`2026-01-01`).
+fn date_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Date(toml::value::Datetime),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|e| match e {
+        Either::Text(t) => t,
+        Either::Date(d) => d.to_string(),
+    }))
 }
 
 fn default_target() -> String {
@@ -174,13 +190,71 @@ impl RunConfig {
         if let Err(e) = self.standard_window.parse::<crest_transforms::StandardWindow>() {
             return bad("standard_window", e);
         }
+        let currency = self.reporting_currency.trim();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            return bad("reporting_currency", "is not an ISO 4217 code, e.g. \"USD\"".into());
+        }
+        let budgets = [
+            ("tiktok.max_qps", self.tiktok.as_ref().and_then(|t| t.max_qps)),
+            ("meta.max_qps", self.meta.as_ref().and_then(|m| m.max_qps)),
+            ("youtube.max_qps", self.youtube.as_ref().and_then(|y| y.max_qps)),
+        ];
+        for (key, qps) in budgets {
+            if qps.is_some_and(|q| !(q.is_finite() && q >= 0.0)) {
+                return bad(
+                    key,
+                    "must be a number of requests per second, 0 or more (0: no budget)".into(),
+                );
+            }
+        }
+        // Only TikTok has an hourly report: the others would be extracted by
+        // day and then left out of an hourly transform.
+        if self.granularity == Granularity::Hour && (self.meta.is_some() || self.youtube.is_some()) {
+            return bad(
+                "granularity",
+                "= \"hour\" needs TikTok alone (Meta and YouTube are read by day): run hourly TikTok in its own config"
+                    .into(),
+            );
+        }
+        if self.alerts.slack
+            && std::env::var_os("CREST_SLACK_WEBHOOK_URL").is_none()
+            && std::env::var_os("CREST_SLACK_WEBHOOK_URL_FILE").is_none()
+        {
+            return bad(
+                "alerts.slack",
+                "is on but neither CREST_SLACK_WEBHOOK_URL nor CREST_SLACK_WEBHOOK_URL_FILE is set".into(),
+            );
+        }
+        if self.alerts.email && std::env::var_os("CREST_SMTP_HOST").is_none() {
+            return bad(
+                "alerts.email",
+                "is on but CREST_SMTP_HOST is not set (see crest alerts --help)".into(),
+            );
+        }
         Ok(())
     }
 }
 
 fn toml_error(e: &toml::de::Error) -> String {
     // toml's message spans lines (a caret under the spot); keep the gist and the line.
-    let msg = e.message().trim().to_string();
+    // serde quotes the offending value ("invalid type: string \"…\""): it may
+    // be a secret pasted into the wrong key, so it is never echoed.
+    let mut msg = e.message().trim().to_string();
+    if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        let mut cleaned = String::new();
+        let mut quoted = false;
+        for c in msg.chars() {
+            if c == '"' {
+                quoted = !quoted;
+                if quoted {
+                    cleaned.push('…');
+                }
+            } else if !quoted {
+                cleaned.push(c);
+            }
+        }
+        msg = cleaned;
+    }
     match e.span() {
         Some(_) => {
             let rendered = e.to_string();
@@ -306,8 +380,11 @@ struct Stages {
 }
 
 impl Stages {
+    /// A progress line for people; JSON logs carry the same as events.
     fn line(&self, stage: &str, text: &str) {
-        println!("▸ {stage:<10} {text}");
+        if crest_core::cli::log_format() == crest_core::cli::LogFormat::Human {
+            println!("▸ {stage:<10} {text}");
+        }
     }
 
     fn record(&mut self, stage: &str, started: Instant, detail: serde_json::Value) {
@@ -318,6 +395,12 @@ impl Stages {
             elapsed_ms,
             detail,
         });
+    }
+
+    async fn save_running(&self) -> Result<()> {
+        self.out
+            .put_json(&format!("_runs/{}.json", self.summary.run_id), &self.summary)
+            .await
     }
 
     async fn save(&mut self, failed: Option<&Error>) -> Result<()> {
@@ -339,25 +422,21 @@ fn extract_flags(
     lookback: Option<u32>,
     (start, end): (NaiveDate, NaiveDate),
 ) -> Vec<String> {
+    // `--flag=value`: a value is never read as a flag of its own.
     let mut flags = vec![
-        "--start".into(),
-        start.to_string(),
-        "--end".into(),
-        end.to_string(),
-        "--out".into(),
-        config.out.clone(),
-        "--state".into(),
-        format!("{}/_state/{platform}.json", config.out.trim_end_matches('/')),
+        format!("--start={start}"),
+        format!("--end={end}"),
+        format!("--out={}", config.out),
+        format!("--state={}/_state/{platform}.json", config.out.trim_end_matches('/')),
     ];
     if !ids.1.is_empty() {
-        flags.push(ids.0.to_string());
-        flags.push(ids.1.join(","));
+        flags.push(format!("{}={}", ids.0, ids.1.join(",")));
     }
     if let Some(q) = max_qps {
-        flags.extend(["--max-qps".into(), q.to_string()]);
+        flags.push(format!("--max-qps={q}"));
     }
     if let Some(d) = lookback {
-        flags.extend(["--lookback-days".into(), d.to_string()]);
+        flags.push(format!("--lookback-days={d}"));
     }
     flags
 }
@@ -378,7 +457,35 @@ pub async fn run(options: RunOptions) -> Result<()> {
         options.end,
         options.since_last,
     )?;
+    if options.since_last {
+        require_state(&config, &options.config_spec).await?;
+    }
     run_with(config, &options.config_spec, range).await
+}
+
+/// `--since-last` reads on from each platform's last complete day: without
+/// a state file there is none, and it would read today alone for ever.
+async fn require_state(config: &RunConfig, spec: &str) -> Result<()> {
+    // An output that does not exist yet has no state (and is not created here).
+    let out = Location::parse_existing(&config.out).ok();
+    let platforms = [
+        ("tiktok", config.tiktok.is_some()),
+        ("meta", config.meta.is_some()),
+        ("youtube", config.youtube.is_some()),
+    ];
+    for (platform, on) in platforms {
+        let state = match &out {
+            Some(out) => out.get(&format!("_state/{platform}.json")).await?,
+            None => None,
+        };
+        if on && state.is_none() {
+            return Err(Error::Config(format!(
+                "{spec}: no state for {platform} yet ({}/_state/{platform}.json): run once with the config's start and end (or --start/--end) before --since-last",
+                config.out.trim_end_matches('/')
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs every stage of a checked config over `start..=end`; `label` names
@@ -407,6 +514,8 @@ pub async fn run_with(config: RunConfig, label: &str, (start, end): (NaiveDate, 
         },
         out,
     };
+    // A summary from the start: a killed run leaves one that says "running".
+    stages.save_running().await?;
     let result = pipeline(&config, (start, end), &mut stages).await;
     let saved = stages.save(result.as_ref().err()).await;
     result?;
@@ -433,7 +542,7 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
             range,
         );
         if config.granularity == Granularity::Hour {
-            flags.extend(["--granularity".into(), "hour".into()]);
+            flags.push("--granularity=hour".into());
         }
         jobs.push(("tiktok".into(), t.advertiser_ids.clone(), flags));
     }
@@ -447,7 +556,7 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
             range,
         );
         if let Some(ms) = m.poll_initial_ms {
-            flags.extend(["--poll-initial-ms".into(), ms.to_string()]);
+            flags.push(format!("--poll-initial-ms={ms}"));
         }
         jobs.push(("meta".into(), m.account_ids.clone(), flags));
     }
@@ -461,10 +570,10 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
             range,
         );
         if !y.ads_customer_ids.is_empty() {
-            flags.extend(["--ads-customer-id".into(), y.ads_customer_ids.join(",")]);
+            flags.push(format!("--ads-customer-id={}", y.ads_customer_ids.join(",")));
         }
         if let Some(l) = &y.login_customer_id {
-            flags.extend(["--login-customer-id".into(), l.clone()]);
+            flags.push(format!("--login-customer-id={l}"));
         }
         let accounts = y.channel_ids.iter().chain(&y.ads_customer_ids).cloned().collect();
         jobs.push(("youtube".into(), accounts, flags));
@@ -531,8 +640,13 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
         }
     }
     stages.record("extract", started, serde_json::json!({ "reports": extracted }));
-    if let Some(e) = failure {
-        return Err(e);
+    // What the other platforms read is still transformed and loaded (each
+    // platform's rows are replaced only where it has input); the run then
+    // fails with the first failure, and alerts wait for a complete picture.
+    if extracted.is_empty() {
+        if let Some(e) = failure {
+            return Err(e);
+        }
     }
 
     // Transform everything the extracts read (the lookback widens it).
@@ -623,6 +737,9 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
         serde_json::json!({"views": views, "benchmarks": config.benchmarks}),
     );
 
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if config.alerts.slack || config.alerts.email {
         let started = Instant::now();
         let outcome = crate::alerts_quiet(AlertsArgs {

@@ -48,7 +48,7 @@ fn config(sb: &Sandbox, dir: &Path) -> String {
     format!(
         r#"out = "{out}"
 target = "lake:{lake}"
-start = "2026-01-05"
+start = 2026-01-05
 end = "2026-01-18"
 roster = "{roster}"
 benchmarks = "{benchmarks}"
@@ -163,16 +163,28 @@ async fn a_bad_config_is_one_line_naming_the_file_and_key_and_extracts_nothing()
         "out = \"{}\"\nstart = \"2026-01-01\"\nend = \"2026-01-31\"\n",
         out.display()
     );
-    let cases: [(&str, String, &str); 7] = [
+    let cases: [(&str, String, &str); 9] = [
         (
             "unknown key",
             format!("{head}bogus = 1\n[tiktok]\nadvertiser_ids = [\"1\"]\n"),
             "unknown field `bogus`",
         ),
         (
-            "wrong type",
-            format!("{head}[tiktok]\nadvertiser_ids = \"1\"\n"),
+            "wrong type, a secret pasted in",
+            format!("{head}[tiktok]\nadvertiser_ids = \"tok-123\"\n"),
             "expected a sequence (line 5)",
+        ),
+        (
+            "hourly with Meta",
+            format!(
+                "{head}granularity = \"hour\"\n[tiktok]\nadvertiser_ids = [\"1\"]\n[meta]\naccount_ids = [\"1\"]\n"
+            ),
+            "`granularity`",
+        ),
+        (
+            "alerts without a webhook",
+            format!("{head}[tiktok]\nadvertiser_ids = [\"1\"]\n[alerts]\nslack = true\n"),
+            "`alerts.slack`",
         ),
         (
             "missing key",
@@ -206,14 +218,20 @@ async fn a_bad_config_is_one_line_naming_the_file_and_key_and_extracts_nothing()
             "`roster`",
         ),
     ];
-    for (what, text, expect) in cases {
+    for (what, text, expect, since_last) in cases.into_iter().map(|(w, t, e)| (w, t, e, false)).chain([(
+        "--since-last before any dated run",
+        format!("{head}[tiktok]\nadvertiser_ids = [\"1\"]\n"),
+        "no state for tiktok yet",
+        true,
+    )]) {
         let file = dir.path().join("crest.toml");
         std::fs::write(&file, text).unwrap();
-        let o = crest_with(
-            &[("TIKTOK_ACCESS_TOKEN", "tok".into())],
-            &["run", "--config", &file.display().to_string()],
-        )
-        .await;
+        let file = file.display().to_string();
+        let mut args = vec!["run", "--config", &file];
+        if since_last {
+            args.push("--since-last");
+        }
+        let o = crest_with(&[("TIKTOK_ACCESS_TOKEN", "tok".into())], &args).await;
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{what}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");

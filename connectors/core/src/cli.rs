@@ -391,6 +391,11 @@ pub fn print_extract_summary(manifest: &crate::manifest::RunManifest, accounts: 
     }
 }
 
+/// The log format `init_logging` set (human before it ran).
+pub fn log_format() -> LogFormat {
+    LOG_FORMAT.get().copied().unwrap_or_default()
+}
+
 /// How an extract reports as it goes: on its own (`crest-tiktok extract`:
 /// a progress bar on a terminal and a summary line on stdout), or through a
 /// caller that reports per stage itself (`crest run`: nothing printed).

@@ -30,9 +30,17 @@ DEFAULT_ARGS: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=30),
 }
 
-#: Loads into one embedded lake take turns (the lake holds a lease; a pool of
-#: one keeps waiting tasks out of worker slots). Warehouses need no pool.
+#: Writes to one embedded lake take turns (the lake holds a lease; a pool of
+#: one keeps waiting tasks out of worker slots). Create it before the first run:
+#: `airflow pools set crest_lake 1 "crest lake writes"` (with a warehouse as the
+#: target, give it more slots: the warehouse merges concurrent loads).
 LAKE_POOL = "crest_lake"
+
+#: Days before the data interval the transform re-reads: the extracts' state
+#: re-reads each platform's restatement window (TikTok 7, Meta 28, Google Ads
+#: its conversion actions' longest click window, 30 by default) and those days
+#: must reach the target too. `lookback_days` in the program overrides it.
+TRANSFORM_LOOKBACK_DAYS = 30
 
 #: Airflow Connection → crest's environment variables. `password`, `login`,
 #: `host` and `port` are the Connection's fields; `extra.NAME` a key of its extra.
@@ -85,13 +93,13 @@ def crest_env(conn_ids: list[str]) -> dict[str, str]:
     onto crest's variables. A Connection that does not exist is left out:
     the binary then says which variable it needs."""
     from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
     env = dict(os.environ)
     for conn_id in conn_ids:
         try:
             conn = Connection.get(conn_id)
-        except AirflowRuntimeError:
+        except (AirflowNotFoundException, AirflowRuntimeError):
             continue
         extra = conn.extra_dejson or {}
         for field, var in CONNECTIONS[conn_id].items():
@@ -121,18 +129,24 @@ def run_crest(name: str, args: list[str], conn_ids: list[str]) -> str:
     command = [binary(name), "--log-format", "json", *args]
     # The command line holds ids and paths only; the secrets are in `env`.
     print("running", " ".join(command), flush=True)
-    done = subprocess.run(command, env=crest_env(conn_ids), capture_output=True, text=True)
-    for line in done.stderr.splitlines():
-        print(line, flush=True)
-    print(done.stdout, flush=True)
-    if done.returncode != 0:
-        last = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), "")
+    # Events stream into the task log as they happen (a killed task keeps what
+    # it logged); stdout is kept for the caller.
+    child = subprocess.Popen(command, env=crest_env(conn_ids), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert child.stdout is not None
+    for line in child.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    returncode = child.wait()
+    if returncode != 0:
+        last = next((l for l in reversed(lines) if l.strip()), "")
         try:
             last = json.loads(last).get("fields", {}).get("message", last)
         except (ValueError, AttributeError):
             pass
-        message = f"{name} exited {done.returncode}: {last}"
-        if done.returncode in FINAL_EXIT_CODES:
+        message = f"{name} exited {returncode}: {last.strip()}"
+        if returncode in FINAL_EXIT_CODES:
             raise AirflowFailException(message)
         raise RuntimeError(message)
-    return done.stdout
+    return "".join(lines)

@@ -10,7 +10,7 @@ from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from crest_common import CANONICAL, DEFAULT_ARGS, program, run_crest
+from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, program, run_crest
 
 
 @dag(
@@ -27,7 +27,8 @@ from crest_common import CANONICAL, DEFAULT_ARGS, program, run_crest
     doc_md=__doc__,
 )
 def crest_decisions():
-    @task
+    # Benchmarks and views write to the lake: they take turns with loads.
+    @task(pool=LAKE_POOL)
     def views() -> None:
         p = program()
         target = ["--target", p["target"]] if p.get("target") else []

@@ -12,7 +12,9 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, program, run_crest
+import re
+
+from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, TRANSFORM_LOOKBACK_DAYS, program, run_crest
 
 #: Per platform: the binary, the flag naming an account, and the Connection.
 PLATFORMS = {
@@ -64,22 +66,31 @@ def crest_pipeline():
         run_crest(binary, args, [conn_id])
 
     @task(trigger_rule="none_failed")
-    def transform() -> None:
+    def transform() -> str:
         p = program()
         start, end = interval_dates()
-        args = ["transform", "--input", p["out"], "--start", start, "--end", end,
+        # The extracts re-read restated days before the interval: transform them too.
+        lookback = int(p.get("lookback_days", TRANSFORM_LOOKBACK_DAYS))
+        first = pendulum.parse(start).subtract(days=lookback).to_date_string()
+        args = ["transform", "--input", p["out"], "--start", first, "--end", end,
                 "--wait-for-lease", "600"]
         for key in ("roster", "fx"):
             if p.get(key):
                 args += [f"--{key}", p[key]]
         if p.get("reporting_currency"):
             args += ["--reporting-currency", p["reporting_currency"]]
-        run_crest("crest", args, [])
+        printed = run_crest("crest", args, [])
+        # This run's own transform, so a concurrent run or a backfill never
+        # loads another's.
+        found = re.search(r"manifest (\S+\.json)", printed)
+        if not found:
+            raise RuntimeError("crest transform printed no manifest")
+        return found.group(1)
 
     @task(pool=LAKE_POOL, outlets=[CANONICAL])
-    def load() -> None:
+    def load(manifest: str) -> None:
         p = program()
-        args = ["load", "--input", p["out"], "--create", "--wait-for-lease", "600"]
+        args = ["load", "--input", manifest, "--create", "--wait-for-lease", "600"]
         if p.get("target"):
             args += ["--target", p["target"]]
         run_crest("crest", args, [])
@@ -90,8 +101,9 @@ def crest_pipeline():
         )
         for platform in PLATFORMS
     ]
-    done = transform()
-    extracts >> done >> load()
+    manifest = transform()
+    extracts >> manifest
+    load(manifest)
 
 
 crest_pipeline()

@@ -103,6 +103,9 @@ fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Never a template placeholder, whatever a handle holds.
+            '{' => out.push_str("&#123;"),
+            '}' => out.push_str("&#125;"),
             c => out.push(c),
         }
     }
@@ -412,6 +415,8 @@ mod tests {
             "a row without CTR is not plotted"
         );
         assert!(!html.contains("{{"), "every placeholder is filled");
+        let braces = Board::new(vec![row("{{moves}}", Value::from("green"), Value::from(0.02))], vec![]).html("s");
+        assert!(!braces.contains("{{moves}}") && braces.contains("&#123;&#123;moves&#125;&#125;"));
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "nothing is fetched"

@@ -84,6 +84,13 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
 
     // The program's inputs, written where a team would keep its own.
     let out = absolute(&options.out)?;
+    // Each demo starts over: another seed or length must not mix with the last.
+    for own in ["data", "lake"] {
+        let dir = out.join(own);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::storage(dir.display(), e))?;
+        }
+    }
     std::fs::create_dir_all(&out).map_err(|e| Error::storage(out.display(), e))?;
     let write = |name: &str, text: &str| -> Result<String> {
         let path = out.join(name);

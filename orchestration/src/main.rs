@@ -131,6 +131,10 @@ struct RunArgs {
     /// re-reading back to its last complete day minus its lookback.
     #[arg(long)]
     since_last: bool,
+    /// Wait up to SECS for another run writing the same accounts or lake to finish
+    /// (overrides the config's `wait_for_lease`; default: fail at once, exit 7).
+    #[arg(long, value_name = "SECS")]
+    wait_for_lease: Option<u64>,
     /// Print a documented example config and exit.
     #[arg(long)]
     print_example: bool,
@@ -879,6 +883,7 @@ fn main() -> ExitCode {
                 }
                 run::run(run::RunOptions {
                     config_spec: args.config.unwrap_or_default(),
+                    wait_for_lease: args.wait_for_lease,
                     start: args.start,
                     end: args.end,
                     since_last: args.since_last,

@@ -45,6 +45,10 @@ pub struct RunConfig {
     pub youtube: Option<YouTube>,
     #[serde(default)]
     pub alerts: Alerts,
+    /// Seconds to wait for another run writing the same accounts or lake to
+    /// finish (default: fail at once with exit 7, naming it).
+    #[serde(default)]
+    pub wait_for_lease: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -424,6 +428,7 @@ fn extract_flags(
 ) -> Vec<String> {
     // `--flag=value`: a value is never read as a flag of its own.
     let mut flags = vec![
+        format!("--wait-for-lease={}", config.wait_for_lease),
         format!("--start={start}"),
         format!("--end={end}"),
         format!("--out={}", config.out),
@@ -443,13 +448,17 @@ fn extract_flags(
 
 pub struct RunOptions {
     pub config_spec: String,
+    pub wait_for_lease: Option<u64>,
     pub start: Option<NaiveDate>,
     pub end: Option<NaiveDate>,
     pub since_last: bool,
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
-    let config = RunConfig::read(&options.config_spec).await?;
+    let mut config = RunConfig::read(&options.config_spec).await?;
+    if let Some(secs) = options.wait_for_lease {
+        config.wait_for_lease = secs;
+    }
     let range = dates(
         &config,
         &options.config_spec,
@@ -514,9 +523,20 @@ pub async fn run_with(config: RunConfig, label: &str, (start, end): (NaiveDate, 
         },
         out,
     };
+    // One run of a program at a time: a second run's extracts would replace
+    // raw files the first one's transform is reading. It waits its turn (or
+    // stops with exit 7, naming the holder).
+    let lease = crest_core::lease::Lease::acquire(
+        &stages.out,
+        "run",
+        "crest run",
+        std::time::Duration::from_secs(config.wait_for_lease),
+    )
+    .await?;
     // A summary from the start: a killed run leaves one that says "running".
     stages.save_running().await?;
     let result = pipeline(&config, (start, end), &mut stages).await;
+    lease.release().await;
     let saved = stages.save(result.as_ref().err()).await;
     result?;
     saved?;
@@ -655,7 +675,7 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
     let summary = crate::transform_quiet(TransformArgs {
         input: config.out.clone(),
         out: None,
-        wait_for_lease: 60,
+        wait_for_lease: config.wait_for_lease.max(60),
         start: first,
         end: last,
         roster: config.roster.clone(),
@@ -696,7 +716,7 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
         target: config.target.clone(),
         force: false,
         create: true,
-        wait_for_lease: 300,
+        wait_for_lease: config.wait_for_lease.max(300),
     })
     .await
     .map_err(|e| e.context("load"))?;

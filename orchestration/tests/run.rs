@@ -156,6 +156,36 @@ async fn one_config_runs_every_stage_and_a_rerun_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_take_turns_and_double_nothing() {
+    let sb = sandbox().await;
+    let env = sandbox_env(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crest.toml");
+    std::fs::write(&file, config(&sb, dir.path())).unwrap();
+    let file = file.display().to_string();
+    // As an hourly schedule overlapping a slow run would: the second waits for
+    // the first's leases (extract per account, transform, lake load).
+    let args = ["run", "--config", &file, "--wait-for-lease", "300"];
+    let (a, b) = tokio::join!(crest_with(&env, &args), crest_with(&env, &args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let lake = dir.path().join("lake");
+    let dupes = count(
+        &lake,
+        "SELECT COUNT(*) FROM (SELECT date, hour, platform, placement, account_id, ad_id, content_id \
+         FROM creator_performance GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING COUNT(*) > 1)",
+    )
+    .await;
+    assert_eq!(dupes, "0", "no key twice after two runs at once");
+    let days = count(
+        &lake,
+        "SELECT COUNT(DISTINCT date) FROM creator_performance WHERE platform = 'tiktok'",
+    )
+    .await;
+    assert!(days.parse::<u32>().unwrap() >= 14, "every day of the range: {days}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_is_one_line_naming_the_file_and_key_and_extracts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -136,6 +136,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
             lookback_days: None,
         }),
         alerts: Alerts::default(),
+        wait_for_lease: 0,
     };
     run::run_with(config, "crest demo", (first_day, last_day)).await?;
 

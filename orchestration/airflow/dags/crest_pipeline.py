@@ -39,7 +39,9 @@ def interval_dates() -> tuple[str, str]:
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=3,
+    # One run at a time: a second run's extracts would replace raw files this
+    # run's transform is reading. A backfill walks the days in order.
+    max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["crest"],
     doc_md=__doc__,

@@ -86,6 +86,16 @@ async fn count(lake: &Path, sql: &str) -> String {
         .join("\n")
 }
 
+/// How many natural keys of creator_performance hold more than one row.
+async fn keys_twice(lake: &Path) -> String {
+    count(
+        lake,
+        "SELECT COUNT(*) FROM (SELECT date, hour, platform, placement, account_id, ad_id, content_id \
+         FROM creator_performance GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING COUNT(*) > 1)",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_config_runs_every_stage_and_a_rerun_doubles_nothing() {
     let sb = sandbox().await;
@@ -146,13 +156,7 @@ async fn one_config_runs_every_stage_and_a_rerun_doubles_nothing() {
     // the first run's start: earlier days are added, the first run's days stay.
     let in_range = "SELECT COUNT(*) FROM creator_performance WHERE date BETWEEN '2026-01-05' AND '2026-01-18'";
     assert_eq!(count(&lake, in_range).await, rows);
-    let keys = count(
-        &lake,
-        "SELECT COUNT(*) FROM (SELECT date, hour, platform, placement, account_id, ad_id, content_id \
-         FROM creator_performance GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING COUNT(*) > 1)",
-    )
-    .await;
-    assert_eq!(keys, "0", "no key twice after a re-run");
+    assert_eq!(keys_twice(&lake).await, "0", "no key twice after a re-run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,13 +174,7 @@ async fn two_runs_at_once_take_turns_and_double_nothing() {
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
     let lake = dir.path().join("lake");
-    let dupes = count(
-        &lake,
-        "SELECT COUNT(*) FROM (SELECT date, hour, platform, placement, account_id, ad_id, content_id \
-         FROM creator_performance GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING COUNT(*) > 1)",
-    )
-    .await;
-    assert_eq!(dupes, "0", "no key twice after two runs at once");
+    assert_eq!(keys_twice(&lake).await, "0", "no key twice after two runs at once");
     let days = count(
         &lake,
         "SELECT COUNT(DISTINCT date) FROM creator_performance WHERE platform = 'tiktok'",

@@ -420,6 +420,12 @@ impl Report {
     }
 }
 
+/// A connector's command line for `extract` with these flags (as `crest run`
+/// drives it), parsed by the connector's own `Cli`.
+pub fn parse_extract<P: Parser>(binary: &str, flags: Vec<String>) -> Result<P> {
+    parse_from([binary.to_string(), "extract".to_string()].into_iter().chain(flags))
+}
+
 /// Parses a command's arguments given as a list (`crest run` driving a
 /// connector with the flags its config stands for): a bad value is a config
 /// error naming the flag, as it would be on the command line.

@@ -361,10 +361,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
 /// name), reporting through the caller: `crest run` drives a platform from
 /// its config this way, with the connector's own checks and defaults.
 pub async fn extract_with(flags: Vec<String>) -> Result<Vec<RunManifest>> {
-    let argv = ["crest-youtube".to_string(), "extract".to_string()]
-        .into_iter()
-        .chain(flags);
-    match cli::parse_from::<Cli>(argv)?.command {
+    match cli::parse_extract::<Cli>("crest-youtube", flags)?.command {
         Command::Extract(args) => extract(*args, Report::Caller).await,
         Command::Check(_) => Err(Error::Config("extract_with runs extract only".into())),
     }

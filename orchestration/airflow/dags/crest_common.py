@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import Asset, Variable
@@ -41,6 +41,14 @@ LAKE_POOL = "crest_lake"
 #: its conversion actions' longest click window, 30 by default) and those days
 #: must reach the target too. `lookback_days` in the program overrides it.
 TRANSFORM_LOOKBACK_DAYS = 30
+
+#: What every crest DAG is declared with.
+DAG_DEFAULTS: dict[str, Any] = {
+    "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc),
+    "catchup": False,
+    "default_args": DEFAULT_ARGS,
+    "tags": ["crest"],
+}
 
 #: Airflow Connection → crest's environment variables. `password`, `login`,
 #: `host` and `port` are the Connection's fields; `extra.NAME` a key of its extra.

@@ -5,12 +5,11 @@ load the benchmarks, and send the tier changes to Slack and/or e-mail.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, program, run_crest
+from crest_common import CANONICAL, DAG_DEFAULTS, LAKE_POOL, program, run_crest
 
 
 @dag(
@@ -19,12 +18,9 @@ from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, program, run_crest
         timetable=CronTriggerTimetable("0 */4 * * *", timezone="UTC"),
         assets=[CANONICAL],
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["crest"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def crest_decisions():
     # Benchmarks and views write to the lake: they take turns with loads.

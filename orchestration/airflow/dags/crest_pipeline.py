@@ -14,7 +14,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 import re
 
-from crest_common import CANONICAL, DEFAULT_ARGS, LAKE_POOL, TRANSFORM_LOOKBACK_DAYS, program, run_crest
+from crest_common import CANONICAL, DAG_DEFAULTS, LAKE_POOL, TRANSFORM_LOOKBACK_DAYS, program, run_crest
 
 #: Per platform: the binary, the flag naming an account, and the Connection.
 PLATFORMS = {
@@ -37,14 +37,11 @@ def interval_dates() -> tuple[str, str]:
 @dag(
     dag_id="crest_pipeline",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     # One run at a time: a second run's extracts would replace raw files this
     # run's transform is reading. A backfill walks the days in order.
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["crest"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def crest_pipeline():
     @task

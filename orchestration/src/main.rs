@@ -5,17 +5,19 @@
 mod alerts;
 mod demo;
 mod lookml;
+mod render;
 mod run;
+mod targets;
 
 use clap::{Args, Parser, Subcommand};
 use crest_core::cli::{self, GlobalArgs};
-use crest_core::load::{Destination, LoadPlan};
 use crest_core::storage::{read_file, Location};
 use crest_core::window::{parse_date, DateRange};
 use crest_core::{Error, Result};
 use crest_transforms::{
     run_transform, FxRates, Granularity, Roster, StandardWindow, TransformConfig, TransformSummary,
 };
+use render::render;
 use std::process::ExitCode;
 
 const EXAMPLES: &str = "\
@@ -422,59 +424,6 @@ fn print_summary(s: &TransformSummary, range: DateRange, window: StandardWindow,
     println!("  manifest {}", s.manifest);
 }
 
-/// A target named by `--target`, chosen by its scheme.
-// One per process: the warehouses' clients are large and that is fine.
-#[allow(clippy::large_enum_variant)]
-enum Target {
-    Lake(crest_lake::Lake),
-    #[cfg(feature = "bigquery")]
-    BigQuery(crest_bigquery::BigQuery),
-    #[cfg(feature = "snowflake")]
-    Snowflake(crest_snowflake::Snowflake),
-}
-
-async fn target(spec: &str, existing: bool) -> Result<Target> {
-    let spec = spec.trim();
-    if let Some(rest) = spec.strip_prefix("lake:") {
-        if rest.trim().is_empty() {
-            return Err(Error::Config(
-                "--target lake: needs a path or URL, e.g. lake:./crest-lake".into(),
-            ));
-        }
-        let loc = if existing {
-            Location::parse_existing(rest).map_err(|e| match e {
-                Error::Config(m) => Error::Config(format!("{m}: run crest load into it first, or give --target")),
-                other => other,
-            })?
-        } else {
-            Location::parse(rest)?
-        };
-        return Ok(Target::Lake(crest_lake::Lake::new(loc)));
-    }
-    match spec.split("://").next().unwrap_or_default() {
-        #[cfg(feature = "bigquery")]
-        "bigquery" => Ok(Target::BigQuery(
-            crest_bigquery::BigQuery::connect(crest_bigquery::BigQueryTarget::parse(spec)?).await?,
-        )),
-        #[cfg(feature = "snowflake")]
-        "snowflake" => Ok(Target::Snowflake(crest_snowflake::Snowflake::connect(
-            crest_snowflake::SnowflakeTarget::parse(spec)?,
-        )?)),
-        // A lean build (the demo's) leaves the warehouse clients out.
-        #[cfg(not(feature = "bigquery"))]
-        "bigquery" => Err(Error::Config(
-            "this crest was built without BigQuery: build it with its default features (cargo install --path orchestration)".into(),
-        )),
-        #[cfg(not(feature = "snowflake"))]
-        "snowflake" => Err(Error::Config(
-            "this crest was built without Snowflake: build it with its default features (cargo install --path orchestration)".into(),
-        )),
-        _ => Err(Error::Config(format!(
-            "--target '{spec}' is not a target: write lake:PATH_OR_URL, bigquery://PROJECT/DATASET or snowflake://ACCOUNT/DATABASE/SCHEMA"
-        ))),
-    }
-}
-
 async fn load(args: LoadArgs) -> Result<()> {
     let report = load_quiet(args).await?;
     println!("{}", report.line);
@@ -493,31 +442,16 @@ struct LoadReport {
 }
 
 async fn load_quiet(args: LoadArgs) -> Result<LoadReport> {
-    let target = target(&args.target, false).await?;
+    let dest = targets::open(&args.target, false).await?;
     let plan = crest_core::load::plan(&args.input).await?;
     let schemas = crest_core::load::file_schemas(&plan, &crest_transforms::canonical::tables()).await?;
-    match &target {
-        Target::Lake(d) => load_into(d, &plan, &schemas, &args).await,
-        #[cfg(feature = "bigquery")]
-        Target::BigQuery(d) => load_into(d, &plan, &schemas, &args).await,
-        #[cfg(feature = "snowflake")]
-        Target::Snowflake(d) => load_into(d, &plan, &schemas, &args).await,
-    }
-}
-
-async fn load_into<D: Destination>(
-    dest: &D,
-    plan: &LoadPlan,
-    schemas: &[(&'static str, arrow::datatypes::SchemaRef)],
-    args: &LoadArgs,
-) -> Result<LoadReport> {
     let started = std::time::Instant::now();
     let options = crest_core::load::LoadOptions {
         force: args.force,
         create: args.create,
         wait_for_lease: std::time::Duration::from_secs(args.wait_for_lease),
     };
-    let outcome = crest_core::load::run_load(dest, plan, schemas, options).await?;
+    let outcome = dest.load(&plan, &schemas, options).await?;
     let target = dest.describe();
     let mut details = Vec::new();
     match outcome {
@@ -559,7 +493,7 @@ async fn load_into<D: Destination>(
             for c in &r.schema_changes {
                 details.push(format!("  schema: {c}"));
             }
-            crest_core::load::write_manifest(plan, &r, &target, dest.traffic()).await;
+            crest_core::load::write_manifest(&plan, &r, &target, dest.traffic()).await;
             details.push(format!("  manifest {}/_runs/{}.json", plan.input, r.load_id));
             if let Some((calls, bytes)) = dest.traffic() {
                 tracing::info!(load_id = %r.load_id, api_calls = calls, bytes_sent = bytes, rows = plan.rows(), "load traffic");
@@ -589,19 +523,13 @@ async fn load_into<D: Destination>(
 }
 
 async fn query(args: QueryArgs) -> Result<()> {
-    let batches = match target(&args.target, true).await? {
-        Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), &args.sql).await?,
-        #[cfg(feature = "bigquery")]
-        Target::BigQuery(bq) => bq.query(&args.sql).await?,
-        #[cfg(feature = "snowflake")]
-        Target::Snowflake(sf) => sf.query(&args.sql).await?,
-    };
+    let batches = targets::open(&args.target, true).await?.query(&args.sql).await?;
     let format = match args.format {
         Format::Table => "table",
         Format::Csv => "csv",
         Format::Json => "json",
     };
-    let text = crest_lake::render(&batches, format)?;
+    let text = render(&batches, format)?;
     println!("{}", text.trim_end());
     Ok(())
 }
@@ -635,22 +563,9 @@ async fn apply_views(args: &TargetArgs) -> Result<usize> {
 }
 
 async fn apply_views_to(args: &TargetArgs) -> Result<String> {
-    Ok(match target(&args.target, true).await? {
-        Target::Lake(lake) => {
-            lake.apply_views(&crest_transforms::canonical::tables()).await?;
-            lake.describe()
-        }
-        #[cfg(feature = "bigquery")]
-        Target::BigQuery(bq) => {
-            bq.apply_views().await?;
-            bq.describe()
-        }
-        #[cfg(feature = "snowflake")]
-        Target::Snowflake(sf) => {
-            sf.apply_views().await?;
-            sf.describe()
-        }
-    })
+    let target = targets::open(&args.target, true).await?;
+    target.apply_views().await?;
+    Ok(target.describe())
 }
 
 async fn benchmarks(command: BenchmarksCommand) -> Result<()> {
@@ -665,85 +580,10 @@ async fn load_benchmarks(args: BenchmarksLoadArgs) -> Result<(usize, String)> {
     // Read and check the whole file before the target is touched.
     let bytes = read_required("benchmarks file", &args.file).await?;
     let rows = crest_core::benchmarks::parse(&args.file, &bytes)?;
-    let described = match target(&args.target.target, false).await? {
-        Target::Lake(lake) => {
-            lake.load_benchmarks(&rows).await?;
-            lake.describe()
-        }
-        #[cfg(feature = "bigquery")]
-        Target::BigQuery(bq) => {
-            bq.load_benchmarks(&rows).await?;
-            bq.describe()
-        }
-        #[cfg(feature = "snowflake")]
-        Target::Snowflake(sf) => {
-            sf.load_benchmarks(&rows).await?;
-            sf.describe()
-        }
-    };
+    let target = targets::open(&args.target.target, false).await?;
+    target.load_benchmarks(&rows).await?;
+    let described = target.describe();
     Ok((rows.len(), described))
-}
-
-impl alerts::Store for Target {
-    async fn rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-        let batches = match self {
-            Target::Lake(lake) => lake.query(&crest_transforms::canonical::tables(), sql).await?,
-            #[cfg(feature = "bigquery")]
-            Target::BigQuery(bq) => bq.query(sql).await?,
-            #[cfg(feature = "snowflake")]
-            Target::Snowflake(sf) => sf.query(sql).await?,
-        };
-        let json = crest_lake::render(&batches, "json")?;
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
-            serde_json::from_str(&json).map_err(|e| Error::Data(format!("cannot read the query's rows: {e}")))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect())
-            .collect())
-    }
-
-    async fn ensure_alert_log(&self) -> Result<()> {
-        match self {
-            // The lake's log is a folder of files: nothing to create.
-            Target::Lake(_) => Ok(()),
-            #[cfg(feature = "bigquery")]
-            Target::BigQuery(bq) => bq.ensure_alert_log().await,
-            #[cfg(feature = "snowflake")]
-            Target::Snowflake(sf) => sf.ensure_alert_log().await,
-        }
-    }
-
-    async fn append(&self, evaluation_id: &str, batch: &arrow::array::RecordBatch) -> Result<()> {
-        match self {
-            Target::Lake(lake) => lake.append_alert_log(evaluation_id, batch).await,
-            #[cfg(feature = "bigquery")]
-            Target::BigQuery(bq) => bq.append_alert_log(batch).await,
-            #[cfg(feature = "snowflake")]
-            Target::Snowflake(sf) => sf.append_alert_log(batch).await,
-        }
-    }
-
-    async fn mark_delivered(&self, evaluation_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
-        #[cfg(any(feature = "bigquery", feature = "snowflake"))]
-        let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-        match self {
-            Target::Lake(lake) => lake.mark_alerts_delivered(evaluation_id, at.timestamp_micros()).await,
-            #[cfg(feature = "bigquery")]
-            Target::BigQuery(bq) => bq.mark_alerts_delivered(evaluation_id, &text).await,
-            #[cfg(feature = "snowflake")]
-            Target::Snowflake(sf) => sf.mark_alerts_delivered(evaluation_id, &text).await,
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Target::Lake(d) => d.describe(),
-            #[cfg(feature = "bigquery")]
-            Target::BigQuery(d) => d.describe(),
-            #[cfg(feature = "snowflake")]
-            Target::Snowflake(d) => d.describe(),
-        }
-    }
 }
 
 /// What an evaluation found and where it went (`crest run`'s summary).
@@ -779,9 +619,9 @@ async fn alerts_quiet(args: AlertsArgs) -> Result<AlertsOutcome> {
         attempts: args.delivery_attempts,
         initial_delay: std::time::Duration::from_millis(args.retry_initial_ms),
     };
-    let target = target(&args.target.target, true).await?;
-    let out = alerts::run(&target, &channels, args.dry_run).await?;
-    let name = alerts::Store::name(&target);
+    let target = targets::open(&args.target.target, true).await?;
+    let out = alerts::run(target.as_ref(), &channels, args.dry_run).await?;
+    let name = target.describe();
     tracing::info!(
         evaluation_id = out.evaluation_id.as_deref().unwrap_or("dry-run"),
         evaluated = out.evaluated,

@@ -16,6 +16,9 @@
 //! reach other endpoints (a proxy, an emulator).
 
 mod rows;
+mod target;
+
+pub use target::KIND;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -1076,7 +1079,7 @@ impl Destination for BigQuery {
     }
 
     async fn record(&self, record: &LoadRecord) -> Result<()> {
-        let batch = crest_core::load::loads_batch(record)?;
+        let batch = crest_core::load::loads_batch(std::slice::from_ref(record))?;
         let columns = batch
             .schema()
             .fields()

@@ -3,7 +3,8 @@
 //! date windows ([`window`]), incremental state ([`state`]), the raw Parquet
 //! writer and run manifest ([`raw`], [`manifest`], [`storage`]) and the CLI
 //! skeleton with logging, progress and exit codes ([`cli`]); and for loaders,
-//! the load plan and the destination trait ([`load`]).
+//! the load plan and the destination trait ([`load`]), and the registry of
+//! targets `crest` opens by URL scheme ([`target`]).
 
 pub mod alert_log;
 pub mod benchmarks;
@@ -21,6 +22,7 @@ pub mod raw;
 pub mod secret;
 pub mod state;
 pub mod storage;
+pub mod target;
 pub mod views;
 pub mod warehouse;
 pub mod window;

@@ -25,7 +25,7 @@ pub const TABLES: &[(&str, &str)] = &[
 /// The table that records loads.
 pub const LOADS_TABLE: &str = "crest_loads";
 
-/// `crest_loads` in a warehouse: one row per load and table.
+/// `crest_loads` on every target: one row per load and table.
 pub fn loads_schema() -> SchemaRef {
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     let col = |name: &str, t: DataType, doc: &str| {
@@ -82,30 +82,36 @@ pub fn loads_schema() -> SchemaRef {
     ]))
 }
 
-/// A load's rows for `crest_loads`.
-pub fn loads_batch(r: &LoadRecord) -> Result<arrow::record_batch::RecordBatch> {
+/// Loads' rows for `crest_loads` (one per load and table): the one shape of
+/// the table on every target, the lake's included.
+pub fn loads_batch(records: &[LoadRecord]) -> Result<arrow::record_batch::RecordBatch> {
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
-    let n = r.tables.len();
-    let s = |v: &str| -> ArrayRef { std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+    let rows: Vec<(&LoadRecord, &TableReport)> = records
+        .iter()
+        .flat_map(|r| r.tables.iter().map(move |t| (r, t)))
+        .collect();
+    let s = |f: &dyn Fn(&LoadRecord, &TableReport) -> String| -> ArrayRef {
+        std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(|(r, t)| f(r, t))))
+    };
     let i = |f: &dyn Fn(&TableReport) -> u64| -> ArrayRef {
-        std::sync::Arc::new(Int64Array::from_iter_values(r.tables.iter().map(|t| f(t) as i64)))
+        std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, t)| f(t) as i64)))
     };
     let columns: Vec<ArrayRef> = vec![
-        s(&r.load_id),
-        s(&r.run_id),
-        s(&r.manifest),
-        s(&r.manifest_checksum),
-        std::sync::Arc::new(StringArray::from_iter_values(r.tables.iter().map(|t| t.table.as_str()))),
+        s(&|r, _| r.load_id.clone()),
+        s(&|r, _| r.run_id.clone()),
+        s(&|r, _| r.manifest.clone()),
+        s(&|r, _| r.manifest_checksum.clone()),
+        s(&|_, t| t.table.clone()),
         i(&|t| t.inserted + t.replaced + t.unchanged),
         i(&|t| t.inserted),
         i(&|t| t.replaced),
         i(&|t| t.replaced_old),
         i(&|t| t.unchanged),
         std::sync::Arc::new(
-            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(r.loaded_at.timestamp_micros(), n))
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(r, _)| r.loaded_at.timestamp_micros()))
                 .with_timezone("UTC"),
         ),
-        s(&r.status),
+        s(&|r, _| r.status.clone()),
     ];
     arrow::record_batch::RecordBatch::try_new(loads_schema(), columns)
         .map_err(|e| Error::Data(format!("cannot build the crest_loads rows: {e}")))

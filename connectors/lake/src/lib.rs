@@ -15,8 +15,12 @@
 //! through the pointers, so they see the old date or the new one, never a mix
 //! and never a staged file. Queries run in-process with DataFusion.
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+mod target;
+
+pub use target::KIND;
+
+use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport, LOADS_TABLE};
@@ -418,7 +422,7 @@ impl Lake {
                 .map_err(df)?;
         }
         if needs(LOADS_TABLE) {
-            let loads = loads_batch(&self.records().await?)?;
+            let loads = crest_core::load::loads_batch(&self.records().await?)?;
             ctx.register_table(
                 LOADS_TABLE,
                 Arc::new(MemTable::try_new(loads.schema(), vec![vec![loads]]).map_err(df)?),
@@ -539,51 +543,6 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 }
 
 /// `crest_loads`: one row per load and table.
-fn loads_batch(records: &[LoadRecord]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("load_id", DataType::Utf8, false),
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("manifest_checksum", DataType::Utf8, false),
-        Field::new("target_table", DataType::Utf8, false),
-        Field::new("rows", DataType::UInt64, false),
-        Field::new("inserted", DataType::UInt64, false),
-        Field::new("replaced", DataType::UInt64, false),
-        Field::new("unchanged", DataType::UInt64, false),
-        Field::new(
-            "loaded_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("status", DataType::Utf8, false),
-    ]));
-    let rows: Vec<(&LoadRecord, &TableReport)> = records
-        .iter()
-        .flat_map(|r| r.tables.iter().map(move |t| (r, t)))
-        .collect();
-    let s = |f: &dyn Fn(&LoadRecord, &TableReport) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|(r, t)| f(r, t))))
-    };
-    let u = |f: &dyn Fn(&TableReport) -> u64| -> ArrayRef {
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, t)| f(t))))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        s(&|r, _| r.load_id.clone()),
-        s(&|r, _| r.run_id.clone()),
-        s(&|r, _| r.manifest_checksum.clone()),
-        s(&|_, t| t.table.clone()),
-        u(&|t| t.inserted + t.replaced + t.unchanged),
-        u(&|t| t.inserted),
-        u(&|t| t.replaced),
-        u(&|t| t.unchanged),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(r, _)| r.loaded_at.timestamp_micros()))
-                .with_timezone("UTC"),
-        ),
-        s(&|r, _| r.status.clone()),
-    ];
-    RecordBatch::try_new(schema, columns).map_err(|e| Error::Storage(e.to_string()))
-}
-
 /// What differs between the lake's table and the input, as (added, problems).
 fn compare(table: &str, lake: &Schema, input: &Schema) -> (Vec<String>, Vec<String>) {
     let mut added = Vec::new();
@@ -899,40 +858,5 @@ impl Destination for Lake {
         self.loc
             .put_json(&format!("_loads/{}.json", record.load_id), record)
             .await
-    }
-}
-
-/// Query results as a table, CSV or JSON (an array of objects).
-pub fn render(batches: &[RecordBatch], format: &str) -> Result<String> {
-    let err = |e: arrow::error::ArrowError| Error::Data(format!("cannot print the result: {e}"));
-    match format {
-        "table" => Ok(arrow::util::pretty::pretty_format_batches(batches)
-            .map_err(err)?
-            .to_string()),
-        "csv" => {
-            let mut buf = Vec::new();
-            {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
-                for b in batches {
-                    w.write(b).map_err(err)?;
-                }
-            }
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
-        "json" => {
-            let mut buf = Vec::new();
-            {
-                let mut w = arrow::json::ArrayWriter::new(&mut buf);
-                for b in batches {
-                    w.write(b).map_err(err)?;
-                }
-                w.finish().map_err(err)?;
-            }
-            if buf.is_empty() {
-                buf.extend_from_slice(b"[]");
-            }
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
-        other => Err(Error::Config(format!("--format {other}: use table, csv or json"))),
     }
 }

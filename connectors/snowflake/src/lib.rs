@@ -13,6 +13,10 @@
 //! each also as `…_FILE`). `CREST_SNOWFLAKE_BASE_URL` sends every request to
 //! another endpoint (a proxy, PrivateLink, an emulator).
 
+mod target;
+
+pub use target::KIND;
+
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
@@ -848,7 +852,7 @@ impl Destination for Snowflake {
     }
 
     async fn record(&self, record: &LoadRecord) -> Result<()> {
-        let batch = crest_core::load::loads_batch(record)?;
+        let batch = crest_core::load::loads_batch(std::slice::from_ref(record))?;
         self.insert(&self.name(crest_core::load::LOADS_TABLE), &batch).await
     }
 

@@ -9,25 +9,16 @@ pub mod email;
 pub mod message;
 pub mod slack;
 
+use crate::render::json_rows;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 use crest_core::http::RetryPolicy;
+use crest_core::target::Target;
 use crest_core::{Error, Result};
 use message::{Change, Seen};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What `crest alerts` needs of a target.
-pub trait Store {
-    /// Rows of a query as JSON objects, column names in lower case.
-    async fn rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>>;
-    /// Creates `alert_log` where it does not exist yet.
-    async fn ensure_alert_log(&self) -> Result<()>;
-    async fn append(&self, evaluation_id: &str, batch: &RecordBatch) -> Result<()>;
-    async fn mark_delivered(&self, evaluation_id: &str, at: DateTime<Utc>) -> Result<()>;
-    fn name(&self) -> String;
-}
 
 /// The channels to send to, read and checked before anything is evaluated.
 pub struct Channels {
@@ -137,13 +128,16 @@ fn evaluation_batch(
         .map_err(|e| Error::Data(format!("cannot build the alert log rows: {e}")))
 }
 
-pub async fn run(store: &impl Store, channels: &Channels, dry_run: bool) -> Result<Outcome> {
-    let now = seen(store.rows(EVALUATE).await.map_err(|e| match e {
-        Error::Config(m) => Error::Config(format!("{m}: run crest views apply --target {} first", store.name())),
+pub async fn run(store: &dyn Target, channels: &Channels, dry_run: bool) -> Result<Outcome> {
+    let now = seen(json_rows(store, EVALUATE).await.map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!(
+            "{m}: run crest views apply --target {} first",
+            store.describe()
+        )),
         e => e,
     })?)?;
     store.ensure_alert_log().await?;
-    let before = seen(store.rows(LAST_DELIVERED).await?)?;
+    let before = seen(json_rows(store, LAST_DELIVERED).await?)?;
     let changes = message::changes(&before, &now);
     if dry_run {
         return Ok(Outcome {
@@ -156,11 +150,11 @@ pub async fn run(store: &impl Store, channels: &Channels, dry_run: bool) -> Resu
     let at = Utc::now();
     let id = format!("{}-{:08x}", at.format("%Y%m%dT%H%M%S%6fZ"), rand_suffix(at));
     store
-        .append(&id, &evaluation_batch(&id, at, &now, &before, &changes)?)
+        .append_alert_log(&id, &evaluation_batch(&id, at, &now, &before, &changes)?)
         .await?;
     let mut sent_to = Vec::new();
     if !changes.is_empty() {
-        let target = store.name();
+        let target = store.describe();
         let policy = RetryPolicy {
             max_attempts: channels.attempts.max(1),
             initial_delay: channels.initial_delay,
@@ -181,7 +175,7 @@ pub async fn run(store: &impl Store, channels: &Channels, dry_run: bool) -> Resu
                 .map_err(undelivered)?;
             sent_to.push("e-mail");
         }
-        store.mark_delivered(&id, Utc::now()).await?;
+        store.mark_alerts_delivered(&id, Utc::now()).await?;
     }
     Ok(Outcome {
         evaluation_id: Some(id),

@@ -140,18 +140,8 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     };
     run::run_with(config, "crest demo", (first_day, last_day)).await?;
 
-    let lake_target = crest_lake::Lake::new(crest_core::storage::Location::parse(&lake.display().to_string())?);
-    let tables = crest_transforms::canonical::tables();
-    let rows = |sql: &'static str| {
-        let lake_target = &lake_target;
-        let tables = &tables;
-        async move {
-            let batches = lake_target.query(tables, sql).await?;
-            let json = crest_lake::render(&batches, "json")?;
-            serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(&json)
-                .map_err(|e| Error::Data(format!("cannot read the tier board: {e}")))
-        }
-    };
+    let lake_target = crate::targets::open(&format!("lake:{}", lake.display()), true).await?;
+    let rows = |sql: &'static str| crate::render::json_rows(lake_target.as_ref(), sql);
     let tiers = rows(board::TIERS_SQL).await?;
     let moves = rows(board::REALLOCATION_SQL).await?;
     let board = board::Board::new(tiers, moves);

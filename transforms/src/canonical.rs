@@ -153,6 +153,91 @@ pub fn attribution_windows_schema() -> SchemaRef {
         .clone()
 }
 
+/// A batch of a canonical table built by column name, so that no platform map
+/// depends on the schema's order: every column set exactly once, none the
+/// table lacks. `finish` names what is missing, unknown or set twice.
+pub struct BatchBuilder {
+    table: &'static str,
+    schema: SchemaRef,
+    rows: usize,
+    columns: Vec<Option<arrow::array::ArrayRef>>,
+    problems: Vec<String>,
+}
+
+impl BatchBuilder {
+    pub fn new(table: &'static str, schema: SchemaRef, rows: usize) -> Self {
+        let columns = vec![None; schema.fields().len()];
+        BatchBuilder {
+            table,
+            schema,
+            rows,
+            columns,
+            problems: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<usize> {
+        match self.schema.index_of(name) {
+            Ok(i) if self.columns[i].is_some() => {
+                self.problems.push(format!("{name} is set twice"));
+                None
+            }
+            Ok(i) => Some(i),
+            Err(_) => {
+                self.problems.push(format!("{name} is not a column of {}", self.table));
+                None
+            }
+        }
+    }
+
+    pub fn column(mut self, name: &str, values: arrow::array::ArrayRef) -> Self {
+        if let Some(i) = self.slot(name) {
+            self.columns[i] = Some(values);
+        }
+        self
+    }
+
+    /// The same text on every row.
+    pub fn text(self, name: &str, value: &str) -> Self {
+        let values = Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(
+            value, self.rows,
+        )));
+        self.column(name, values)
+    }
+
+    /// Columns the source has no value for: nulls of each column's type.
+    pub fn nulls(mut self, names: &[&str]) -> Self {
+        for name in names {
+            if let Some(i) = self.slot(name) {
+                let t = self.schema.field(i).data_type();
+                self.columns[i] = Some(arrow::array::new_null_array(t, self.rows));
+            }
+        }
+        self
+    }
+
+    pub fn finish(self) -> crate::Result<arrow::record_batch::RecordBatch> {
+        let mut problems = self.problems;
+        let missing: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.columns)
+            .filter(|(_, c)| c.is_none())
+            .map(|(f, _)| f.name().as_str())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("{} not set", missing.join(", ")));
+        }
+        let fail = |what: String| crate::TransformError::Input(format!("a {} batch: {what}", self.table));
+        if !problems.is_empty() {
+            return Err(fail(problems.join("; ")));
+        }
+        let columns = self.columns.into_iter().flatten().collect();
+        arrow::record_batch::RecordBatch::try_new(self.schema, columns).map_err(|e| fail(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +252,35 @@ mod tests {
             .fields()
             .iter()
             .all(|f| f.metadata().get(DESCRIPTION).is_some_and(|d| d.len() > 5)));
+    }
+
+    #[test]
+    fn a_batch_is_built_by_name_and_names_what_is_wrong() {
+        use arrow::array::{Array, AsArray};
+        let windows = |b: BatchBuilder| b.finish().map_err(|e| e.to_string());
+        let all = |b: BatchBuilder| {
+            b.column("date", Arc::new(arrow::array::Date32Array::from(vec![1, 2])))
+                .text("platform", "meta")
+                .text("account_id", "a")
+                .text("action", "purchase")
+                .text("window", "7d_click")
+                .text("run_id", "r")
+                .nulls(&["hour", "ad_id", "content_id", "conversions", "conversion_value"])
+        };
+        let new = || BatchBuilder::new("attribution_windows", attribution_windows_schema(), 2);
+        // Set in any order, the batch is in the schema's.
+        let batch = windows(all(new())).expect("complete");
+        assert_eq!(batch.schema().field(2).name(), "platform");
+        assert_eq!(batch.column(2).as_string::<i32>().value(1), "meta");
+        assert_eq!(batch.column(8).null_count(), 2);
+        let missing = windows(new().text("platform", "meta")).unwrap_err();
+        assert!(missing.contains("date, hour, account_id"), "{missing}");
+        let unknown = windows(all(new()).text("clicks", "1")).unwrap_err();
+        assert!(
+            unknown.contains("clicks is not a column of attribution_windows"),
+            "{unknown}"
+        );
+        let twice = windows(all(new()).text("platform", "tiktok")).unwrap_err();
+        assert!(twice.contains("platform is set twice"), "{twice}");
     }
 }

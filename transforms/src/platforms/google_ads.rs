@@ -18,7 +18,7 @@ use super::{
     creator_columns, spend_reporting, windows_batch, LinkKind, Mapped, Mapper, Platform, RawColumns, WindowKeys,
     WindowRows,
 };
-use crate::canonical::{self, SCHEMA_VERSION};
+use crate::canonical;
 use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
 use arrow::array::{new_null_array, Array, ArrayRef, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
@@ -193,16 +193,14 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let cols = RawColumns::new(raw, "Google Ads", "crest-youtube");
     let req = |name: &str| cols.required(name);
     let opt = |name: &str, t: &DataType| cols.optional(name, t);
-    let constant = |v: &str| cols.constant(v);
 
     let date = req("date")?;
     let currency = req("currency")?;
     let spend = widen(&req("cost")?)?;
     let link = opt("final_url", &DataType::Utf8);
     let no_handle = new_null_array(&DataType::Utf8, n);
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
-        creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
-    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let creator = creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
+    mapper.unresolved_rows += creator.creator_id().null_count() as u64;
     let reporting = spend_reporting(mapper, &date, &currency, &spend)?;
     let Standard {
         conversions,
@@ -216,47 +214,37 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
             .iter()
             .map(|s| if *s { "recomputed" } else { "unnormalized" }),
     ));
-    let columns: Vec<ArrayRef> = vec![
-        date,
-        new_null_array(&DataType::Int32, n),
-        constant("youtube"),
-        constant("youtube"),
-        constant("paid"),
-        req("customer_id")?,
-        opt("campaign_id", &DataType::Utf8),
-        opt("campaign_name", &DataType::Utf8),
-        opt("ad_group_id", &DataType::Utf8),
-        opt("ad_group_name", &DataType::Utf8),
-        req("ad_id")?,
-        opt("ad_name", &DataType::Utf8),
-        new_null_array(&DataType::Utf8, n),
-        link,
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        utm_content,
-        utm_term,
-        creator_id,
-        creator_handle,
-        creator_tier,
-        disclosure,
-        opt("impressions", &DataType::Int64),
-        opt("clicks", &DataType::Int64),
-        spend,
-        currency,
-        reporting,
-        opt("video_views", &DataType::Int64),
-        opt("engagements", &DataType::Int64),
-        conversions,
-        value,
-        Arc::new(click),
-        Arc::new(view),
-        basis,
-        req("extracted_at")?,
-        constant(mapper.run_id),
-        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
-    ];
-    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+    let canonical = mapper
+        .canonical(n)
+        .column("date", date)
+        .nulls(&["hour"])
+        .text("platform", "youtube")
+        .text("placement", "youtube")
+        .text("channel", "paid")
+        .column("account_id", req("customer_id")?)
+        .column("campaign_id", opt("campaign_id", &DataType::Utf8))
+        .column("campaign_name", opt("campaign_name", &DataType::Utf8))
+        .column("ad_group_id", opt("ad_group_id", &DataType::Utf8))
+        .column("ad_group_name", opt("ad_group_name", &DataType::Utf8))
+        .column("ad_id", req("ad_id")?)
+        .column("ad_name", opt("ad_name", &DataType::Utf8))
+        .nulls(&["content_id"])
+        .column("landing_url", link)
+        .creator(creator)
+        .column("impressions", opt("impressions", &DataType::Int64))
+        .column("clicks", opt("clicks", &DataType::Int64))
+        .column("spend", spend)
+        .column("currency", currency)
+        .column("spend_reporting", reporting)
+        .column("video_views", opt("video_views", &DataType::Int64))
+        .column("engagements", opt("engagements", &DataType::Int64))
+        .column("conversions", conversions)
+        .column("conversion_value", value)
+        .column("click_window_days", Arc::new(click))
+        .column("view_window_days", Arc::new(view))
+        .column("attribution_basis", basis)
+        .column("extracted_at", req("extracted_at")?)
+        .finish()?;
     let (windows, window_rows) = windows_as_served(mapper.run_id, raw)?;
     Ok(Mapped {
         canonical,
@@ -300,6 +288,7 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
     let keys = WindowKeys {
         platform: "youtube",
         date: "date",
+        hour: None,
         account: "customer_id",
         ad: "ad_id",
         content: None,

@@ -12,10 +12,10 @@
 //! - `content_id` is the promoted Instagram post's permalink.
 
 use super::{
-    creator_columns, spend_reporting, windows_batch, LinkKind, Mapped, Mapper, Platform, RawColumns, WindowKeys,
-    WindowRows,
+    creator_columns, spend_reporting, windows_batch, CreatorColumns, LinkKind, Mapped, Mapper, Platform, RawColumns,
+    WindowKeys, WindowRows,
 };
-use crate::canonical::{self, SCHEMA_VERSION};
+use crate::canonical;
 use crate::quality::{sum_decimal, Totals};
 use crate::{Result, StandardWindow, TransformError};
 use arrow::array::{new_null_array, Array, ArrayRef, Decimal128Array, Int32Array, RecordBatch, UInt32Array};
@@ -116,7 +116,6 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let cols = RawColumns::new(raw, "Meta", "crest-meta");
     let req = |name: &str| cols.required(name);
     let opt = |name: &str, t: &DataType| cols.optional(name, t);
-    let constant = |v: &str| cols.constant(v);
 
     let date = req("date_start")?;
     let currency = req("currency")?;
@@ -126,21 +125,21 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let link = opt("landing_url", &DataType::Utf8);
     let no_handle = new_null_array(&DataType::Utf8, n);
     let from_tags = creator_columns(mapper, &tags, &no_handle, LinkKind::Query)?;
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
-        if tags.null_count() == 0 {
-            from_tags
-        } else {
-            // Rows without url_tags fall back to the link.
-            let from_link = creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
-            let has_tags = arrow::compute::is_not_null(&tags).map_err(arrow_err)?;
-            let merged: Vec<ArrayRef> = from_tags
-                .iter()
-                .zip(&from_link)
-                .map(|(t, l)| zip(&has_tags, t, l).map_err(arrow_err))
-                .collect::<Result<_>>()?;
-            std::array::from_fn(|i| merged[i].clone())
-        };
-    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let creator = if tags.null_count() == 0 {
+        from_tags
+    } else {
+        // Rows without url_tags fall back to the link.
+        let from_link = creator_columns(mapper, &link, &no_handle, LinkKind::Url)?;
+        let has_tags = arrow::compute::is_not_null(&tags).map_err(arrow_err)?;
+        let merged: Vec<ArrayRef> = from_tags
+            .0
+            .iter()
+            .zip(&from_link.0)
+            .map(|(t, l)| zip(&has_tags, t, l).map_err(arrow_err))
+            .collect::<Result<_>>()?;
+        CreatorColumns(std::array::from_fn(|i| merged[i].clone()))
+    };
+    mapper.unresolved_rows += creator.creator_id().null_count() as u64;
     let reporting = spend_reporting(mapper, &date, &currency, &spend)?;
     let std = standard(raw, &mapper.standard)?;
     let (click, view) = if std.native {
@@ -151,47 +150,36 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     } else {
         (Int32Array::new_null(n), Int32Array::new_null(n))
     };
-    let columns: Vec<ArrayRef> = vec![
-        date.clone(),
-        new_null_array(&DataType::Int32, n),
-        constant("meta"),
-        opt("publisher_platform", &DataType::Utf8),
-        constant("paid"),
-        req("account_id")?,
-        opt("campaign_id", &DataType::Utf8),
-        opt("campaign_name", &DataType::Utf8),
-        opt("adset_id", &DataType::Utf8),
-        opt("adset_name", &DataType::Utf8),
-        opt("ad_id", &DataType::Utf8),
-        opt("ad_name", &DataType::Utf8),
-        opt("instagram_permalink_url", &DataType::Utf8),
-        link.clone(),
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        utm_content,
-        utm_term,
-        creator_id,
-        creator_handle,
-        creator_tier,
-        disclosure,
-        opt("impressions", &DataType::Int64),
-        opt("inline_link_clicks", &DataType::Int64),
-        spend,
-        currency,
-        reporting,
-        new_null_array(&DataType::Int64, n),
-        new_null_array(&DataType::Int64, n),
-        std.conversions,
-        std.value,
-        Arc::new(click),
-        Arc::new(view),
-        constant(if std.native { "native" } else { "unnormalized" }),
-        req("extracted_at")?,
-        constant(mapper.run_id),
-        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
-    ];
-    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+    let canonical = mapper
+        .canonical(n)
+        .column("date", date)
+        .nulls(&["hour"])
+        .text("platform", "meta")
+        .column("placement", opt("publisher_platform", &DataType::Utf8))
+        .text("channel", "paid")
+        .column("account_id", req("account_id")?)
+        .column("campaign_id", opt("campaign_id", &DataType::Utf8))
+        .column("campaign_name", opt("campaign_name", &DataType::Utf8))
+        .column("ad_group_id", opt("adset_id", &DataType::Utf8))
+        .column("ad_group_name", opt("adset_name", &DataType::Utf8))
+        .column("ad_id", opt("ad_id", &DataType::Utf8))
+        .column("ad_name", opt("ad_name", &DataType::Utf8))
+        .column("content_id", opt("instagram_permalink_url", &DataType::Utf8))
+        .column("landing_url", link)
+        .creator(creator)
+        .column("impressions", opt("impressions", &DataType::Int64))
+        .column("clicks", opt("inline_link_clicks", &DataType::Int64))
+        .column("spend", spend)
+        .column("currency", currency)
+        .column("spend_reporting", reporting)
+        .nulls(&["video_views", "engagements"])
+        .column("conversions", std.conversions)
+        .column("conversion_value", std.value)
+        .column("click_window_days", Arc::new(click))
+        .column("view_window_days", Arc::new(view))
+        .text("attribution_basis", if std.native { "native" } else { "unnormalized" })
+        .column("extracted_at", req("extracted_at")?)
+        .finish()?;
     let (windows, window_rows) = windows_as_served(mapper.run_id, raw)?;
     Ok(Mapped {
         canonical,
@@ -228,6 +216,7 @@ fn windows_as_served(run_id: &str, raw: &RecordBatch) -> Result<(RecordBatch, UI
     let keys = WindowKeys {
         platform: "meta",
         date: "date_start",
+        hour: None,
         account: "account_id",
         ad: "ad_id",
         content: Some("instagram_permalink_url"),

@@ -175,6 +175,19 @@ impl<'a> Mapper<'a> {
         }
     }
 
+    /// A `creator_performance` batch of `rows` rows, this run's columns set.
+    pub fn canonical(&self, rows: usize) -> crate::canonical::BatchBuilder {
+        crate::canonical::BatchBuilder::new("creator_performance", crate::canonical::schema(), rows)
+            .text("run_id", self.run_id)
+            .column(
+                "schema_version",
+                Arc::new(arrow::array::Int32Array::from_value(
+                    crate::canonical::SCHEMA_VERSION,
+                    rows,
+                )),
+            )
+    }
+
     pub fn resolution(&self, idx: u32) -> &Resolved {
         &self.resolved[idx as usize]
     }
@@ -189,9 +202,38 @@ pub enum LinkKind {
     Query,
 }
 
-/// The nine resolved columns (utm_source, utm_medium, utm_campaign,
-/// utm_content, utm_term, creator_id, creator_handle, creator_tier,
-/// disclosure_status) for rows with these links and platform handles,
+/// The nine columns a row's creator resolution fills, by canonical name.
+pub struct CreatorColumns(pub [ArrayRef; 9]);
+
+impl CreatorColumns {
+    pub const NAMES: [&'static str; 9] = [
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+        "creator_id",
+        "creator_handle",
+        "creator_tier",
+        "disclosure_status",
+    ];
+
+    pub fn creator_id(&self) -> &ArrayRef {
+        &self.0[5]
+    }
+}
+
+impl crate::canonical::BatchBuilder {
+    /// The nine columns of a creator resolution.
+    pub fn creator(self, c: CreatorColumns) -> Self {
+        CreatorColumns::NAMES
+            .iter()
+            .zip(c.0)
+            .fold(self, |b, (name, values)| b.column(name, values))
+    }
+}
+
+/// The [`CreatorColumns`] for rows with these links and platform handles,
 /// filled in one pass without allocating per value. The caller counts the
 /// unresolved rows once its columns are final.
 #[inline]
@@ -200,7 +242,7 @@ pub fn creator_columns(
     links: &ArrayRef,
     handles: &ArrayRef,
     kind: LinkKind,
-) -> Result<[ArrayRef; 9]> {
+) -> Result<CreatorColumns> {
     let n = links.len();
     let (links_s, handles_s) = (typed::string(links, "link")?, typed::string(handles, "handle")?);
     let mut distinct: Vec<u32> = Vec::new();
@@ -233,7 +275,9 @@ pub fn creator_columns(
             b.append_option(v);
         }
     }
-    Ok(std::array::from_fn(|i| Arc::new(cols[i].finish()) as ArrayRef))
+    Ok(CreatorColumns(std::array::from_fn(|i| {
+        Arc::new(cols[i].finish()) as ArrayRef
+    })))
 }
 
 /// `micros × rate`, exactly, rounded half away from zero to six places.
@@ -328,14 +372,6 @@ impl<'a> RawColumns<'a> {
             .cloned()
             .unwrap_or_else(|| arrow::array::new_null_array(t, self.raw.num_rows()))
     }
-
-    /// A text column holding `value` on every row.
-    pub fn constant(&self, value: &str) -> ArrayRef {
-        Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(
-            value,
-            self.raw.num_rows(),
-        )))
-    }
 }
 
 /// Attribution windows as served, gathered by a platform map: for each, the
@@ -344,15 +380,21 @@ impl<'a> RawColumns<'a> {
 #[derive(Default)]
 pub struct WindowRows<'a> {
     rows: Vec<u32>,
-    labels: Vec<&'a str>,
+    labels: Vec<std::borrow::Cow<'a, str>>,
     conversions: Vec<Option<i128>>,
     values: Vec<Option<i128>>,
 }
 
 impl<'a> WindowRows<'a> {
-    pub fn push(&mut self, row: usize, label: &'a str, conversions: Option<i128>, value: Option<i128>) {
+    pub fn push(
+        &mut self,
+        row: usize,
+        label: impl Into<std::borrow::Cow<'a, str>>,
+        conversions: Option<i128>,
+        value: Option<i128>,
+    ) {
         self.rows.push(row as u32);
-        self.labels.push(label);
+        self.labels.push(label.into());
         self.conversions.push(conversions);
         self.values.push(value);
     }
@@ -362,11 +404,20 @@ impl<'a> WindowRows<'a> {
 pub struct WindowKeys<'k> {
     pub platform: &'k str,
     pub date: &'k str,
+    /// The hour of hourly rows (`None`: daily rows).
+    pub hour: Option<&'k str>,
     pub account: &'k str,
     pub ad: &'k str,
     pub content: Option<&'k str>,
     /// The conversion action: a raw column, or one name for every row.
     pub action: Result<&'k str, &'k str>,
+}
+
+/// A raw column, or nulls of `t` where the raw file lacks it.
+fn raw_column(raw: &RecordBatch, name: &str, t: &arrow::datatypes::DataType) -> ArrayRef {
+    raw.column_by_name(name)
+        .cloned()
+        .unwrap_or_else(|| arrow::array::new_null_array(t, raw.num_rows()))
 }
 
 /// The `attribution_windows` rows, and for each the index of its canonical row.
@@ -408,22 +459,26 @@ pub fn windows_batch(
         }
         Err(name) => constant(name),
     };
-    let batch = RecordBatch::try_new(
-        crate::canonical::attribution_windows_schema(),
-        vec![
-            pick(Some(keys.date))?,
-            new_null_array(&DataType::Int32, m),
-            constant(keys.platform),
-            pick(Some(keys.account))?,
-            pick(Some(keys.ad))?,
-            pick(keys.content)?,
-            action,
-            Arc::new(StringArray::from(w.labels)),
-            decimal(w.conversions)?,
-            decimal(w.values)?,
-            constant(run_id),
-        ],
-    )
-    .map_err(err)?;
+    let hour = match keys.hour {
+        Some(column) => arrow::compute::take(&raw_column(raw, column, &DataType::Int32), &rows, None).map_err(err)?,
+        None => new_null_array(&DataType::Int32, m),
+    };
+    let batch =
+        crate::canonical::BatchBuilder::new("attribution_windows", crate::canonical::attribution_windows_schema(), m)
+            .column("date", pick(Some(keys.date))?)
+            .column("hour", hour)
+            .column("platform", constant(keys.platform))
+            .column("account_id", pick(Some(keys.account))?)
+            .column("ad_id", pick(Some(keys.ad))?)
+            .column("content_id", pick(keys.content)?)
+            .column("action", action)
+            .column(
+                "window",
+                Arc::new(StringArray::from_iter_values(w.labels.iter().map(|l| l.as_ref()))),
+            )
+            .column("conversions", decimal(w.conversions)?)
+            .column("conversion_value", decimal(w.values)?)
+            .column("run_id", constant(run_id))
+            .finish()?;
     Ok((batch, rows))
 }

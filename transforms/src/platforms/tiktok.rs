@@ -10,12 +10,12 @@
 //! - `content_id` is the promoted post (`tiktok_item_id`); `placement` is null
 //!   (one surface).
 
-use super::{Mapped, Mapper, Platform, RawColumns};
-use crate::canonical::{self, DECIMAL_SCALE, SCHEMA_VERSION};
+use super::{windows_batch, Mapped, Mapper, Platform, RawColumns, WindowKeys, WindowRows};
+use crate::canonical::DECIMAL_SCALE;
 use crate::quality::Totals;
 use crate::{Result, TransformError};
-use arrow::array::{new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
-use arrow::compute::{cast, take};
+use arrow::array::{new_null_array, Array, Int64Array, RecordBatch, StringArray};
+use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use std::sync::Arc;
 
@@ -49,7 +49,6 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let cols = RawColumns::new(raw, "TikTok", "crest-tiktok");
     let req = |name: &str| cols.required(name);
     let opt = |name: &str, t: &DataType| cols.optional(name, t);
-    let constant = |v: &str| cols.constant(v);
 
     let date = req("stat_date")?;
     let currency = req("currency")?;
@@ -59,9 +58,8 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let click_days = opt("click_window_days", &DataType::Int32);
     let view_days = opt("view_window_days", &DataType::Int32);
 
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
-        super::creator_columns(mapper, &landing, &identity, super::LinkKind::Url)?;
-    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let creator = super::creator_columns(mapper, &landing, &identity, super::LinkKind::Url)?;
+    mapper.unresolved_rows += creator.creator_id().null_count() as u64;
     let reporting = super::spend_reporting(mapper, &date, &currency, &spend)?;
 
     // Engagements: likes + comments + shares + follows (null only when none is served).
@@ -99,88 +97,77 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
         })
         .collect();
 
-    let columns: Vec<ArrayRef> = vec![
-        date.clone(),
-        opt("stat_hour", &DataType::Int32),
-        constant("tiktok"),
-        new_null_array(&DataType::Utf8, n),
-        constant("paid"),
-        req("advertiser_id")?,
-        opt("campaign_id", &DataType::Utf8),
-        opt("campaign_name", &DataType::Utf8),
-        opt("adgroup_id", &DataType::Utf8),
-        opt("adgroup_name", &DataType::Utf8),
-        opt("ad_id", &DataType::Utf8),
-        opt("ad_name", &DataType::Utf8),
-        opt("tiktok_item_id", &DataType::Utf8),
-        landing.clone(),
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        utm_content,
-        utm_term,
-        creator_id,
-        creator_handle,
-        creator_tier,
-        disclosure,
-        opt("impressions", &DataType::Int64),
-        opt("clicks", &DataType::Int64),
-        spend.clone(),
-        currency.clone(),
-        reporting,
-        opt("video_play_actions", &DataType::Int64),
-        Arc::new(engagements),
-        conversions.clone(),
-        value.clone(),
-        click_days.clone(),
-        view_days.clone(),
-        Arc::new(basis),
-        req("extracted_at")?,
-        constant(mapper.run_id),
-        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
-    ];
-    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+    let canonical = mapper
+        .canonical(n)
+        .column("date", date)
+        .column("hour", opt("stat_hour", &DataType::Int32))
+        .text("platform", "tiktok")
+        .nulls(&["placement"])
+        .text("channel", "paid")
+        .column("account_id", req("advertiser_id")?)
+        .column("campaign_id", opt("campaign_id", &DataType::Utf8))
+        .column("campaign_name", opt("campaign_name", &DataType::Utf8))
+        .column("ad_group_id", opt("adgroup_id", &DataType::Utf8))
+        .column("ad_group_name", opt("adgroup_name", &DataType::Utf8))
+        .column("ad_id", opt("ad_id", &DataType::Utf8))
+        .column("ad_name", opt("ad_name", &DataType::Utf8))
+        .column("content_id", opt("tiktok_item_id", &DataType::Utf8))
+        .column("landing_url", landing)
+        .creator(creator)
+        .column("impressions", opt("impressions", &DataType::Int64))
+        .column("clicks", opt("clicks", &DataType::Int64))
+        .column("spend", spend)
+        .column("currency", currency)
+        .column("spend_reporting", reporting)
+        .column("video_views", opt("video_play_actions", &DataType::Int64))
+        .column("engagements", Arc::new(engagements))
+        .column("conversions", conversions.clone())
+        .column("conversion_value", value.clone())
+        .column("click_window_days", click_days.clone())
+        .column("view_window_days", view_days.clone())
+        .column("attribution_basis", Arc::new(basis))
+        .column("extracted_at", req("extracted_at")?)
+        .finish()?;
 
-    // The windows as served: one row per row that reports conversions.
-    let rows: UInt32Array = (0..n as u32).filter(|i| conversions.is_valid(*i as usize)).collect();
-    let pick = |a: &ArrayRef| take(a, &rows, None).map_err(arrow_err);
+    // The windows as served: one row per row that reports conversions, under
+    // the ad group's own windows.
+    let (conv, val) = (
+        super::typed::decimal(&conversions, "conversion")?,
+        super::typed::decimal(&value, "total_complete_payment_rate")?,
+    );
     let mut label_cache: Vec<((i32, i32), String)> = Vec::new();
-    let mut labels = arrow::array::StringBuilder::with_capacity(rows.len(), rows.len() * 16);
-    for &i in rows.values() {
-        let i = i as usize;
+    for i in (0..n).filter(|i| conv.is_valid(*i)) {
         if !(cd.is_valid(i) && vd.is_valid(i)) {
-            labels.append_value("unknown");
             continue;
         }
         let w = (cd.value(i), vd.value(i));
-        match label_cache.iter().find(|(k, _)| *k == w) {
-            Some((_, l)) => labels.append_value(l),
-            None => {
-                let l = format!("{}d_click_{}d_view", w.0, w.1);
-                labels.append_value(&l);
-                label_cache.push((w, l));
-            }
+        if !label_cache.iter().any(|(k, _)| *k == w) {
+            label_cache.push((w, format!("{}d_click_{}d_view", w.0, w.1)));
         }
     }
-    let labels = labels.finish();
-    let m = rows.len();
-    let windows = RecordBatch::try_new(
-        canonical::attribution_windows_schema(),
-        vec![
-            pick(&date)?,
-            pick(&opt("stat_hour", &DataType::Int32))?,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("tiktok", m))),
-            pick(&req("advertiser_id")?)?,
-            pick(&opt("ad_id", &DataType::Utf8))?,
-            pick(&opt("tiktok_item_id", &DataType::Utf8))?,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("conversion", m))),
-            Arc::new(labels),
-            pick(&conversions)?,
-            pick(&value)?,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(mapper.run_id, m))),
-        ],
-    )
-    .map_err(arrow_err)?;
+    let mut served = WindowRows::default();
+    for i in (0..n).filter(|i| conv.is_valid(*i)) {
+        let label = if cd.is_valid(i) && vd.is_valid(i) {
+            let w = (cd.value(i), vd.value(i));
+            label_cache
+                .iter()
+                .find(|(k, _)| *k == w)
+                .map_or("unknown", |(_, l)| l.as_str())
+        } else {
+            "unknown"
+        };
+        served.push(i, label, Some(conv.value(i)), val.is_valid(i).then(|| val.value(i)));
+    }
+    let keys = WindowKeys {
+        platform: "tiktok",
+        date: "stat_date",
+        hour: Some("stat_hour"),
+        account: "advertiser_id",
+        ad: "ad_id",
+        content: Some("tiktok_item_id"),
+        action: Err("conversion"),
+    };
+    let (windows, rows) = windows_batch(raw, &keys, served, mapper.run_id)?;
     Ok(Mapped {
         canonical,
         windows,

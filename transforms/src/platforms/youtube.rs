@@ -11,10 +11,10 @@
 //! comments + shares. UTMs come from the link in the video's description.
 
 use super::{creator_columns, LinkKind, Mapped, Mapper, Platform, RawColumns};
-use crate::canonical::{self, SCHEMA_VERSION};
+use crate::canonical;
 use crate::quality::Totals;
-use crate::{Result, StandardWindow, TransformError};
-use arrow::array::{new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use crate::{Result, StandardWindow};
+use arrow::array::{Array, Int64Array, RecordBatch, UInt32Array};
 use arrow::datatypes::DataType;
 use std::sync::Arc;
 
@@ -40,13 +40,11 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
     let cols = RawColumns::new(raw, "YouTube", "crest-youtube");
     let req = |name: &str| cols.required(name);
     let opt = |name: &str, t: &DataType| cols.optional(name, t);
-    let constant = |v: &str| cols.constant(v);
     let channel = req("channel_id")?;
     let link = opt("description_link", &DataType::Utf8);
     // The description's UTMs first, then the channel (see `Roster::resolve`).
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term, creator_id, creator_handle, creator_tier, disclosure] =
-        creator_columns(mapper, &link, &channel, LinkKind::Url)?;
-    mapper.unresolved_rows += creator_id.null_count() as u64;
+    let creator = creator_columns(mapper, &link, &channel, LinkKind::Url)?;
+    mapper.unresolved_rows += creator.creator_id().null_count() as u64;
     let parts: Vec<&Int64Array> = ["likes", "comments", "shares"]
         .iter()
         .filter_map(|m| raw.column_by_name(m).map(|c| super::typed::int64(c, m)))
@@ -59,57 +57,36 @@ fn map(mapper: &mut Mapper<'_>, raw: &RecordBatch) -> Result<Mapped> {
                 .fold(None, |acc: Option<i64>, p| Some(acc.unwrap_or(0) + p.value(i)))
         })
         .collect();
-    let decimal = canonical::DECIMAL;
-    let columns: Vec<ArrayRef> = vec![
-        req("day")?,
-        new_null_array(&DataType::Int32, n),
-        constant("youtube"),
-        constant("youtube"),
-        constant("organic"),
-        channel,
-        new_null_array(&DataType::Utf8, n),
-        new_null_array(&DataType::Utf8, n),
-        new_null_array(&DataType::Utf8, n),
-        new_null_array(&DataType::Utf8, n),
-        new_null_array(&DataType::Utf8, n),
-        opt("video_title", &DataType::Utf8),
-        req("video_id")?,
-        link,
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        utm_content,
-        utm_term,
-        creator_id,
-        creator_handle,
-        creator_tier,
-        disclosure,
-        new_null_array(&DataType::Int64, n),
-        new_null_array(&DataType::Int64, n),
-        new_null_array(&decimal, n),
-        new_null_array(&DataType::Utf8, n),
-        new_null_array(&decimal, n),
-        opt("views", &DataType::Int64),
-        Arc::new(engagements),
-        new_null_array(&decimal, n),
-        new_null_array(&decimal, n),
-        new_null_array(&DataType::Int32, n),
-        new_null_array(&DataType::Int32, n),
+    let canonical = mapper
+        .canonical(n)
+        .column("date", req("day")?)
+        .nulls(&["hour"])
+        .text("platform", "youtube")
+        .text("placement", "youtube")
+        .text("channel", "organic")
+        .column("account_id", channel)
+        .nulls(&["campaign_id", "campaign_name", "ad_group_id", "ad_group_name", "ad_id"])
+        .column("ad_name", opt("video_title", &DataType::Utf8))
+        .column("content_id", req("video_id")?)
+        .column("landing_url", link)
+        .creator(creator)
+        .nulls(&["impressions", "clicks", "spend", "currency", "spend_reporting"])
+        .column("video_views", opt("views", &DataType::Int64))
+        .column("engagements", Arc::new(engagements))
+        .nulls(&[
+            "conversions",
+            "conversion_value",
+            "click_window_days",
+            "view_window_days",
+        ])
         // No conversions to attribute: nothing was normalized or left aside.
-        constant("native"),
-        req("extracted_at")?,
-        constant(mapper.run_id),
-        Arc::new(Int32Array::from_value(SCHEMA_VERSION, n)),
-    ];
-    let canonical = RecordBatch::try_new(canonical::schema(), columns).map_err(arrow_err)?;
+        .text("attribution_basis", "native")
+        .column("extracted_at", req("extracted_at")?)
+        .finish()?;
     let windows = RecordBatch::new_empty(canonical::attribution_windows_schema());
     Ok(Mapped {
         canonical,
         windows,
         window_rows: UInt32Array::from(Vec::<u32>::new()),
     })
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> TransformError {
-    TransformError::Input(format!("youtube: {e}"))
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-pub const EXAMPLE_CONFIG: &str = include_str!("../../crest.example.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../crest.example.toml");
 
 /// The config file: see `crest.example.toml`, which documents every key.
 #[derive(Debug, Deserialize)]

@@ -23,8 +23,12 @@ pub use target::KIND;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
-use crest_core::warehouse::{self, Literal, MergeCounts, MergeParts, Quote};
+use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
+use crest_sql::bigquery::{
+    ADD_COLUMN, ALERT_LOG_APPEND, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COUNTS,
+    LOADED, MERGE, VIEWS,
+};
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::google::cloud::bigquery::storage::v1 as storage;
@@ -40,41 +44,6 @@ use std::sync::Arc;
 /// How long a load job may run before the load gives up (a day's rows load in
 /// seconds; polling never runs unbounded).
 const LOAD_JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-const MERGE: &str = include_str!("../../../sql/bigquery/merge.sql");
-const COUNTS: &str = include_str!("../../../sql/bigquery/counts.sql");
-const LOADED: &str = include_str!("../../../sql/bigquery/loaded.sql");
-const ADD_COLUMN: &str = include_str!("../../../sql/bigquery/add_column.sql");
-const BENCHMARKS_CREATE: &str = include_str!("../../../sql/bigquery/benchmarks_create.sql");
-const BENCHMARKS_REPLACE: &str = include_str!("../../../sql/bigquery/benchmarks_replace.sql");
-/// The decision layer's views in BigQuery's dialect, in the order of
-/// [`crest_core::views::VIEWS`]; `{{dataset}}` qualifies every name, as
-/// BigQuery views must.
-pub const VIEWS: &[(&str, &str)] = &[
-    (
-        "v_creator_daily",
-        include_str!("../../../sql/bigquery/views/v_creator_daily.sql"),
-    ),
-    (
-        "v_creator_performance",
-        include_str!("../../../sql/bigquery/views/v_creator_performance.sql"),
-    ),
-    (
-        "v_creator_tier",
-        include_str!("../../../sql/bigquery/views/v_creator_tier.sql"),
-    ),
-    (
-        "v_budget_reallocation",
-        include_str!("../../../sql/bigquery/views/v_budget_reallocation.sql"),
-    ),
-    (
-        "v_tier_history",
-        include_str!("../../../sql/bigquery/views/v_tier_history.sql"),
-    ),
-];
-const ALERT_LOG_CREATE: &str = include_str!("../../../sql/bigquery/alert_log_create.sql");
-const ALERT_LOG_APPEND: &str = include_str!("../../../sql/bigquery/alert_log_append.sql");
-const ALERT_LOG_DELIVERED: &str = include_str!("../../../sql/bigquery/alert_log_delivered.sql");
 
 /// A Storage Write request must stay under 10 MB.
 const APPEND_BYTES: usize = 8 << 20;
@@ -403,82 +372,6 @@ impl BigQuery {
             e => e,
         })?;
         rows.into_batch().map(|b| vec![b])
-    }
-
-    /// `crest views apply`: the benchmarks table if missing, then each view.
-    pub async fn apply_views(&self) -> Result<()> {
-        let dataset = format!("`{}`.`{}`", self.target.project, self.target.dataset);
-        let table = self.name(crest_core::benchmarks::TABLE);
-        self.run(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
-            .await?;
-        let log = self.name(crest_core::alert_log::TABLE);
-        self.run(&warehouse::render(ALERT_LOG_CREATE, &[("table", &log)])?)
-            .await?;
-        for (name, sql) in VIEWS {
-            // Each column with its description, as BigQuery shows it in the schema.
-            let columns = warehouse::view_columns(name, |c, about| {
-                format!("{} OPTIONS(description = {})", Bq.quote(c), Bq.string(about))
-            })?;
-            self.run(&warehouse::render(
-                sql,
-                &[("dataset", &dataset), ("columns", &columns)],
-            )?)
-            .await
-            .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// `crest alerts`: the log, created where it does not exist yet.
-    pub async fn ensure_alert_log(&self) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        self.run(&warehouse::render(ALERT_LOG_CREATE, &[("table", &table)])?)
-            .await
-            .map(|_| ())
-    }
-
-    /// `crest alerts`: one evaluation's rows, appended in one INSERT.
-    pub async fn append_alert_log(&self, batch: &RecordBatch) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        let columns = crest_core::alert_log::columns()
-            .iter()
-            .map(|c| Bq.quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = warehouse::value_rows(batch, &Bq)?.join(",\n");
-        self.run(&warehouse::render(
-            ALERT_LOG_APPEND,
-            &[("table", &table), ("columns", &columns), ("rows", &rows)],
-        )?)
-        .await
-        .map(|_| ())
-    }
-
-    /// `crest alerts`: the evaluation reached every channel.
-    pub async fn mark_alerts_delivered(&self, evaluation_id: &str, at: &str) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        self.run(&warehouse::render(
-            ALERT_LOG_DELIVERED,
-            &[
-                ("table", &table),
-                ("at", &Bq.timestamp(at)),
-                ("evaluation_id", &Bq.string(evaluation_id)),
-            ],
-        )?)
-        .await
-        .map(|_| ())
-    }
-
-    /// `crest benchmarks load`: the rows replace the table in one statement.
-    pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
-        let table = self.name(crest_core::benchmarks::TABLE);
-        let select = crest_core::benchmarks::select_sql(rows, &Bq, "NUMERIC", "STRING", "INT64");
-        self.run(&warehouse::render(
-            BENCHMARKS_REPLACE,
-            &[("table", &table), ("rows", &select)],
-        )?)
-        .await
-        .map(|_| ())
     }
 
     async fn fetch(&self, sql: &str, default_dataset: bool, what: &str) -> Result<rows::Rows> {
@@ -859,17 +752,85 @@ impl BigQuery {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
+}
 
-    async fn drop_staging(&self, plan: &LoadPlan, load_id: &str) {
-        for t in &plan.tables {
-            let staging = warehouse::staging_name(t.table, load_id);
-            self.count(0);
-            let _ = self
-                .client
-                .table()
-                .delete_if_exists(&self.target.project, &self.target.dataset, &staging)
-                .await;
-        }
+/// BigQuery's statements. One MERGE for tables with and without a key:
+/// without one its match is FALSE, so the run's dates are replaced whole.
+static STATEMENTS: Statements = Statements {
+    merge: MERGE,
+    replace: None,
+    counts: COUNTS,
+    benchmarks_create: BENCHMARKS_CREATE,
+    benchmarks_replace: BENCHMARKS_REPLACE,
+    alert_log_create: ALERT_LOG_CREATE,
+    alert_log_append: ALERT_LOG_APPEND,
+    alert_log_delivered: ALERT_LOG_DELIVERED,
+    views: VIEWS,
+};
+
+#[async_trait::async_trait(?Send)]
+impl warehouse::Warehouse for BigQuery {
+    fn quoting(&self) -> &dyn Quote {
+        &Bq
+    }
+
+    fn literals(&self) -> &dyn Literal {
+        &Bq
+    }
+
+    fn date_bound(&self, d: chrono::NaiveDate) -> String {
+        format!("DATE '{d}'")
+    }
+
+    fn table_name(&self, table: &str) -> String {
+        self.name(table)
+    }
+
+    fn statements(&self) -> &'static Statements {
+        &STATEMENTS
+    }
+
+    fn view_column(&self, column: &str, about: &str) -> String {
+        // Each column with its description, as BigQuery shows it in the schema.
+        format!("{} OPTIONS(description = {})", Bq.quote(column), Bq.string(about))
+    }
+
+    fn view_params(&self) -> Vec<(&'static str, String)> {
+        // BigQuery views name their tables with the dataset.
+        vec![(
+            "dataset",
+            format!("`{}`.`{}`", self.target.project, self.target.dataset),
+        )]
+    }
+
+    fn benchmark_types(&self) -> [&'static str; 3] {
+        ["NUMERIC", "STRING", "INT64"]
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        BigQuery::query(self, sql).await
+    }
+
+    async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Ok(self.run(sql).await?.text())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<()> {
+        self.run(sql).await?;
+        self.count(0);
+        Ok(())
+    }
+
+    async fn drop_staging_table(&self, table: &str, load_id: &str) {
+        let staging = warehouse::staging_name(table, load_id);
+        self.count(0);
+        // The client reports only whether a table was dropped; one left
+        // behind is named by its load and harmless.
+        let _ = self
+            .client
+            .table()
+            .delete_if_exists(&self.target.project, &self.target.dataset, &staging)
+            .await;
     }
 }
 
@@ -1037,45 +998,11 @@ impl Destination for BigQuery {
     }
 
     async fn merge(&self, plan: &LoadPlan, load_id: &str, staged: Staged) -> Result<Vec<TableReport>> {
-        let mut reports = Vec::new();
-        let date = Bq.quote("date");
-        let start = format!("DATE '{}'", plan.range.start);
-        let end = format!("DATE '{}'", plan.range.end);
-        for (table, schema) in staged.0 {
-            let parts = MergeParts::new(&Bq, &schema, warehouse::natural_key(table));
-            let staging = self.name(&warehouse::staging_name(table, load_id));
-            let target = self.name(table);
-            let scope_t = warehouse::scope_predicate(&Bq, &Bq, "T", plan.scope.as_ref());
-            let scope_o = warehouse::scope_predicate(&Bq, &Bq, "O", plan.scope.as_ref());
-            let params = parts.params(&[
-                ("target", &target),
-                ("staging", &staging),
-                ("date", &date),
-                ("start", &start),
-                ("end", &end),
-                ("scope_t", &scope_t),
-                ("scope_o", &scope_o),
-            ]);
-            let counts = self.run(&warehouse::render(COUNTS, &params)?).await?.text();
-            let counts = MergeCounts::from_row(&counts);
-            self.run(&warehouse::render(MERGE, &params)?).await?;
-            self.count(0);
-            let _ = self
-                .client
-                .table()
-                .delete_if_exists(
-                    &self.target.project,
-                    &self.target.dataset,
-                    &warehouse::staging_name(table, load_id),
-                )
-                .await;
-            reports.push(counts.report(table));
-        }
-        Ok(reports)
+        warehouse::merge_staged(self, plan, load_id, staged.0).await
     }
 
     async fn abort(&self, plan: &LoadPlan, load_id: &str) {
-        self.drop_staging(plan, load_id).await;
+        warehouse::drop_staging(self, plan, load_id).await;
     }
 
     async fn record(&self, record: &LoadRecord) -> Result<()> {

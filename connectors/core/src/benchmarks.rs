@@ -29,7 +29,7 @@ const ALWAYS: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
 };
 
 /// The benchmarks that ship with crest (`benchmarks/default.csv`).
-pub const DEFAULT_CSV: &str = include_str!("../../../benchmarks/default.csv");
+pub const DEFAULT_CSV: &str = include_str!("../benchmarks/default.csv");
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Benchmark {

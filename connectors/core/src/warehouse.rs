@@ -1,8 +1,10 @@
 //! What the SQL warehouses (BigQuery, Snowflake) share: validated and quoted
 //! identifiers, `.sql` templates rendered with named parameters, the natural
 //! keys a merge matches on, the column lists and predicates a merge is made
-//! of, and the counts that become a load's report. A warehouse crate brings
-//! its dialect (quoting, types, literals) and its `.sql` files.
+//! of, the counts that become a load's report, and the drivers of a merge,
+//! the views, benchmarks and alert log. A warehouse crate brings its dialect
+//! (quoting, types, literals), its statements and a way to run them
+//! ([`Warehouse`]), and its staging ([`crate::load::Destination`]).
 
 use crate::load::TableReport;
 use crate::raw::RawFile;
@@ -482,6 +484,224 @@ pub fn render_loaded(template: &str, q: &dyn Quote, loads: &str, checksum: &str)
     let mut params: Vec<(&str, &str)> = quoted.iter().map(|(c, v)| (*c, v.as_str())).collect();
     params.extend([("loads", loads), ("checksum", checksum)]);
     render(template, &params)
+}
+
+/// A dialect's statements, from its folder of `.sql` files (`crest-sql`).
+pub struct Statements {
+    /// MERGE of a table with a natural key (and, without `replace`, of one without).
+    pub merge: &'static str,
+    /// Replace by date of a table without a key, where the MERGE cannot.
+    pub replace: Option<&'static str>,
+    pub counts: &'static str,
+    pub benchmarks_create: &'static str,
+    pub benchmarks_replace: &'static str,
+    pub alert_log_create: &'static str,
+    pub alert_log_append: &'static str,
+    pub alert_log_delivered: &'static str,
+    /// The decision layer's views: (name, SQL taking `{{columns}}`).
+    pub views: &'static [(&'static str, &'static str)],
+}
+
+/// What a SQL warehouse brings to be a target: its dialect, its statements
+/// and a way to run them. Merging a load, the views, benchmarks and the
+/// alert log are driven from here, the same for every warehouse; with a
+/// [`crate::load::Destination`], [`SqlTarget`] makes it a
+/// [`crate::target::Target`].
+#[async_trait::async_trait(?Send)]
+pub trait Warehouse {
+    fn quoting(&self) -> &dyn Quote;
+    fn literals(&self) -> &dyn Literal;
+    fn statements(&self) -> &'static Statements;
+    /// A date as a merge's bound is written, e.g. `DATE '2026-01-31'`.
+    fn date_bound(&self, d: chrono::NaiveDate) -> String;
+    /// A table's name as statements write it: qualified and quoted.
+    fn table_name(&self, table: &str) -> String;
+    /// A view column's entry: its name with its description as the dialect keeps it.
+    fn view_column(&self, column: &str, about: &str) -> String;
+    /// Parameters the views take besides `columns` (BigQuery's `dataset`).
+    fn view_params(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// The benchmarks' column types: decimal, text, integer.
+    fn benchmark_types(&self) -> [&'static str; 3];
+    /// Runs a statement and returns its rows as text.
+    async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+    /// Runs a statement for its effect.
+    async fn execute(&self, sql: &str) -> Result<()>;
+    /// Runs a user's SQL with the target's dataset or schema as the default.
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>>;
+    /// Drops a load's staging table of `table`, best effort: one left behind
+    /// is named by its load and harmless.
+    async fn drop_staging_table(&self, table: &str, load_id: &str);
+}
+
+/// Merges each staged table into its target, one statement per table,
+/// counting first so the report says what the merge changed; then drops the
+/// staging table. Every SQL warehouse's `Destination::merge`.
+pub async fn merge_staged<W: Warehouse>(
+    w: &W,
+    plan: &crate::load::LoadPlan,
+    load_id: &str,
+    staged: Vec<(&'static str, arrow::datatypes::SchemaRef)>,
+) -> Result<Vec<TableReport>> {
+    let (q, lit) = (w.quoting(), w.literals());
+    let date = q.quote("date");
+    let start = w.date_bound(plan.range.start);
+    let end = w.date_bound(plan.range.end);
+    let scope_t = scope_predicate(q, lit, "T", plan.scope.as_ref());
+    let scope_o = scope_predicate(q, lit, "O", plan.scope.as_ref());
+    let mut reports = Vec::new();
+    for (table, schema) in staged {
+        let parts = MergeParts::new(q, &schema, natural_key(table));
+        let staging = w.table_name(&staging_name(table, load_id));
+        let target = w.table_name(table);
+        let params = parts.params(&[
+            ("target", &target),
+            ("staging", &staging),
+            ("date", &date),
+            ("start", &start),
+            ("end", &end),
+            ("scope_t", &scope_t),
+            ("scope_o", &scope_o),
+        ]);
+        let sql = w.statements();
+        let counts = MergeCounts::from_row(&w.rows(&render(sql.counts, &params)?).await?);
+        let merge = match (parts.keyed, sql.replace) {
+            (false, Some(replace)) => replace,
+            _ => sql.merge,
+        };
+        w.execute(&render(merge, &params)?).await?;
+        w.drop_staging_table(table, load_id).await;
+        reports.push(counts.report(table));
+    }
+    Ok(reports)
+}
+
+/// Drops every staging table of a load (after a failure).
+pub async fn drop_staging<W: Warehouse>(w: &W, plan: &crate::load::LoadPlan, load_id: &str) {
+    for t in &plan.tables {
+        w.drop_staging_table(t.table, load_id).await;
+    }
+}
+
+/// `crest views apply`: the benchmarks and alert log tables where missing,
+/// then each view with its columns' descriptions.
+pub async fn apply_views<W: Warehouse>(w: &W) -> Result<()> {
+    ensure_table(w, w.statements().benchmarks_create, crate::benchmarks::TABLE).await?;
+    ensure_alert_log(w).await?;
+    for (name, sql) in w.statements().views {
+        let columns = view_columns(name, |c, about| w.view_column(c, about))?;
+        let mut params = w.view_params();
+        params.push(("columns", columns));
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        w.query(&render(sql, &params)?)
+            .await
+            .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+async fn ensure_table<W: Warehouse>(w: &W, create: &str, table: &str) -> Result<()> {
+    w.execute(&render(create, &[("table", &w.table_name(table))])?).await
+}
+
+/// `crest alerts`: the log, created where it does not exist yet.
+pub async fn ensure_alert_log<W: Warehouse>(w: &W) -> Result<()> {
+    ensure_table(w, w.statements().alert_log_create, crate::alert_log::TABLE).await
+}
+
+/// `crest alerts`: one evaluation's rows, appended in one INSERT.
+pub async fn append_alert_log<W: Warehouse>(w: &W, batch: &RecordBatch) -> Result<()> {
+    let columns = crate::alert_log::columns()
+        .iter()
+        .map(|c| w.quoting().quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = value_rows(batch, w.literals())?.join(",\n");
+    let table = w.table_name(crate::alert_log::TABLE);
+    w.execute(&render(
+        w.statements().alert_log_append,
+        &[("table", &table), ("columns", &columns), ("rows", &rows)],
+    )?)
+    .await
+}
+
+/// `crest alerts`: the evaluation reached every channel.
+pub async fn mark_alerts_delivered<W: Warehouse>(
+    w: &W,
+    evaluation_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let at = w.literals().timestamp(&at.format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+    let table = w.table_name(crate::alert_log::TABLE);
+    w.execute(&render(
+        w.statements().alert_log_delivered,
+        &[
+            ("table", &table),
+            ("at", &at),
+            ("evaluation_id", &w.literals().string(evaluation_id)),
+        ],
+    )?)
+    .await
+}
+
+/// `crest benchmarks load`: the rows replace the table in one statement.
+pub async fn load_benchmarks<W: Warehouse>(w: &W, rows: &[crate::benchmarks::Benchmark]) -> Result<()> {
+    let [decimal, text, integer] = w.benchmark_types();
+    let select = crate::benchmarks::select_sql(rows, w.literals(), decimal, text, integer);
+    let table = w.table_name(crate::benchmarks::TABLE);
+    w.execute(&render(
+        w.statements().benchmarks_replace,
+        &[("table", &table), ("rows", &select)],
+    )?)
+    .await
+}
+
+/// A SQL warehouse as a `crest` target.
+pub struct SqlTarget<W>(pub W);
+
+#[async_trait::async_trait(?Send)]
+impl<W: Warehouse + crate::load::Destination> crate::target::Target for SqlTarget<W> {
+    fn describe(&self) -> String {
+        crate::load::Destination::describe(&self.0)
+    }
+
+    async fn load(
+        &self,
+        plan: &crate::load::LoadPlan,
+        schemas: &[(&'static str, arrow::datatypes::SchemaRef)],
+        options: crate::load::LoadOptions,
+    ) -> Result<crate::load::LoadOutcome> {
+        crate::load::run_load(&self.0, plan, schemas, options).await
+    }
+
+    fn traffic(&self) -> Option<(u64, u64)> {
+        crate::load::Destination::traffic(&self.0)
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Warehouse::query(&self.0, sql).await
+    }
+
+    async fn apply_views(&self) -> Result<()> {
+        apply_views(&self.0).await
+    }
+
+    async fn load_benchmarks(&self, rows: &[crate::benchmarks::Benchmark]) -> Result<()> {
+        load_benchmarks(&self.0, rows).await
+    }
+
+    async fn ensure_alert_log(&self) -> Result<()> {
+        ensure_alert_log(&self.0).await
+    }
+
+    async fn append_alert_log(&self, _evaluation_id: &str, batch: &RecordBatch) -> Result<()> {
+        append_alert_log(&self.0, batch).await
+    }
+
+    async fn mark_alerts_delivered(&self, evaluation_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        mark_alerts_delivered(&self.0, evaluation_id, at).await
+    }
 }
 
 /// A staging table's name for a load: the table, then the load id's unique part.

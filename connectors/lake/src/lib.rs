@@ -39,30 +39,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The views every lake carries (`sql/datafusion/views/`), written at each
-/// load and by `crest views apply`, in the order of [`crest_core::views::VIEWS`].
-pub const VIEWS: &[(&str, &str)] = &[
-    (
-        "v_creator_daily.sql",
-        include_str!("../../../sql/datafusion/views/v_creator_daily.sql"),
-    ),
-    (
-        "v_creator_performance.sql",
-        include_str!("../../../sql/datafusion/views/v_creator_performance.sql"),
-    ),
-    (
-        "v_creator_tier.sql",
-        include_str!("../../../sql/datafusion/views/v_creator_tier.sql"),
-    ),
-    (
-        "v_budget_reallocation.sql",
-        include_str!("../../../sql/datafusion/views/v_budget_reallocation.sql"),
-    ),
-    (
-        "v_tier_history.sql",
-        include_str!("../../../sql/datafusion/views/v_tier_history.sql"),
-    ),
-];
 /// Where `crest benchmarks load` puts the benchmarks: one file, replaced whole.
 const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
 /// `crest alerts`' log: one file per evaluation, rewritten whole when delivered.
@@ -442,9 +418,10 @@ impl Lake {
     }
 
     async fn write_views(&self) -> Result<()> {
-        for (name, sql) in VIEWS {
+        // The views every lake carries, in DataFusion's dialect.
+        for (name, sql) in crest_sql::datafusion::VIEWS {
             self.loc
-                .put(&format!("views/{name}"), Bytes::from_static(sql.as_bytes()))
+                .put(&format!("views/{name}.sql"), Bytes::from_static(sql.as_bytes()))
                 .await?;
         }
         Ok(())

@@ -20,51 +20,18 @@ pub use target::KIND;
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
-use crest_core::warehouse::{self, Literal, MergeCounts, MergeParts, Quote};
+use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
+use crest_sql::snowflake::{
+    ADD_COLUMN, ALERT_LOG_APPEND, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COPY,
+    COUNTS, CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, VIEWS,
+};
 use snowflake_api::{
     AuthArgs, AuthType, CertificateArgs, PasswordArgs, QueryResult, SnowflakeApi, SnowflakeApiBuilder,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-const CREATE_TABLE: &str = include_str!("../../../sql/snowflake/create_table.sql");
-const ADD_COLUMN: &str = include_str!("../../../sql/snowflake/add_column.sql");
-const CREATE_STAGING: &str = include_str!("../../../sql/snowflake/create_staging.sql");
-const MERGE: &str = include_str!("../../../sql/snowflake/merge.sql");
-const REPLACE: &str = include_str!("../../../sql/snowflake/replace.sql");
-const COUNTS: &str = include_str!("../../../sql/snowflake/counts.sql");
-const LOADED: &str = include_str!("../../../sql/snowflake/loaded.sql");
-const COPY: &str = include_str!("../../../sql/snowflake/copy.sql");
-const BENCHMARKS_CREATE: &str = include_str!("../../../sql/snowflake/benchmarks_create.sql");
-const BENCHMARKS_REPLACE: &str = include_str!("../../../sql/snowflake/benchmarks_replace.sql");
-/// The decision layer's views in Snowflake's dialect, in the order of
-/// [`crest_core::views::VIEWS`]; names resolve in the target's schema.
-pub const VIEWS: &[(&str, &str)] = &[
-    (
-        "v_creator_daily",
-        include_str!("../../../sql/snowflake/views/v_creator_daily.sql"),
-    ),
-    (
-        "v_creator_performance",
-        include_str!("../../../sql/snowflake/views/v_creator_performance.sql"),
-    ),
-    (
-        "v_creator_tier",
-        include_str!("../../../sql/snowflake/views/v_creator_tier.sql"),
-    ),
-    (
-        "v_budget_reallocation",
-        include_str!("../../../sql/snowflake/views/v_budget_reallocation.sql"),
-    ),
-    (
-        "v_tier_history",
-        include_str!("../../../sql/snowflake/views/v_tier_history.sql"),
-    ),
-];
-const ALERT_LOG_CREATE: &str = include_str!("../../../sql/snowflake/alert_log_create.sql");
-const ALERT_LOG_APPEND: &str = include_str!("../../../sql/snowflake/alert_log_append.sql");
-const ALERT_LOG_DELIVERED: &str = include_str!("../../../sql/snowflake/alert_log_delivered.sql");
 /// COPY INTO takes at most 1,000 files by name.
 const COPY_FILES: usize = 1000;
 
@@ -378,76 +345,6 @@ impl Snowflake {
         Ok(out)
     }
 
-    /// `crest views apply`: the benchmarks table if missing, then each view.
-    pub async fn apply_views(&self) -> Result<()> {
-        let table = self.name(crest_core::benchmarks::TABLE);
-        self.query(&warehouse::render(BENCHMARKS_CREATE, &[("table", &table)])?)
-            .await?;
-        let log = self.name(crest_core::alert_log::TABLE);
-        self.query(&warehouse::render(ALERT_LOG_CREATE, &[("table", &log)])?)
-            .await?;
-        for (name, sql) in VIEWS {
-            // Each column with its description as its comment.
-            let columns = warehouse::view_columns(name, |c, about| format!("{} COMMENT {}", c, Sf.string(about)))?;
-            self.query(&warehouse::render(sql, &[("columns", &columns)])?)
-                .await
-                .map_err(|e| Error::Upstream(format!("view {name}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// `crest alerts`: the log, created where it does not exist yet.
-    pub async fn ensure_alert_log(&self) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        self.exec(&warehouse::render(ALERT_LOG_CREATE, &[("table", &table)])?)
-            .await
-            .map(|_| ())
-    }
-
-    /// `crest alerts`: one evaluation's rows, appended in one INSERT.
-    pub async fn append_alert_log(&self, batch: &RecordBatch) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        let columns = crest_core::alert_log::columns()
-            .iter()
-            .map(|c| Sf.quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = warehouse::value_rows(batch, &Sf)?.join(",\n");
-        self.exec(&warehouse::render(
-            ALERT_LOG_APPEND,
-            &[("table", &table), ("columns", &columns), ("rows", &rows)],
-        )?)
-        .await
-        .map(|_| ())
-    }
-
-    /// `crest alerts`: the evaluation reached every channel.
-    pub async fn mark_alerts_delivered(&self, evaluation_id: &str, at: &str) -> Result<()> {
-        let table = self.name(crest_core::alert_log::TABLE);
-        self.exec(&warehouse::render(
-            ALERT_LOG_DELIVERED,
-            &[
-                ("table", &table),
-                ("at", &Sf.timestamp(at)),
-                ("evaluation_id", &Sf.string(evaluation_id)),
-            ],
-        )?)
-        .await
-        .map(|_| ())
-    }
-
-    /// `crest benchmarks load`: the rows replace the table in one statement.
-    pub async fn load_benchmarks(&self, rows: &[crest_core::benchmarks::Benchmark]) -> Result<()> {
-        let table = self.name(crest_core::benchmarks::TABLE);
-        let select = crest_core::benchmarks::select_sql(rows, &Sf, "NUMBER(38, 6)", "VARCHAR", "BIGINT");
-        self.exec(&warehouse::render(
-            BENCHMARKS_REPLACE,
-            &[("table", &table), ("rows", &select)],
-        )?)
-        .await
-        .map(|_| ())
-    }
-
     /// Runs a user's SQL with the target's database and schema as defaults.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let q = Sf;
@@ -591,16 +488,71 @@ impl Snowflake {
         }
         Ok(())
     }
+}
 
-    async fn drop_staging(&self, plan: &LoadPlan, load_id: &str) {
-        for t in &plan.tables {
-            let sql = format!(
-                "DROP TABLE IF EXISTS {}",
-                self.name(&warehouse::staging_name(t.table, load_id))
-            );
-            if let Err(e) = self.exec(&sql).await {
-                tracing::warn!(error = %e, table = t.table, "cannot drop a staging table; drop it by hand");
-            }
+/// Snowflake's statements: a table without a key is replaced by date.
+static STATEMENTS: Statements = Statements {
+    merge: MERGE,
+    replace: Some(REPLACE),
+    counts: COUNTS,
+    benchmarks_create: BENCHMARKS_CREATE,
+    benchmarks_replace: BENCHMARKS_REPLACE,
+    alert_log_create: ALERT_LOG_CREATE,
+    alert_log_append: ALERT_LOG_APPEND,
+    alert_log_delivered: ALERT_LOG_DELIVERED,
+    views: VIEWS,
+};
+
+#[async_trait::async_trait(?Send)]
+impl warehouse::Warehouse for Snowflake {
+    fn quoting(&self) -> &dyn Quote {
+        &Sf
+    }
+
+    fn literals(&self) -> &dyn Literal {
+        &Sf
+    }
+
+    fn date_bound(&self, d: chrono::NaiveDate) -> String {
+        format!("'{d}'::DATE")
+    }
+
+    fn table_name(&self, table: &str) -> String {
+        self.name(table)
+    }
+
+    fn statements(&self) -> &'static Statements {
+        &STATEMENTS
+    }
+
+    fn view_column(&self, column: &str, about: &str) -> String {
+        // Each column with its description as its comment.
+        format!("{column} COMMENT {}", Sf.string(about))
+    }
+
+    fn benchmark_types(&self) -> [&'static str; 3] {
+        ["NUMBER(38, 6)", "VARCHAR", "BIGINT"]
+    }
+
+    async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Snowflake::query(self, sql).await
+    }
+
+    async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Snowflake::rows(self, sql).await
+    }
+
+    async fn execute(&self, sql: &str) -> Result<()> {
+        self.exec(sql).await.map(|_| ())
+    }
+
+    async fn drop_staging_table(&self, table: &str, load_id: &str) {
+        let sql = format!(
+            "DROP TABLE IF EXISTS {}",
+            self.name(&warehouse::staging_name(table, load_id))
+        );
+        if let Err(e) = self.exec(&sql).await {
+            tracing::warn!(error = %e, table, "cannot drop a staging table; drop it by hand");
         }
     }
 }
@@ -818,37 +770,11 @@ impl Destination for Snowflake {
     }
 
     async fn merge(&self, plan: &LoadPlan, load_id: &str, staged: Staged) -> Result<Vec<TableReport>> {
-        let mut reports = Vec::new();
-        let date = Sf.quote("date");
-        let start = format!("'{}'::DATE", plan.range.start);
-        let end = format!("'{}'::DATE", plan.range.end);
-        for (table, schema) in staged.0 {
-            let parts = MergeParts::new(&Sf, &schema, warehouse::natural_key(table));
-            let staging = self.name(&warehouse::staging_name(table, load_id));
-            let target = self.name(table);
-            let scope_t = warehouse::scope_predicate(&Sf, &Sf, "T", plan.scope.as_ref());
-            let scope_o = warehouse::scope_predicate(&Sf, &Sf, "O", plan.scope.as_ref());
-            let params = parts.params(&[
-                ("target", &target),
-                ("staging", &staging),
-                ("date", &date),
-                ("start", &start),
-                ("end", &end),
-                ("scope_t", &scope_t),
-                ("scope_o", &scope_o),
-            ]);
-            let counts = self.rows(&warehouse::render(COUNTS, &params)?).await?;
-            let counts = MergeCounts::from_row(&counts);
-            let template = if parts.keyed { MERGE } else { REPLACE };
-            self.exec(&warehouse::render(template, &params)?).await?;
-            let _ = self.exec(&format!("DROP TABLE IF EXISTS {staging}")).await;
-            reports.push(counts.report(table));
-        }
-        Ok(reports)
+        warehouse::merge_staged(self, plan, load_id, staged.0).await
     }
 
     async fn abort(&self, plan: &LoadPlan, load_id: &str) {
-        self.drop_staging(plan, load_id).await;
+        warehouse::drop_staging(self, plan, load_id).await;
     }
 
     async fn record(&self, record: &LoadRecord) -> Result<()> {

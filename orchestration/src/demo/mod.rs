@@ -13,9 +13,6 @@ use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 
-/// The demo's default benchmarks: the file that ships with crest.
-const DEFAULT_BENCHMARKS: &str = include_str!("../../../benchmarks/default.csv");
-
 pub struct DemoOptions {
     pub out: PathBuf,
     pub creators: usize,
@@ -99,7 +96,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     };
     let roster = write("roster.csv", &world.roster_csv())?;
     let fx = write("fx.csv", &fx_csv(first_day, last_day))?;
-    let benchmarks = write("benchmarks.csv", DEFAULT_BENCHMARKS)?;
+    let benchmarks = write("benchmarks.csv", crest_core::benchmarks::DEFAULT_CSV)?;
     let youtube = sandbox.youtube();
     // A handful of creators' own channels and the brand's (organic rows are
     // reported, not tiered); paid YouTube comes from Google Ads.

@@ -22,7 +22,9 @@ pub use target::KIND;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use crest_core::http::{RetryPolicy, Verdict};
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
+use crest_core::retry;
 use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::bigquery::{
@@ -199,20 +201,20 @@ impl Authenticator for Yup {
 }
 
 /// A gRPC request with the token and the routing header BigQuery asks for.
-fn authorized<T>(msg: T, token: &str, routing: String) -> Result<tonic::Request<T>> {
+fn authorized<T>(msg: T, token: &str, routing: String) -> std::result::Result<tonic::Request<T>, tonic::Status> {
     let mut r = tonic::Request::new(msg);
     let md = r.metadata_mut();
     md.insert(
         "authorization",
         format!("Bearer {token}")
             .parse()
-            .map_err(|_| Error::Auth("the access token is not a header value".into()))?,
+            .map_err(|_| tonic::Status::unauthenticated("the access token is not a header value"))?,
     );
     md.insert(
         "x-goog-request-params",
         routing
             .parse()
-            .map_err(|_| Error::Config("bad routing header".into()))?,
+            .map_err(|_| tonic::Status::invalid_argument("bad routing header"))?,
     );
     Ok(r)
 }
@@ -223,8 +225,47 @@ pub struct BigQuery {
     target: BigQueryTarget,
     endpoint: String,
     storage_url: String,
+    retry: RetryPolicy,
     calls: AtomicU64,
     bytes: AtomicU64,
+}
+
+/// Whether another attempt of a BigQuery call can succeed: crest's one
+/// policy over the REST API's JSON errors and the Storage Write API's gRPC
+/// statuses; BigQuery's 403 `rateLimitExceeded` is a rate limit, not a
+/// credentials problem.
+fn verdict(e: &BQError) -> Verdict {
+    match e {
+        BQError::RequestError(e) => retry::transport_verdict(e),
+        BQError::ResponseError { error } => {
+            let e = &error.error;
+            let rate_limited = e
+                .errors
+                .iter()
+                .any(|d| d.get("reason").is_some_and(|r| r == "rateLimitExceeded"));
+            let status = if rate_limited { 429 } else { e.code as u16 };
+            retry::status_verdict(status, None, format!("HTTP {}: {}", e.code, one_line(&e.message)))
+        }
+        BQError::TonicStatusError(s) => retry::grpc_verdict(s.code() as i32, s.message()),
+        BQError::TonicTransportError(e) => retry::grpc_verdict(14, &one_line(e)),
+        e => Verdict::Fatal(one_line(e)),
+    }
+}
+
+fn status_verdict(s: &tonic::Status) -> Verdict {
+    retry::grpc_verdict(s.code() as i32, s.message())
+}
+
+/// An id for a job or a statement, chosen by crest so a retried request is
+/// recognised by BigQuery as the same one.
+fn job_id() -> String {
+    format!("crest_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A REST call that failed because an earlier attempt of it succeeded: the
+/// job id, table or dataset it creates exists.
+fn already_done(e: &BQError) -> bool {
+    matches!(e, BQError::ResponseError { error } if error.error.code == 409)
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
@@ -272,6 +313,7 @@ impl BigQuery {
             target,
             endpoint,
             storage_url,
+            retry: RetryPolicy::warehouse(),
             calls: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         })
@@ -325,6 +367,24 @@ impl BigQuery {
     fn count(&self, bytes: usize) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn job_reference(&self, id: &str) -> gcp_bigquery_client::model::job_reference::JobReference {
+        gcp_bigquery_client::model::job_reference::JobReference {
+            job_id: Some(id.to_string()),
+            location: self.target.location.clone(),
+            project_id: Some(self.target.project.clone()),
+        }
+    }
+
+    /// One REST call with crest's retry policy; `call` makes the same
+    /// request each time (a job id or `requestId` makes a write idempotent).
+    async fn call<T, F, Fut>(&self, label: &str, call: F) -> std::result::Result<T, BQError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, BQError>>,
+    {
+        retry::retry(&self.retry, label, call, verdict).await
     }
 
     fn error(&self, e: BQError, what: &str) -> Error {
@@ -382,7 +442,9 @@ impl BigQuery {
                 dataset_reference::DatasetReference, job::Job, job_configuration::JobConfiguration,
                 job_configuration_query::JobConfigurationQuery,
             };
+            let id = job_id();
             let job = Job {
+                job_reference: Some(self.job_reference(&id)),
                 configuration: Some(JobConfiguration {
                     query: Some(JobConfigurationQuery {
                         query: sql.to_string(),
@@ -397,35 +459,35 @@ impl BigQuery {
                 }),
                 ..Default::default()
             };
-            let job = self
-                .client
-                .job()
-                .insert(&self.target.project, job)
+            let job = match self
+                .call("BigQuery jobs.insert", || {
+                    self.client.job().insert(&self.target.project, job.clone())
+                })
                 .await
-                .map_err(|e| self.error(e, what))?;
+            {
+                Ok(job) => job,
+                // A retry of an insert that reached BigQuery: the job runs once, under its id.
+                Err(e) if already_done(&e) => Job::default(),
+                Err(e) => return Err(self.error(e, what)),
+            };
             if let Some(e) = job.status.as_ref().and_then(|s| s.error_result.as_ref()) {
                 return Err(Error::Upstream(format!(
                     "BigQuery refused {what}: {}",
                     rows::errors_line(std::slice::from_ref(e))
                 )));
             }
-            return self
-                .pages(
-                    rows::Rows::new(None),
-                    job.job_reference.and_then(|j| j.job_id),
-                    false,
-                    None,
-                    what,
-                )
-                .await;
+            let id = job.job_reference.and_then(|j| j.job_id).unwrap_or(id);
+            return self.pages(rows::Rows::new(None), Some(id), false, None, what).await;
         }
         let mut req = QueryRequest::new(sql);
         req.timeout_ms = Some(60_000);
         req.location = self.target.location.clone();
+        // BigQuery runs a statement retried with the same requestId once.
+        req.request_id = Some(job_id());
         let resp = self
-            .client
-            .job()
-            .query(&self.target.project, req)
+            .call("BigQuery jobs.query", || {
+                self.client.job().query(&self.target.project, req.clone())
+            })
             .await
             .map_err(|e| self.error(e, what))?;
         // Errors can come with HTTP 200.
@@ -461,9 +523,11 @@ impl BigQuery {
                 ..Default::default()
             };
             let page = self
-                .client
-                .job()
-                .get_query_results(&self.target.project, job, params)
+                .call("BigQuery jobs.getQueryResults", || {
+                    self.client
+                        .job()
+                        .get_query_results(&self.target.project, job, params.clone())
+                })
                 .await
                 .map_err(|e| self.error(e, what))?;
             if let Some(errs) = page.errors.as_ref().filter(|e| !e.is_empty()) {
@@ -491,9 +555,11 @@ impl BigQuery {
     async fn table(&self, table: &str) -> Result<Option<Table>> {
         self.count(0);
         match self
-            .client
-            .table()
-            .get(&self.target.project, &self.target.dataset, table, None)
+            .call("BigQuery tables.get", || {
+                self.client
+                    .table()
+                    .get(&self.target.project, &self.target.dataset, table, None)
+            })
             .await
         {
             Ok(t) => Ok(Some(t)),
@@ -535,12 +601,15 @@ impl BigQuery {
             }
         }
         self.count(serde_json::to_vec(&t).map(|v| v.len()).unwrap_or(0));
-        self.client
-            .table()
-            .create(t)
+        match self
+            .call("BigQuery tables.insert", || self.client.table().create(t.clone()))
             .await
-            .map_err(|e| self.error(e, &format!("creating table {table}")))?;
-        Ok(())
+        {
+            // An earlier attempt created it.
+            Err(e) if already_done(&e) => Ok(()),
+            Err(e) => Err(self.error(e, &format!("creating table {table}"))),
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Streams a table's files into its staging table through one pending
@@ -562,28 +631,38 @@ impl BigQuery {
                 .map_err(|e| what(&e))?;
         }
         let channel = endpoint.connect().await.map_err(|e| what(&e))?;
-        let mut client = BigQueryWriteClient::new(channel).max_decoding_message_size(64 << 20);
+        let client = BigQueryWriteClient::new(channel).max_decoding_message_size(64 << 20);
         let parent = format!(
             "projects/{}/datasets/{}/tables/{staging}",
             self.target.project, self.target.dataset
         );
         let token = self.auth.access_token().await.map_err(|e| self.error(e, "a token"))?;
         self.count(parent.len());
-        let stream = client
-            .create_write_stream(authorized(
-                storage::CreateWriteStreamRequest {
-                    parent: parent.clone(),
-                    write_stream: Some(storage::WriteStream {
-                        r#type: storage::write_stream::Type::Pending as i32,
-                        ..Default::default()
-                    }),
-                },
-                &token,
-                format!("parent={parent}"),
-            )?)
-            .await
-            .map_err(|e| what(&e.message()))?
-            .into_inner();
+        let stream = retry::retry(
+            &self.retry,
+            "BigQuery CreateWriteStream",
+            || {
+                let mut client = client.clone();
+                // A retry may leave an empty pending stream behind: never
+                // committed, it holds no rows.
+                let req = authorized(
+                    storage::CreateWriteStreamRequest {
+                        parent: parent.clone(),
+                        write_stream: Some(storage::WriteStream {
+                            r#type: storage::write_stream::Type::Pending as i32,
+                            ..Default::default()
+                        }),
+                    },
+                    &token,
+                    format!("parent={parent}"),
+                );
+                async move { client.create_write_stream(req?).await }
+            },
+            status_verdict,
+        )
+        .await
+        .map_err(|e| what(&e.message()))?
+        .into_inner();
         let descriptor = rows::descriptor(schema)?;
         let mut encoder = rows::Encoder::new(schema)?;
         let mut buffered: Vec<Vec<u8>> = Vec::new();
@@ -596,6 +675,8 @@ impl BigQuery {
             .filter(|t| t.table == table)
             .flat_map(|t| t.dates.values().flatten())
             .collect();
+        // Each append names its offset in the stream, so a retried append
+        // whose rows are already in is refused (ALREADY_EXISTS), never doubled.
         let append = |rows: Vec<Vec<u8>>, offset: i64| {
             let bytes: usize = rows.iter().map(Vec::len).sum();
             self.count(bytes);
@@ -612,30 +693,44 @@ impl BigQuery {
                 )),
                 ..Default::default()
             };
-            let r = authorized(
-                futures::stream::iter(vec![req]),
-                &token,
-                format!("write_stream={}", stream.name),
-            );
-            let mut client = client.clone();
+            let (client, token, stream) = (&client, &token, &stream);
             async move {
-                let mut responses = client
-                    .append_rows(r?)
-                    .await
-                    .map_err(|e| what(&e.message()))?
-                    .into_inner();
-                while let Some(resp) = responses.message().await.map_err(|e| what(&e.message()))? {
-                    if let Some(storage::append_rows_response::Response::Error(s)) = resp.response {
-                        return Err(what(&s.message));
-                    }
-                    if let Some(row) = resp.row_errors.first() {
-                        return Err(Error::Data(format!(
-                            "BigQuery refused row {} of {table}: {}",
-                            row.index, row.message
-                        )));
-                    }
+                let sent = retry::retry(
+                    &self.retry,
+                    "BigQuery AppendRows",
+                    || {
+                        let r = authorized(
+                            futures::stream::iter(vec![req.clone()]),
+                            token,
+                            format!("write_stream={}", stream.name),
+                        );
+                        let mut client = client.clone();
+                        async move {
+                            let mut responses = client.append_rows(r?).await?.into_inner();
+                            while let Some(resp) = responses.message().await? {
+                                if let Some(storage::append_rows_response::Response::Error(s)) = resp.response {
+                                    return Err(tonic::Status::new(tonic::Code::from(s.code), s.message));
+                                }
+                                if let Some(row) = resp.row_errors.first() {
+                                    return Ok(Some(format!(
+                                        "BigQuery refused row {} of {table}: {}",
+                                        row.index, row.message
+                                    )));
+                                }
+                            }
+                            Ok(None)
+                        }
+                    },
+                    status_verdict,
+                )
+                .await;
+                match sent {
+                    Ok(None) => Ok(()),
+                    Ok(Some(refused)) => Err(Error::Data(refused)),
+                    // An earlier attempt's rows are in; its answer was lost.
+                    Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+                    Err(s) => Err(what(&s.message())),
                 }
-                Ok::<(), Error>(())
             }
         };
         for f in files {
@@ -658,29 +753,45 @@ impl BigQuery {
             append(std::mem::take(&mut buffered), offset).await?;
         }
         self.count(stream.name.len());
-        client
-            .finalize_write_stream(authorized(
-                storage::FinalizeWriteStreamRequest {
-                    name: stream.name.clone(),
-                },
-                &token,
-                format!("name={}", stream.name),
-            )?)
-            .await
-            .map_err(|e| what(&e.message()))?;
+        retry::retry(
+            &self.retry,
+            "BigQuery FinalizeWriteStream",
+            || {
+                let mut client = client.clone();
+                let req = authorized(
+                    storage::FinalizeWriteStreamRequest {
+                        name: stream.name.clone(),
+                    },
+                    &token,
+                    format!("name={}", stream.name),
+                );
+                async move { client.finalize_write_stream(req?).await }
+            },
+            status_verdict,
+        )
+        .await
+        .map_err(|e| what(&e.message()))?;
         self.count(stream.name.len());
-        let commit = client
-            .batch_commit_write_streams(authorized(
-                storage::BatchCommitWriteStreamsRequest {
-                    parent: parent.clone(),
-                    write_streams: vec![stream.name.clone()],
-                },
-                &token,
-                format!("parent={parent}"),
-            )?)
-            .await
-            .map_err(|e| what(&e.message()))?
-            .into_inner();
+        let commit = retry::retry(
+            &self.retry,
+            "BigQuery BatchCommitWriteStreams",
+            || {
+                let mut client = client.clone();
+                let req = authorized(
+                    storage::BatchCommitWriteStreamsRequest {
+                        parent: parent.clone(),
+                        write_streams: vec![stream.name.clone()],
+                    },
+                    &token,
+                    format!("parent={parent}"),
+                );
+                async move { client.batch_commit_write_streams(req?).await }
+            },
+            status_verdict,
+        )
+        .await
+        .map_err(|e| what(&e.message()))?
+        .into_inner();
         if let Some(e) = commit.stream_errors.first() {
             return Err(what(&e.error_message));
         }
@@ -703,7 +814,9 @@ impl BigQuery {
         if uris.is_empty() {
             return Ok(());
         }
+        let id = job_id();
         let job = Job {
+            job_reference: Some(self.job_reference(&id)),
             configuration: Some(JobConfiguration {
                 load: Some(JobConfigurationLoad {
                     source_uris: Some(uris),
@@ -717,13 +830,17 @@ impl BigQuery {
             ..Default::default()
         };
         self.count(serde_json::to_vec(&job).map(|v| v.len()).unwrap_or(0));
-        let job = self
-            .client
-            .job()
-            .insert(&self.target.project, job)
+        // The job id is crest's, so a retried insert cannot append the files twice.
+        let id = match self
+            .call("BigQuery jobs.insert", || {
+                self.client.job().insert(&self.target.project, job.clone())
+            })
             .await
-            .map_err(|e| self.error(e, "a load job"))?;
-        let id = job.job_reference.and_then(|r| r.job_id).unwrap_or_default();
+        {
+            Ok(job) => job.job_reference.and_then(|r| r.job_id).unwrap_or(id),
+            Err(e) if already_done(&e) => id,
+            Err(e) => return Err(self.error(e, "a load job")),
+        };
         let started = std::time::Instant::now();
         loop {
             if started.elapsed() >= LOAD_JOB_DEADLINE {
@@ -734,9 +851,11 @@ impl BigQuery {
             }
             self.count(0);
             let j = self
-                .client
-                .job()
-                .get_job(&self.target.project, &id, self.target.location.as_deref())
+                .call("BigQuery jobs.get", || {
+                    self.client
+                        .job()
+                        .get_job(&self.target.project, &id, self.target.location.as_deref())
+                })
                 .await
                 .map_err(|e| self.error(e, "a load job"))?;
             let status = j.status.unwrap_or_default();
@@ -824,13 +943,19 @@ impl warehouse::Warehouse for BigQuery {
     async fn drop_staging_table(&self, table: &str, load_id: &str) {
         let staging = warehouse::staging_name(table, load_id);
         self.count(0);
-        // The client reports only whether a table was dropped; one left
-        // behind is named by its load and harmless.
-        let _ = self
-            .client
-            .table()
-            .delete_if_exists(&self.target.project, &self.target.dataset, &staging)
+        let dropped = self
+            .call("BigQuery tables.delete", || {
+                self.client
+                    .table()
+                    .delete(&self.target.project, &self.target.dataset, &staging)
+            })
             .await;
+        match dropped {
+            Err(e) if !Self::is_not_found(&e) => {
+                tracing::warn!(table = %staging, error = %one_line(&e), "cannot drop a staging table; it is harmless, drop it by hand")
+            }
+            _ => {}
+        }
     }
 }
 
@@ -861,9 +986,9 @@ impl Destination for BigQuery {
     async fn prepare(&self, schemas: &[(&'static str, SchemaRef)], create: bool) -> Result<Vec<String>> {
         self.count(0);
         match self
-            .client
-            .dataset()
-            .get(&self.target.project, &self.target.dataset)
+            .call("BigQuery datasets.get", || {
+                self.client.dataset().get(&self.target.project, &self.target.dataset)
+            })
             .await
         {
             Ok(_) => {}
@@ -880,11 +1005,14 @@ impl Destination for BigQuery {
                     ds = ds.location(l);
                 }
                 self.count(0);
-                self.client
-                    .dataset()
-                    .create(ds)
+                match self
+                    .call("BigQuery datasets.insert", || self.client.dataset().create(ds.clone()))
                     .await
-                    .map_err(|e| self.error(e, "creating the dataset"))?;
+                {
+                    Ok(_) => {}
+                    Err(e) if already_done(&e) => {}
+                    Err(e) => return Err(self.error(e, "creating the dataset")),
+                }
             }
             Err(e) => return Err(self.error(e, "reading the dataset")),
         }
@@ -955,11 +1083,13 @@ impl Destination for BigQuery {
             // The tables API then carries the full schema with every description.
             existing.schema.fields = Some(fields);
             self.count(serde_json::to_vec(&existing).map(|v| v.len()).unwrap_or(0));
-            self.client
-                .table()
-                .patch(&self.target.project, &self.target.dataset, table, existing)
-                .await
-                .map_err(|e| self.error(e, &format!("describing the columns added to {table}")))?;
+            self.call("BigQuery tables.patch", || {
+                self.client
+                    .table()
+                    .patch(&self.target.project, &self.target.dataset, table, existing.clone())
+            })
+            .await
+            .map_err(|e| self.error(e, &format!("describing the columns added to {table}")))?;
         }
         Ok(changes)
     }

@@ -206,8 +206,6 @@ pub fn log_filter(crest_log: Option<&str>, dependencies: bool) -> String {
             Some(_) => {}
         }
     }
-    // Its retry warnings repeat what crest's own retry log says.
-    directives.push("reqwest_retry=error".into());
     directives.join(",")
 }
 

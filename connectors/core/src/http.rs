@@ -9,7 +9,6 @@
 use crate::error::one_line;
 use crate::pacing::Pacer;
 use crate::{Error, Secret};
-use backon::BackoffBuilder;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -224,13 +223,7 @@ impl ApiClient {
         B: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         P: Fn(&[u8]) -> Result<T, Verdict>,
     {
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.policy.initial_delay)
-            .with_max_delay(self.policy.max_delay)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut backoff = self.policy.backoff();
         let mut attempt = 0usize;
         loop {
             attempt += 1;
@@ -310,8 +303,10 @@ impl ApiClient {
     {
         let response = match build(&self.http).send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Attempt::Unreachable(format!("cannot connect: {}", error_chain(&e))),
-            Err(e) => return Attempt::Verdict(transport_retry(&e)),
+            Err(e) if e.is_connect() => {
+                return Attempt::Unreachable(format!("{}: {}", crate::retry::UNREACHABLE, error_chain(&e)))
+            }
+            Err(e) => return Attempt::Verdict(crate::retry::transport_verdict(&e)),
         };
         let status = response.status();
         let headers = response.headers().clone();
@@ -336,7 +331,7 @@ impl ApiClient {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Attempt::Verdict(transport_retry(&e)),
+                Err(e) => return Attempt::Verdict(crate::retry::transport_verdict(&e)),
             }
         }
         let body = body.freeze();
@@ -368,23 +363,8 @@ enum Attempt<T> {
     Unreachable(String),
 }
 
-fn transport_retry(e: &reqwest::Error) -> Verdict {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "response body cut off"
-    } else {
-        "connection failed"
-    };
-    Verdict::Retry {
-        reason: format!("{what}: {}", error_chain(e)),
-        after: None,
-        rate_limited: false,
-    }
-}
-
 /// reqwest's Display hides the cause ("error sending request"); the chain says what happened.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -435,23 +415,8 @@ fn body_snippet(body: &[u8]) -> String {
 }
 
 fn default_status_verdict(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict {
-    let after = retry_after(headers);
     let detail = format!("HTTP {status}: {}", body_snippet(body));
-    match status.as_u16() {
-        429 => Verdict::Retry {
-            reason: detail,
-            after,
-            rate_limited: true,
-        },
-        408 | 500..=599 => Verdict::Retry {
-            reason: detail,
-            after,
-            rate_limited: false,
-        },
-        401 => Verdict::Unauthenticated(format!("credentials rejected ({detail})")),
-        403 => Verdict::Auth(format!("credentials rejected ({detail})")),
-        _ => Verdict::BadRequest(detail),
-    }
+    crate::retry::status_verdict(status.as_u16(), retry_after(headers), detail)
 }
 
 #[cfg(test)]

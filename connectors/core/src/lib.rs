@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod oauth;
 pub mod pacing;
 pub mod raw;
+pub mod retry;
 pub mod secret;
 pub mod state;
 pub mod storage;

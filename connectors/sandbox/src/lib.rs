@@ -7,6 +7,7 @@
 //! QPS budget, faults) and the delivery of broken bodies.
 
 pub mod faults;
+pub mod front;
 pub mod google;
 pub mod google_ads;
 pub mod meta;

@@ -7,15 +7,11 @@
 //! `CREST_SNOWFLAKE_BASE_URL` as it would any proxy, and runs exactly as it
 //! does against Snowflake. Not for production use: it exists for the emulator.
 
+use crate::front::{Front, Rewrite};
+
 pub struct SnowflakeProxy {
     pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SnowflakeProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    front: Front,
 }
 
 impl SnowflakeProxy {
@@ -24,71 +20,26 @@ impl SnowflakeProxy {
     }
 
     pub async fn bind(addr: &str, upstream: String) -> std::io::Result<SnowflakeProxy> {
-        let client = reqwest::Client::new();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, upstream) = (client.clone(), upstream.clone());
-            async move { forward(&client, &upstream, req).await }
-        });
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the Snowflake proxy stopped");
-            }
-        });
-        Ok(SnowflakeProxy { url, task })
+        Self::from(Front::bind(addr, upstream, Some(complete as Rewrite), None).await?)
     }
-}
 
-async fn forward(client: &reqwest::Client, upstream: &str, req: axum::extract::Request) -> axum::response::Response {
-    let bad_gateway = |e: &dyn std::fmt::Display| {
-        axum::response::Response::builder()
-            .status(502)
-            .body(axum::body::Body::from(format!(
-                "the Snowflake emulator did not answer: {e}"
-            )))
-            .unwrap_or_default()
-    };
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => return bad_gateway(&e),
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let mut rb = client
-        .request(parts.method.clone(), format!("{upstream}{path}"))
-        .body(body);
-    for (k, v) in &parts.headers {
-        if !matches!(k.as_str(), "host" | "content-length" | "accept-encoding") {
-            rb = rb.header(k, v);
-        }
+    /// The proxy answering every `every`-th request with HTTP 503, as a
+    /// Snowflake front end under load does (see [`Front::faults`]).
+    pub async fn flaky(upstream: String, every: usize) -> std::io::Result<SnowflakeProxy> {
+        Self::from(Front::bind("127.0.0.1:0", upstream, Some(complete as Rewrite), Some(every)).await?)
     }
-    let resp = match rb.send().await {
-        Ok(r) => r,
-        Err(e) => return bad_gateway(&e),
-    };
-    let status = resp.status().as_u16();
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => return bad_gateway(&e),
-    };
-    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(mut v) => {
-            complete(parts.uri.path(), &mut v);
-            serde_json::to_vec(&v).unwrap_or_default()
-        }
-        Err(_) => bytes.to_vec(),
-    };
-    axum::response::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body))
-        .unwrap_or_default()
+
+    fn from(front: Front) -> std::io::Result<SnowflakeProxy> {
+        Ok(SnowflakeProxy {
+            url: front.url.clone(),
+            front,
+        })
+    }
+
+    /// How many requests were answered 503 instead of forwarded.
+    pub fn faults(&self) -> usize {
+        self.front.faults()
+    }
 }
 
 fn complete(path: &str, v: &mut serde_json::Value) {

@@ -19,7 +19,9 @@ pub use target::KIND;
 
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use crest_core::http::RetryPolicy;
 use crest_core::load::{Destination, LoadPlan, LoadRecord, TableReport};
+use crest_core::retry::RetryMiddleware;
 use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::snowflake::{
@@ -190,16 +192,10 @@ fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
-        // Retries give up with their own error around the connection's.
         let text = e.to_string();
-        if [
-            "error sending request",
-            "Request failed after",
-            "onnection refused",
-            "dns error",
-        ]
-        .iter()
-        .any(|m| text.contains(m))
+        if ["error sending request", "onnection refused", "dns error"]
+            .iter()
+            .any(|m| text.contains(m))
         {
             return true;
         }
@@ -246,11 +242,10 @@ impl Snowflake {
             .timeout(std::time::Duration::from_secs(600))
             .build()
             .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
-        // Transient failures are retried with the same requestId, which
-        // Snowflake recognises, so a retried statement runs once.
-        let retry = reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(3);
+        // Transient failures are retried by crest's one policy with the same
+        // requestId, which Snowflake recognises, so a retried statement runs once.
         let mut builder = reqwest_middleware::ClientBuilder::new(http)
-            .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(retry));
+            .with(RetryMiddleware::new(RetryPolicy::warehouse(), "snowflake"));
         if let Some(b) = &base {
             let url = url::Url::parse(b)
                 .map_err(|e| Error::Config(format!("CREST_SNOWFLAKE_BASE_URL '{b}' is not a URL: {e}")))?;

@@ -3,6 +3,7 @@
 //! own dataset or database. The emulators are started by `scripts/test.sh`
 //! (`scripts/emulators.sh`); a test that needs one fails loudly without it.
 
+use crest_sandbox::front::Front;
 use crest_sandbox::snowflake_proxy::SnowflakeProxy;
 use std::path::Path;
 use std::process::Output;
@@ -18,7 +19,8 @@ pub struct Target {
     pub kind: Kind,
     pub spec: String,
     env: Vec<(String, String)>,
-    _proxy: Option<SnowflakeProxy>,
+    proxy: Option<SnowflakeProxy>,
+    front: Option<Front>,
 }
 
 pub fn emulator(var: &str) -> String {
@@ -40,7 +42,8 @@ impl Target {
             kind: Kind::Lake,
             spec: format!("lake:{}", dir.display()),
             env: Vec::new(),
-            _proxy: None,
+            proxy: None,
+            front: None,
         }
     }
 
@@ -54,7 +57,8 @@ impl Target {
                 unique("crest")
             ),
             env: bigquery_env(),
-            _proxy: None,
+            proxy: None,
+            front: None,
         }
     }
 
@@ -68,8 +72,37 @@ impl Target {
             kind: Kind::Snowflake,
             spec: format!("snowflake://crest_test/{}/crest?warehouse=load_wh", unique("db")),
             env: snowflake_env(&proxy.url),
-            _proxy: Some(proxy),
+            proxy: Some(proxy),
+            front: None,
         }
+    }
+
+    /// A fresh dataset on the BigQuery emulator behind a front that answers
+    /// every `every`-th REST request 503, as Google's front ends do under load.
+    pub async fn bigquery_flaky(every: usize) -> Target {
+        let front = Front::flaky(emulator("CREST_TEST_BIGQUERY_URL"), every).await.unwrap();
+        let mut t = Target::bigquery();
+        t.env[1].1 = front.url.clone();
+        t.front = Some(front);
+        t
+    }
+
+    /// A fresh database on the Snowflake emulator whose proxy answers every
+    /// `every`-th request 503.
+    pub async fn snowflake_flaky(every: usize) -> Target {
+        let proxy = SnowflakeProxy::flaky(emulator("CREST_TEST_SNOWFLAKE_URL"), every)
+            .await
+            .unwrap();
+        let mut t = Target::snowflake().await;
+        t.env = snowflake_env(&proxy.url);
+        t.proxy = Some(proxy);
+        t
+    }
+
+    /// How many requests a flaky target's front answered 503.
+    pub fn faults(&self) -> usize {
+        self.front.as_ref().map(Front::faults).unwrap_or(0)
+            + self.proxy.as_ref().map(SnowflakeProxy::faults).unwrap_or(0)
     }
 
     pub async fn all(lake: &Path) -> Vec<Target> {

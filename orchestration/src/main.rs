@@ -7,6 +7,7 @@ mod demo;
 mod lookml;
 mod render;
 mod run;
+mod sources;
 mod targets;
 
 use clap::{Args, Parser, Subcommand};

@@ -10,6 +10,7 @@
 
 use crate::{AlertsArgs, BenchmarksLoadArgs, GranularityArg, LoadArgs, TargetArgs, TransformArgs};
 use chrono::{NaiveDate, Utc};
+use crest_core::source::{Section, SectionError, Source};
 use crest_core::storage::{read_file, Location};
 use crest_core::window::parse_date;
 use crest_core::{Error, Result};
@@ -20,8 +21,9 @@ use std::time::Instant;
 pub const EXAMPLE_CONFIG: &str = include_str!("../crest.example.toml");
 
 /// The config file: see `crest.example.toml`, which documents every key.
+/// Each platform's table (`[tiktok]`, …) is read by its connector's
+/// [`Source`]; unknown keys are refused in [`RunConfig::parse`].
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Where raw, canonical, manifests and state go: a path or object-store URL.
     pub out: String,
@@ -40,9 +42,10 @@ pub struct RunConfig {
     #[serde(default)]
     pub granularity: Granularity,
     pub benchmarks: Option<String>,
-    pub tiktok: Option<TikTok>,
-    pub meta: Option<Meta>,
-    pub youtube: Option<YouTube>,
+    /// The platforms the config has a table for, in the registry's order,
+    /// with what their tables ask.
+    #[serde(skip)]
+    pub platforms: Vec<(&'static Source, Section)>,
     #[serde(default)]
     pub alerts: Alerts,
     /// Seconds to wait for another run writing the same accounts or lake to
@@ -57,36 +60,6 @@ pub enum Granularity {
     #[default]
     Day,
     Hour,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TikTok {
-    pub advertiser_ids: Vec<String>,
-    pub max_qps: Option<f64>,
-    pub lookback_days: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Meta {
-    pub account_ids: Vec<String>,
-    pub max_qps: Option<f64>,
-    pub lookback_days: Option<u32>,
-    /// Poll interval of Meta's async report jobs (the sandbox finishes fast).
-    pub poll_initial_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct YouTube {
-    #[serde(default)]
-    pub channel_ids: Vec<String>,
-    #[serde(default)]
-    pub ads_customer_ids: Vec<String>,
-    pub login_customer_id: Option<String>,
-    pub max_qps: Option<f64>,
-    pub lookback_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +95,23 @@ fn default_window() -> String {
     "7d_click,1d_view".into()
 }
 
+/// The config's own keys; every other key is a platform's table.
+const KEYS: [&str; 13] = [
+    "out",
+    "target",
+    "start",
+    "end",
+    "roster",
+    "fx",
+    "reporting_currency",
+    "standard_window",
+    "granularity",
+    "benchmarks",
+    "alerts",
+    "wait_for_lease",
+    "platforms",
+];
+
 /// Key names that hold secrets elsewhere; in the config they are refused.
 const SECRET_WORDS: [&str; 6] = ["token", "secret", "password", "webhook", "api_key", "credential"];
 
@@ -138,20 +128,34 @@ impl RunConfig {
     pub fn parse(spec: &str, text: &str) -> Result<RunConfig> {
         let table: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(format!("{spec}: {}", toml_error(&e))))?;
+        let names = || {
+            crate::sources::SOURCES
+                .iter()
+                .map(|s| format!("[{}]", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for (key, value) in &table {
-            if value.is_table() && !["tiktok", "meta", "youtube", "alerts"].contains(&key.as_str()) {
-                return Err(Error::Config(format!(
-                    "{spec}: [{key}] is not a platform crest reads: use [tiktok], [meta] or [youtube]"
-                )));
+            let platform = crate::sources::SOURCES.iter().any(|s| s.name == key.as_str());
+            if platform || (KEYS.contains(&key.as_str()) && key != "platforms") {
+                continue;
             }
+            return Err(Error::Config(match value.is_table() {
+                true => format!("{spec}: [{key}] is not a platform crest reads: use {}", names()),
+                false => format!(
+                    "{spec}: unknown field `{key}`: the keys are {} and a table per platform",
+                    KEYS[..KEYS.len() - 1].join(", ")
+                ),
+            }));
         }
         if let Some(key) = secret_key(&table, "") {
             return Err(Error::Config(format!(
                 "{spec}: `{key}` looks like a secret; secrets stay out of the config: set the platform's environment variable (or …_FILE) instead, see crest run --help"
             )));
         }
-        let config: RunConfig =
+        let mut config: RunConfig =
             toml::from_str(text).map_err(|e| Error::Config(format!("{spec}: {}", toml_error(&e))))?;
+        config.platforms = platform_tables(spec, text)?;
         config.check(spec)?;
         Ok(config)
     }
@@ -161,28 +165,15 @@ impl RunConfig {
         if self.out.trim().is_empty() {
             return bad("out", "is empty: give a path or URL, e.g. out = \"./crest-out\"".into());
         }
-        if self.tiktok.is_none() && self.meta.is_none() && self.youtube.is_none() {
+        if self.platforms.is_empty() {
+            let names: Vec<String> = crate::sources::SOURCES
+                .iter()
+                .map(|s| format!("[{}]", s.name))
+                .collect();
             return Err(Error::Config(format!(
-                "{spec}: no platform: add a [tiktok], [meta] or [youtube] table with its accounts"
+                "{spec}: no platform: add a table with its accounts, one of {}",
+                names.join(", ")
             )));
-        }
-        if let Some(t) = &self.tiktok {
-            if t.advertiser_ids.is_empty() {
-                return bad(
-                    "tiktok.advertiser_ids",
-                    "is empty: list at least one advertiser id".into(),
-                );
-            }
-        }
-        if let Some(m) = &self.meta {
-            if m.account_ids.is_empty() {
-                return bad("meta.account_ids", "is empty: list at least one ad account id".into());
-            }
-        }
-        if let Some(y) = &self.youtube {
-            if y.channel_ids.is_empty() && y.ads_customer_ids.is_empty() {
-                return bad("youtube", "has neither channel_ids nor ads_customer_ids".into());
-            }
         }
         for (key, value) in [("start", &self.start), ("end", &self.end)] {
             if let Some(v) = value {
@@ -198,26 +189,29 @@ impl RunConfig {
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
             return bad("reporting_currency", "is not an ISO 4217 code, e.g. \"USD\"".into());
         }
-        let budgets = [
-            ("tiktok.max_qps", self.tiktok.as_ref().and_then(|t| t.max_qps)),
-            ("meta.max_qps", self.meta.as_ref().and_then(|m| m.max_qps)),
-            ("youtube.max_qps", self.youtube.as_ref().and_then(|y| y.max_qps)),
-        ];
-        for (key, qps) in budgets {
-            if qps.is_some_and(|q| !(q.is_finite() && q >= 0.0)) {
+        for (source, section) in &self.platforms {
+            if section.max_qps.is_some_and(|q| !(q.is_finite() && q >= 0.0)) {
                 return bad(
-                    key,
+                    &format!("{}.max_qps", source.name),
                     "must be a number of requests per second, 0 or more (0: no budget)".into(),
                 );
             }
         }
-        // Only TikTok has an hourly report: the others would be extracted by
-        // day and then left out of an hourly transform.
-        if self.granularity == Granularity::Hour && (self.meta.is_some() || self.youtube.is_some()) {
+        // A platform without an hourly report would be extracted by day and
+        // then left out of an hourly transform.
+        let daily: Vec<&str> = self
+            .platforms
+            .iter()
+            .filter(|(s, _)| !s.hourly)
+            .map(|(s, _)| s.name)
+            .collect();
+        if self.granularity == Granularity::Hour && !daily.is_empty() {
             return bad(
                 "granularity",
-                "= \"hour\" needs TikTok alone (Meta and YouTube are read by day): run hourly TikTok in its own config"
-                    .into(),
+                format!(
+                    "= \"hour\" needs platforms with hourly reports, and {} is read by day: run the hourly platforms in their own config",
+                    daily.join(", ")
+                ),
             );
         }
         if self.alerts.slack
@@ -237,6 +231,22 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+/// Each registered platform's table in a config's text, read by its connector.
+pub fn platform_tables(spec: &str, text: &str) -> Result<Vec<(&'static Source, Section)>> {
+    let mut platforms = Vec::new();
+    for source in crate::sources::SOURCES {
+        match (source.section)(text) {
+            Ok(Some(section)) => platforms.push((source, section)),
+            Ok(None) => {}
+            Err(SectionError::Toml(e)) => {
+                return Err(Error::Config(format!("{spec}: [{}]: {}", source.name, toml_error(&e))))
+            }
+            Err(SectionError::Key { key, problem }) => return Err(Error::Config(format!("{spec}: `{key}` {problem}"))),
+        }
+    }
+    Ok(platforms)
 }
 
 fn toml_error(e: &toml::de::Error) -> String {
@@ -421,9 +431,7 @@ impl Stages {
 fn extract_flags(
     config: &RunConfig,
     platform: &str,
-    ids: (&str, &[String]),
-    max_qps: Option<f64>,
-    lookback: Option<u32>,
+    section: &Section,
     (start, end): (NaiveDate, NaiveDate),
 ) -> Vec<String> {
     // `--flag=value`: a value is never read as a flag of its own.
@@ -434,13 +442,11 @@ fn extract_flags(
         format!("--out={}", config.out),
         format!("--state={}/_state/{platform}.json", config.out.trim_end_matches('/')),
     ];
-    if !ids.1.is_empty() {
-        flags.push(format!("{}={}", ids.0, ids.1.join(",")));
-    }
-    if let Some(q) = max_qps {
+    flags.extend(section.flags.iter().cloned());
+    if let Some(q) = section.max_qps {
         flags.push(format!("--max-qps={q}"));
     }
-    if let Some(d) = lookback {
+    if let Some(d) = section.lookback_days {
         flags.push(format!("--lookback-days={d}"));
     }
     flags
@@ -477,17 +483,13 @@ pub async fn run(options: RunOptions) -> Result<()> {
 async fn require_state(config: &RunConfig, spec: &str) -> Result<()> {
     // An output that does not exist yet has no state (and is not created here).
     let out = Location::parse_existing(&config.out).ok();
-    let platforms = [
-        ("tiktok", config.tiktok.is_some()),
-        ("meta", config.meta.is_some()),
-        ("youtube", config.youtube.is_some()),
-    ];
-    for (platform, on) in platforms {
+    for (source, _) in &config.platforms {
+        let platform = source.name;
         let state = match &out {
             Some(out) => out.get(&format!("_state/{platform}.json")).await?,
             None => None,
         };
-        if on && state.is_none() {
+        if state.is_none() {
             return Err(Error::Config(format!(
                 "{spec}: no state for {platform} yet ({}/_state/{platform}.json): run once with the config's start and end (or --start/--end) before --since-last",
                 config.out.trim_end_matches('/')
@@ -551,75 +553,34 @@ pub async fn run_with(config: RunConfig, label: &str, (start, end): (NaiveDate, 
 async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mut Stages) -> Result<()> {
     // Extract: every platform at once, each within its own request budget.
     let started = Instant::now();
-    let mut jobs: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
-    if let Some(t) = &config.tiktok {
-        let mut flags = extract_flags(
-            config,
-            "tiktok",
-            ("--advertiser-id", &t.advertiser_ids),
-            t.max_qps,
-            t.lookback_days,
-            range,
-        );
-        if config.granularity == Granularity::Hour {
-            flags.push("--granularity=hour".into());
-        }
-        jobs.push(("tiktok".into(), t.advertiser_ids.clone(), flags));
-    }
-    if let Some(m) = &config.meta {
-        let mut flags = extract_flags(
-            config,
-            "meta",
-            ("--account-id", &m.account_ids),
-            m.max_qps,
-            m.lookback_days,
-            range,
-        );
-        if let Some(ms) = m.poll_initial_ms {
-            flags.push(format!("--poll-initial-ms={ms}"));
-        }
-        jobs.push(("meta".into(), m.account_ids.clone(), flags));
-    }
-    if let Some(y) = &config.youtube {
-        let mut flags = extract_flags(
-            config,
-            "youtube",
-            ("--channel-id", &y.channel_ids),
-            y.max_qps,
-            y.lookback_days,
-            range,
-        );
-        if !y.ads_customer_ids.is_empty() {
-            flags.push(format!("--ads-customer-id={}", y.ads_customer_ids.join(",")));
-        }
-        if let Some(l) = &y.login_customer_id {
-            flags.push(format!("--login-customer-id={l}"));
-        }
-        let accounts = y.channel_ids.iter().chain(&y.ads_customer_ids).cloned().collect();
-        jobs.push(("youtube".into(), accounts, flags));
-    }
+    let jobs: Vec<(&Source, &[String], Vec<String>)> = config
+        .platforms
+        .iter()
+        .map(|(source, section)| {
+            let mut flags = extract_flags(config, source.name, section, range);
+            if source.hourly && config.granularity == Granularity::Hour {
+                flags.push("--granularity=hour".into());
+            }
+            (*source, section.accounts.as_slice(), flags)
+        })
+        .collect();
     stages.line(
         "extract",
         &format!(
             "{} ({}..{}) …",
-            jobs.iter().map(|j| j.0.as_str()).collect::<Vec<_>>().join(", "),
+            jobs.iter().map(|j| j.0.name).collect::<Vec<_>>().join(", "),
             range.0,
             range.1
         ),
     );
-    let results = futures::future::join_all(jobs.iter().map(|(platform, _, flags)| async move {
-        match platform.as_str() {
-            "tiktok" => crest_tiktok::command::extract_with(flags.clone()).await,
-            "meta" => crest_meta::command::extract_with(flags.clone()).await,
-            _ => crest_youtube::command::extract_with(flags.clone()).await,
-        }
-    }))
-    .await;
+    let results =
+        futures::future::join_all(jobs.iter().map(|(source, _, flags)| (source.extract)(flags.clone()))).await;
     let mut extracted: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut first = range.0;
     let mut last = range.1;
     let mut failure: Option<Error> = None;
-    for ((platform, accounts, _), result) in jobs.iter().zip(results) {
+    for ((source, accounts, _), result) in jobs.iter().zip(results) {
+        let platform = source.name;
         match result {
             Ok(manifests) => {
                 for m in &manifests {

@@ -440,3 +440,33 @@ pub fn parse_from<P: Parser>(argv: impl IntoIterator<Item = String>) -> Result<P
         Error::Config(first)
     })
 }
+
+/// A connector's two entry points, the same for every platform: `execute`
+/// (its binary's `main`, reporting on its own) and `extract_with` (how
+/// `crest run` drives it through its [`crate::source::Source`], reporting
+/// through the caller, with the connector's own checks and defaults).
+/// Expects in scope: `Cli` (with `global.log_format` and
+/// `command: Command::{Check, Extract(Box<…>)}`), `async fn check(args)`
+/// and `async fn extract(args, Report) -> Result<Vec<RunManifest>>`.
+#[macro_export]
+macro_rules! connector_entry_points {
+    ($bin:literal) => {
+        /// Runs a parsed command line (the binary's `main`).
+        pub async fn execute(cli: Cli) -> $crate::Result<()> {
+            let format = cli.global.log_format;
+            match cli.command {
+                Command::Check(args) => check(args).await,
+                Command::Extract(args) => extract(*args, $crate::cli::Report::Own(format)).await.map(|_| ()),
+            }
+        }
+
+        /// `extract` with these flags (as on the command line, without the
+        /// command name), reporting through the caller.
+        pub async fn extract_with(flags: Vec<String>) -> $crate::Result<Vec<$crate::manifest::RunManifest>> {
+            match $crate::cli::parse_extract::<Cli>($bin, flags)?.command {
+                Command::Extract(args) => extract(*args, $crate::cli::Report::Caller).await,
+                Command::Check(_) => Err($crate::Error::Config("extract_with runs extract only".into())),
+            }
+        }
+    };
+}

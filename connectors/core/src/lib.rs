@@ -21,6 +21,7 @@ pub mod pacing;
 pub mod raw;
 pub mod retry;
 pub mod secret;
+pub mod source;
 pub mod state;
 pub mod storage;
 pub mod target;

@@ -7,10 +7,11 @@ use crate::{
     DEFAULT_CONVERSION_ACTION,
 };
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
+use crest_core::source::{self, Section, SectionError, Source};
 use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
@@ -233,21 +234,41 @@ async fn extract(args: MetaExtractArgs, report: Report) -> Result<Vec<RunManifes
     Ok(vec![manifest])
 }
 
-/// Runs a parsed command line (the binary's `main`).
-pub async fn execute(cli: Cli) -> Result<()> {
-    let format = cli.global.log_format;
-    match cli.command {
-        Command::Check(args) => check(args).await,
-        Command::Extract(args) => extract(*args, Report::Own(format)).await.map(|_| ()),
-    }
+crest_core::connector_entry_points!("crest-meta");
+
+/// `crest run`'s `[meta]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTable {
+    account_ids: Vec<String>,
+    max_qps: Option<f64>,
+    lookback_days: Option<u32>,
+    /// Poll interval of the async report jobs (the sandbox finishes fast).
+    poll_initial_ms: Option<u64>,
 }
 
-/// `extract` with these flags (as on the command line, without the command
-/// name), reporting through the caller: `crest run` drives a platform from
-/// its config this way, with the connector's own checks and defaults.
-pub async fn extract_with(flags: Vec<String>) -> Result<Vec<RunManifest>> {
-    match cli::parse_extract::<Cli>("crest-meta", flags)?.command {
-        Command::Extract(args) => extract(*args, Report::Caller).await,
-        Command::Check(_) => Err(Error::Config("extract_with runs extract only".into())),
-    }
-}
+/// Meta as `crest run` drives it (`[meta]` in the config).
+pub const SOURCE: Source = Source {
+    name: "meta",
+    hourly: false,
+    section: |text| {
+        let Some(m) = source::table::<RunTable>(text, "meta")? else {
+            return Ok(None);
+        };
+        if m.account_ids.is_empty() {
+            return Err(SectionError::key(
+                "meta.account_ids",
+                "is empty: list at least one ad account id",
+            ));
+        }
+        let mut flags: Vec<String> = source::ids_flag("--account-id", &m.account_ids).into_iter().collect();
+        flags.extend(m.poll_initial_ms.map(|ms| format!("--poll-initial-ms={ms}")));
+        Ok(Some(Section {
+            flags,
+            accounts: m.account_ids,
+            max_qps: m.max_qps,
+            lookback_days: m.lookback_days,
+        }))
+    },
+    extract: |flags| Box::pin(extract_with(flags)),
+};

@@ -5,10 +5,11 @@
 use crate::schema::DEFAULT_METRICS;
 use crate::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource, DEFAULT_BASE_URL};
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
+use crest_core::source::{self, Section, SectionError, Source};
 use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
@@ -215,21 +216,39 @@ async fn extract(args: TikTokExtractArgs, report: Report) -> Result<Vec<RunManif
     Ok(vec![manifest])
 }
 
-/// Runs a parsed command line (the binary's `main`).
-pub async fn execute(cli: Cli) -> Result<()> {
-    let format = cli.global.log_format;
-    match cli.command {
-        Command::Check(args) => check(args).await,
-        Command::Extract(args) => extract(*args, Report::Own(format)).await.map(|_| ()),
-    }
+crest_core::connector_entry_points!("crest-tiktok");
+
+/// `crest run`'s `[tiktok]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTable {
+    advertiser_ids: Vec<String>,
+    max_qps: Option<f64>,
+    lookback_days: Option<u32>,
 }
 
-/// `extract` with these flags (as on the command line, without the command
-/// name), reporting through the caller: `crest run` drives a platform from
-/// its config this way, with the connector's own checks and defaults.
-pub async fn extract_with(flags: Vec<String>) -> Result<Vec<RunManifest>> {
-    match cli::parse_extract::<Cli>("crest-tiktok", flags)?.command {
-        Command::Extract(args) => extract(*args, Report::Caller).await,
-        Command::Check(_) => Err(Error::Config("extract_with runs extract only".into())),
-    }
-}
+/// TikTok as `crest run` drives it (`[tiktok]` in the config).
+pub const SOURCE: Source = Source {
+    name: "tiktok",
+    hourly: true,
+    section: |text| {
+        let Some(t) = source::table::<RunTable>(text, "tiktok")? else {
+            return Ok(None);
+        };
+        if t.advertiser_ids.is_empty() {
+            return Err(SectionError::key(
+                "tiktok.advertiser_ids",
+                "is empty: list at least one advertiser id",
+            ));
+        }
+        Ok(Some(Section {
+            flags: source::ids_flag("--advertiser-id", &t.advertiser_ids)
+                .into_iter()
+                .collect(),
+            accounts: t.advertiser_ids,
+            max_qps: t.max_qps,
+            lookback_days: t.lookback_days,
+        }))
+    },
+    extract: |flags| Box::pin(extract_with(flags)),
+};

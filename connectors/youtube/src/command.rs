@@ -8,11 +8,12 @@ use crate::{
     YouTubeConfig, YouTubeSource, DEFAULT_ANALYTICS_BASE_URL, DEFAULT_DATA_BASE_URL, DEFAULT_OAUTH_URL, METRICS,
 };
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
 use crest_core::oauth::TokenSource;
+use crest_core::source::{self, Section, SectionError, Source};
 use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
@@ -348,21 +349,47 @@ async fn extract(args: YouTubeExtractArgs, report: Report) -> Result<Vec<RunMani
     Ok(manifests)
 }
 
-/// Runs a parsed command line (the binary's `main`).
-pub async fn execute(cli: Cli) -> Result<()> {
-    let format = cli.global.log_format;
-    match cli.command {
-        Command::Check(args) => check(args).await,
-        Command::Extract(args) => extract(*args, Report::Own(format)).await.map(|_| ()),
-    }
+crest_core::connector_entry_points!("crest-youtube");
+
+/// `crest run`'s `[youtube]` table: creators' channels (YouTube Analytics)
+/// and the brand's Google Ads customers (paid YouTube).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTable {
+    #[serde(default)]
+    channel_ids: Vec<String>,
+    #[serde(default)]
+    ads_customer_ids: Vec<String>,
+    login_customer_id: Option<String>,
+    max_qps: Option<f64>,
+    lookback_days: Option<u32>,
 }
 
-/// `extract` with these flags (as on the command line, without the command
-/// name), reporting through the caller: `crest run` drives a platform from
-/// its config this way, with the connector's own checks and defaults.
-pub async fn extract_with(flags: Vec<String>) -> Result<Vec<RunManifest>> {
-    match cli::parse_extract::<Cli>("crest-youtube", flags)?.command {
-        Command::Extract(args) => extract(*args, Report::Caller).await,
-        Command::Check(_) => Err(Error::Config("extract_with runs extract only".into())),
-    }
-}
+/// YouTube as `crest run` drives it (`[youtube]` in the config).
+pub const SOURCE: Source = Source {
+    name: "youtube",
+    hourly: false,
+    section: |text| {
+        let Some(y) = source::table::<RunTable>(text, "youtube")? else {
+            return Ok(None);
+        };
+        if y.channel_ids.is_empty() && y.ads_customer_ids.is_empty() {
+            return Err(SectionError::key(
+                "youtube",
+                "has neither channel_ids nor ads_customer_ids",
+            ));
+        }
+        let flags = [
+            source::ids_flag("--channel-id", &y.channel_ids),
+            source::ids_flag("--ads-customer-id", &y.ads_customer_ids),
+            y.login_customer_id.map(|l| format!("--login-customer-id={l}")),
+        ];
+        Ok(Some(Section {
+            flags: flags.into_iter().flatten().collect(),
+            accounts: y.channel_ids.into_iter().chain(y.ads_customer_ids).collect(),
+            max_qps: y.max_qps,
+            lookback_days: y.lookback_days,
+        }))
+    },
+    extract: |flags| Box::pin(extract_with(flags)),
+};

@@ -6,7 +6,7 @@
 
 mod board;
 
-use crate::run::{self, Alerts, Granularity, Meta, RunConfig, TikTok, YouTube};
+use crate::run::{self, Alerts, Granularity, RunConfig};
 use chrono::{Datelike, Days, NaiveDate, Utc};
 use crest_core::{Error, Result};
 use crest_sandbox::world::WorldConfig;
@@ -102,6 +102,15 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     // reported, not tiered); paid YouTube comes from Google Ads.
     let mut channels: Vec<String> = youtube.channels.iter().take(5).cloned().collect();
     channels.push(youtube.brand_channel.clone());
+    // The sandbox's accounts as a config's platform tables would name them.
+    let ids = |v: Vec<String>| v.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+    let tables = format!(
+        "[tiktok]\nadvertiser_ids = [{}]\n[meta]\naccount_ids = [{}]\npoll_initial_ms = 50\n[youtube]\nchannel_ids = [{}]\nads_customer_ids = [{}]\n",
+        ids(world.advertisers.iter().map(|a| a.advertiser_id.clone()).collect()),
+        ids(sandbox.meta().accounts.iter().map(|a| a.account_id.clone()).collect()),
+        ids(channels),
+        ids(sandbox.ads().customers.iter().map(|c| c.id.clone()).collect()),
+    );
     let lake = out.join("lake");
     let config = RunConfig {
         out: out.join("data").display().to_string(),
@@ -114,24 +123,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
         standard_window: "7d_click,1d_view".into(),
         granularity: Granularity::Day,
         benchmarks: Some(benchmarks),
-        tiktok: Some(TikTok {
-            advertiser_ids: world.advertisers.iter().map(|a| a.advertiser_id.clone()).collect(),
-            max_qps: None,
-            lookback_days: None,
-        }),
-        meta: Some(Meta {
-            account_ids: sandbox.meta().accounts.iter().map(|a| a.account_id.clone()).collect(),
-            max_qps: None,
-            lookback_days: None,
-            poll_initial_ms: Some(50),
-        }),
-        youtube: Some(YouTube {
-            channel_ids: channels,
-            ads_customer_ids: sandbox.ads().customers.iter().map(|c| c.id.clone()).collect(),
-            login_customer_id: None,
-            max_qps: None,
-            lookback_days: None,
-        }),
+        platforms: run::platform_tables("crest demo", &tables)?,
         alerts: Alerts::default(),
         wait_for_lease: 0,
     };

@@ -441,8 +441,8 @@ pub fn parse_from<P: Parser>(argv: impl IntoIterator<Item = String>) -> Result<P
     })
 }
 
-/// A connector's two entry points, the same for every platform: `execute`
-/// (its binary's `main`, reporting on its own) and `extract_with` (how
+/// A connector's entry points, the same for every platform: `main` and
+/// `execute` (its binary, reporting on its own) and `extract_with` (how
 /// `crest run` drives it through its [`crate::source::Source`], reporting
 /// through the caller, with the connector's own checks and defaults).
 /// Expects in scope: `Cli` (with `global.log_format` and
@@ -451,7 +451,17 @@ pub fn parse_from<P: Parser>(argv: impl IntoIterator<Item = String>) -> Result<P
 #[macro_export]
 macro_rules! connector_entry_points {
     ($bin:literal) => {
-        /// Runs a parsed command line (the binary's `main`).
+        /// The binary's `main`: parse the command line, set up logging, run, exit code.
+        pub fn main() -> std::process::ExitCode {
+            let cli: Cli = match $crate::cli::parse() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            $crate::cli::init_logging(cli.global.log_format);
+            $crate::cli::run(execute(cli))
+        }
+
+        /// Runs a parsed command line.
         pub async fn execute(cli: Cli) -> $crate::Result<()> {
             let format = cli.global.log_format;
             match cli.command {
@@ -469,4 +479,29 @@ macro_rules! connector_entry_points {
             }
         }
     };
+}
+
+/// A base URL from the environment (`var`, else `default`): http(s) only; a
+/// bad one is a config error naming the variable. Tests and proxies point a
+/// connector elsewhere this way.
+pub fn env_base_url(var: &str, default: &str) -> Result<url::Url> {
+    let raw = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    url::Url::parse(raw.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| Error::Config(format!("{var} '{raw}' is not an http(s) URL; e.g. {default}")))
+}
+
+/// Account ids from a repeated or comma-separated flag: blanks dropped, each
+/// checked and normalised by `parse` (e.g. Meta's `act_123` → `123`), then
+/// de-duplicated in order, so an account is never read twice in one run.
+pub fn account_ids(raw: &[String], parse: impl Fn(&str) -> Result<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for id in raw.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let id = parse(id)?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }

@@ -2,12 +2,9 @@
 //! Lives in the library so `crest run` drives the same flags, checks and
 //! defaults from its config (`extract_with`).
 
-use crate::{
-    account_digits, parse_base_url, MetaConfig, MetaSource, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
-    DEFAULT_CONVERSION_ACTION,
-};
+use crate::{account_digits, MetaConfig, MetaSource, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_CONVERSION_ACTION};
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
@@ -113,17 +110,11 @@ fn token() -> Result<Secret> {
 }
 
 fn base_url() -> Result<url::Url> {
-    parse_base_url(&std::env::var("CREST_META_BASE_URL").unwrap_or_else(|_| DEFAULT_BASE_URL.to_string()))
+    cli::env_base_url("CREST_META_BASE_URL", DEFAULT_BASE_URL)
 }
 
 fn accounts(raw: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for id in raw.iter().filter(|s| !s.trim().is_empty()) {
-        let id = account_digits(id)?;
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
+    let out = cli::account_ids(raw, account_digits)?;
     if out.is_empty() {
         return Err(Error::Config("give at least one --account-id".into()));
     }

@@ -152,20 +152,6 @@ enum JobOutcome {
     Split(String),
 }
 
-pub fn parse_base_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| {
-        Error::Config(format!(
-            "CREST_META_BASE_URL '{raw}' is not a URL ({e}); e.g. {DEFAULT_BASE_URL}"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::Config(format!(
-            "CREST_META_BASE_URL '{raw}' must be http:// or https://"
-        )));
-    }
-    Ok(url)
-}
-
 /// Normalizes `act_123` / `123` to the digits.
 pub fn account_digits(raw: &str) -> Result<String> {
     let id = raw.trim().trim_start_matches("act_");

@@ -3,9 +3,9 @@
 //! defaults from its config (`extract_with`).
 
 use crate::schema::DEFAULT_METRICS;
-use crate::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource, DEFAULT_BASE_URL};
+use crate::{Granularity, Level, TikTokConfig, TikTokSource, DEFAULT_BASE_URL};
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
@@ -102,21 +102,16 @@ fn token() -> Result<Secret> {
 }
 
 fn base_url() -> Result<url::Url> {
-    parse_base_url(&std::env::var("CREST_TIKTOK_BASE_URL").unwrap_or_else(|_| DEFAULT_BASE_URL.to_string()))
+    cli::env_base_url("CREST_TIKTOK_BASE_URL", DEFAULT_BASE_URL)
 }
 
 fn validate_ids(ids: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for id in ids.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        if !id.chars().all(|c| c.is_ascii_digit()) {
-            return Err(Error::Config(format!(
-                "--advertiser-id '{id}' is not a TikTok advertiser id (digits only)"
-            )));
-        }
-        if !out.iter().any(|o| o == id) {
-            out.push(id.to_string());
-        }
-    }
+    let out = cli::account_ids(ids, |id| match id.chars().all(|c| c.is_ascii_digit()) {
+        true => Ok(id.to_string()),
+        false => Err(Error::Config(format!(
+            "--advertiser-id '{id}' is not a TikTok advertiser id (digits only)"
+        ))),
+    })?;
     if out.is_empty() {
         return Err(Error::Config("give at least one --advertiser-id".into()));
     }

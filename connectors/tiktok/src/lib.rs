@@ -157,21 +157,6 @@ impl Inner {
     }
 }
 
-/// Base URLs come from the environment; a bad one is a config error.
-pub fn parse_base_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| {
-        Error::Config(format!(
-            "CREST_TIKTOK_BASE_URL '{raw}' is not a URL ({e}); e.g. {DEFAULT_BASE_URL}"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::Config(format!(
-            "CREST_TIKTOK_BASE_URL '{raw}' must be http:// or https://"
-        )));
-    }
-    Ok(url)
-}
-
 impl TikTokSource {
     pub fn new(config: TikTokConfig, client: ApiClient) -> Result<Self> {
         if config.page_size == 0 || config.page_size > MAX_PAGE_SIZE {

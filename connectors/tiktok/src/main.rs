@@ -1,14 +1,5 @@
 //! `crest-tiktok`: extract TikTok ad reports into raw Parquet.
 
-use crest_core::cli;
-use crest_tiktok::command::{self, Cli};
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let cli: Cli = match cli::parse() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    cli::init_logging(cli.global.log_format);
-    cli::run(command::execute(cli))
+fn main() -> std::process::ExitCode {
+    crest_tiktok::command::main()
 }

@@ -8,7 +8,7 @@ use crate::{
     YouTubeConfig, YouTubeSource, DEFAULT_ANALYTICS_BASE_URL, DEFAULT_DATA_BASE_URL, DEFAULT_OAUTH_URL, METRICS,
 };
 use clap::{Args, Parser, Subcommand};
-use crest_core::cli::{ExtractArgs, GlobalArgs, Report};
+use crest_core::cli::{self, ExtractArgs, GlobalArgs, Report};
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
@@ -111,30 +111,18 @@ const ADS_DEFAULT_QPS: f64 = 50.0;
 /// Google Ads attributes conversions to the click's date for up to 30 days.
 const ADS_LOOKBACK_DAYS: u32 = 30;
 
-fn env_url(var: &str, default: &str) -> Result<url::Url> {
-    let raw = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    url::Url::parse(raw.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| Error::Config(format!("{var} '{raw}' is not an http(s) URL; e.g. {default}")))
-}
-
 fn channels(raw: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for c in raw.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
-        if !(c.starts_with("UC")
+    cli::account_ids(raw, |c| {
+        match c.starts_with("UC")
             && c.len() == 24
-            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'))
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
         {
-            return Err(Error::Config(format!(
+            true => Ok(c.to_string()),
+            false => Err(Error::Config(format!(
                 "--channel-id '{c}' is not a YouTube channel id (UC followed by 22 characters)"
-            )));
+            ))),
         }
-        if !out.iter().any(|o| o == c) {
-            out.push(c.to_string());
-        }
-    }
-    Ok(out)
+    })
 }
 
 /// Google Ads customer ids: ten digits, dashes allowed as the UI shows them.
@@ -150,14 +138,7 @@ fn customer_id(raw: &str, flag: &str) -> Result<String> {
 }
 
 fn customers(raw: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for c in raw.iter().filter(|c| !c.trim().is_empty()) {
-        let id = customer_id(c, "--ads-customer-id")?;
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    cli::account_ids(raw, |c| customer_id(c, "--ads-customer-id"))
 }
 
 fn tokens(policy: &RetryPolicy) -> Result<TokenSource> {
@@ -166,7 +147,7 @@ fn tokens(policy: &RetryPolicy) -> Result<TokenSource> {
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| Error::Auth("GOOGLE_CLIENT_ID is not set: export the OAuth client id".into()))?;
     TokenSource::new(
-        env_url("CREST_GOOGLE_OAUTH_URL", DEFAULT_OAUTH_URL)?.as_str(),
+        cli::env_base_url("CREST_GOOGLE_OAUTH_URL", DEFAULT_OAUTH_URL)?.as_str(),
         client_id.trim(),
         Secret::from_env("GOOGLE_CLIENT_SECRET")?,
         Secret::from_env("GOOGLE_REFRESH_TOKEN")?,
@@ -196,7 +177,7 @@ fn ads_source(
         )));
     }
     let config = AdsConfig {
-        base: env_url("CREST_GOOGLE_ADS_BASE_URL", DEFAULT_ADS_BASE_URL)?,
+        base: cli::env_base_url("CREST_GOOGLE_ADS_BASE_URL", DEFAULT_ADS_BASE_URL)?,
         api_version: version,
         developer_token: Secret::from_env("GOOGLE_ADS_DEVELOPER_TOKEN")?,
         login_customer_id,
@@ -216,8 +197,8 @@ fn source(
     max_qps: f64,
 ) -> Result<YouTubeSource> {
     let config = YouTubeConfig {
-        analytics_base: env_url("CREST_YOUTUBE_ANALYTICS_BASE_URL", DEFAULT_ANALYTICS_BASE_URL)?,
-        data_base: env_url("CREST_YOUTUBE_DATA_BASE_URL", DEFAULT_DATA_BASE_URL)?,
+        analytics_base: cli::env_base_url("CREST_YOUTUBE_ANALYTICS_BASE_URL", DEFAULT_ANALYTICS_BASE_URL)?,
+        data_base: cli::env_base_url("CREST_YOUTUBE_DATA_BASE_URL", DEFAULT_DATA_BASE_URL)?,
         metrics,
         page_size,
     };

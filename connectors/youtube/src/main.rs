@@ -1,15 +1,6 @@
 //! `crest-youtube`: creators' organic YouTube videos (YouTube Analytics) and
 //! the brand's YouTube ads (Google Ads) into raw Parquet.
 
-use crest_core::cli;
-use crest_youtube::command::{self, Cli};
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let cli: Cli = match cli::parse() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    cli::init_logging(cli.global.log_format);
-    cli::run(command::execute(cli))
+fn main() -> std::process::ExitCode {
+    crest_youtube::command::main()
 }

@@ -444,7 +444,7 @@ async fn extract_meta(sb: &Sandbox, out: &Path, start: &str, end: &str) {
         .collect();
     let source = crest_meta::MetaSource::new(
         crest_meta::MetaConfig {
-            base_url: crest_meta::parse_base_url(&sb.base_url()).unwrap(),
+            base_url: url::Url::parse(&sb.base_url()).unwrap(),
             token: Secret::new(sb.meta_token()),
             api_version: crest_meta::DEFAULT_API_VERSION.into(),
             windows,

@@ -18,7 +18,7 @@ use crest_core::Secret;
 use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
 use crest_tiktok::schema::DEFAULT_METRICS;
-use crest_tiktok::{parse_base_url, Granularity, Level, TikTokConfig, TikTokSource};
+use crest_tiktok::{Granularity, Level, TikTokConfig, TikTokSource};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -52,7 +52,7 @@ pub async fn extract(sb: &Sandbox, out: &Path, start: &str, end: &str) {
 pub async fn extract_advertisers(sb: &Sandbox, out: &Path, advertisers: Vec<String>, start: &str, end: &str) {
     let source = TikTokSource::new(
         TikTokConfig {
-            base_url: parse_base_url(&sb.base_url()).unwrap(),
+            base_url: url::Url::parse(&sb.base_url()).unwrap(),
             token: Secret::new(sb.tiktok_token()),
             level: Level::Ad,
             granularity: Granularity::Day,

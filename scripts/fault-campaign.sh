@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fault campaign at length: ROUNDS rounds (default 100) of the randomized
-# campaign in orchestration/tests/fault_campaign.rs — every connector, the
+# campaign in tests/fault_campaign.rs — every connector, the
 # transform and a lake load under injected faults, SIGKILLs, restatements,
 # empty answers and runs started twice at once, each round checked against a
 # clean pipeline. Prints "runs, faults injected, rows lost, rows duplicated".

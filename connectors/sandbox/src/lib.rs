@@ -2,7 +2,9 @@
 //! served over real HTTP on loopback, with seeded synthetic data, rate limits
 //! and fault injection. Used by tests, benchmarks and the demo.
 //!
-//! Platforms are modules that add routes to one router ([`tiktok`] today);
+//! Platforms are modules that add routes to one router ([`tiktok`], [`meta`],
+//! [`google`] for YouTube Analytics and Data, [`google_ads`]); [`front`] and
+//! [`snowflake_proxy`] stand in front of the warehouse emulators;
 //! they share the world ([`world`]), the admission gate (request counting,
 //! QPS budget, faults) and the delivery of broken bodies.
 

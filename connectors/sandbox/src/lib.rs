@@ -3,10 +3,10 @@
 //! and fault injection. Used by tests, benchmarks and the demo.
 //!
 //! Platforms are modules that add routes to one router ([`tiktok`], [`meta`],
-//! [`google`] for YouTube Analytics and Data, [`google_ads`]); [`front`] and
-//! [`snowflake_proxy`] stand in front of the warehouse emulators;
-//! they share the world ([`world`]), the admission gate (request counting,
-//! QPS budget, faults) and the delivery of broken bodies.
+//! [`google`] for YouTube Analytics and Data, [`google_ads`]); they share the
+//! world ([`world`]), the admission gate (request counting, QPS budget,
+//! faults) and the delivery of broken bodies. [`front`] and
+//! [`snowflake_proxy`] stand in front of the warehouse emulators.
 
 pub mod faults;
 pub mod front;

@@ -222,52 +222,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn retries_what_heals_and_stops_on_what_does_not() {
+    /// Runs `retry` over a service answering `answers` in turn (then OK),
+    /// returning the outcome and the number of calls made.
+    async fn against(answers: &[u16]) -> (Result<&'static str, u16>, usize) {
         let calls = AtomicUsize::new(0);
-        let classify = |e: &u16| status_verdict(*e, None, format!("HTTP {e}"));
         let out = retry(
             &quick(),
             "t",
             || async {
-                match calls.fetch_add(1, Ordering::SeqCst) {
-                    0 | 1 => Err(503u16),
-                    _ => Ok("done"),
-                }
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                answers.get(n).map_or(Ok("done"), |status| Err(*status))
             },
-            classify,
+            |e: &u16| status_verdict(*e, None, format!("HTTP {e}")),
         )
         .await;
-        assert_eq!(out, Ok("done"));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        (out, calls.load(Ordering::SeqCst))
+    }
 
-        calls.store(0, Ordering::SeqCst);
-        let out: Result<(), u16> = retry(
-            &quick(),
-            "t",
-            || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Err(400u16)
-            },
-            classify,
-        )
-        .await;
-        assert_eq!(out, Err(400));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "a bad request is not retried");
-
-        calls.store(0, Ordering::SeqCst);
-        let out: Result<(), u16> = retry(
-            &quick(),
-            "t",
-            || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Err(503u16)
-            },
-            classify,
-        )
-        .await;
-        assert_eq!(out, Err(503));
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "attempts are capped");
+    #[tokio::test]
+    async fn retries_what_heals_and_stops_on_what_does_not() {
+        assert_eq!(against(&[503, 503]).await, (Ok("done"), 3));
+        assert_eq!(against(&[429]).await, (Ok("done"), 2));
+        assert_eq!(against(&[400]).await, (Err(400), 1), "a bad request is not retried");
+        assert_eq!(against(&[503, 503, 503, 503]).await, (Err(503), 3), "attempts are capped");
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! through the real connectors, the `crest` binary, and readers for what it wrote.
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+pub use crest_testkit::{day, every_file as files_under, stderr};
+
 pub mod scenario;
 pub mod targets;
 #[allow(unused_imports)]
 pub use targets::*;
 
 use arrow::array::RecordBatch;
-use chrono::NaiveDate;
 use crest_core::cli::Progress;
 use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
@@ -22,10 +24,6 @@ use crest_tiktok::{Granularity, Level, TikTokConfig, TikTokSource};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-pub fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
 
 pub async fn sandbox() -> Sandbox {
     let world = WorldConfig {
@@ -73,24 +71,6 @@ pub async fn crest(args: &[&str]) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 pub fn read_table(dir: &Path) -> Vec<RecordBatch> {

@@ -5,6 +5,7 @@
 
 use crest_sandbox::front::Front;
 use crest_sandbox::snowflake_proxy::SnowflakeProxy;
+pub use crest_testkit::emulator;
 use std::path::Path;
 use std::process::Output;
 
@@ -21,15 +22,6 @@ pub struct Target {
     env: Vec<(String, String)>,
     proxy: Option<SnowflakeProxy>,
     front: Option<Front>,
-}
-
-pub fn emulator(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: the loader tests run against the warehouse emulators; \
-             run ./scripts/test.sh, or `scripts/emulators.sh start DIR` and source DIR/env"
-        )
-    })
 }
 
 fn unique(prefix: &str) -> String {

@@ -244,7 +244,11 @@ mod tests {
         assert_eq!(against(&[503, 503]).await, (Ok("done"), 3));
         assert_eq!(against(&[429]).await, (Ok("done"), 2));
         assert_eq!(against(&[400]).await, (Err(400), 1), "a bad request is not retried");
-        assert_eq!(against(&[503, 503, 503, 503]).await, (Err(503), 3), "attempts are capped");
+        assert_eq!(
+            against(&[503, 503, 503, 503]).await,
+            (Err(503), 3),
+            "attempts are capped"
+        );
     }
 
     #[test]

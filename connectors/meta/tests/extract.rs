@@ -3,22 +3,17 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, Int64Type};
-use chrono::NaiveDate;
 use crest_sandbox::faults::FaultPlan;
 use crest_sandbox::meta::MetaTotals;
 use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use crest_testkit::{assert_ok, day, files_under, run_cmd, sandbox, stderr};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 const TOKEN: &str = "meta-7c1f-SECRET-09ab";
-
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
 
 fn config() -> SandboxConfig {
     SandboxConfig {
@@ -32,10 +27,6 @@ fn config() -> SandboxConfig {
         meta_job_polls: 2,
         ..SandboxConfig::default()
     }
-}
-
-async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config).await.unwrap()
 }
 
 fn accounts(sb: &Sandbox) -> Vec<String> {
@@ -53,28 +44,8 @@ fn command(sb: &Sandbox, args: &[&str]) -> tokio::process::Command {
     cmd
 }
 
-async fn run_cmd(mut cmd: tokio::process::Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(180), cmd.output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 async fn run(sb: &Sandbox, args: &[&str]) -> Output {
     run_cmd(command(sb, args)).await
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "crest-meta failed ({:?}):\n{}",
-        o.status.code(),
-        stderr(o)
-    );
 }
 
 fn args<'a>(ids: &'a str, start: &'a str, end: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -101,30 +72,8 @@ fn args<'a>(ids: &'a str, start: &'a str, end: &'a str, out: &'a str) -> Vec<&'a
     ]
 }
 
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p, ext));
-        } else if p.extension().is_some_and(|x| x == ext) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn read(out: &Path) -> Vec<RecordBatch> {
-    files(&out.join("raw/meta/ad_daily"), "parquet")
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-        })
-        .map(|b| b.unwrap())
-        .collect()
+    crest_testkit::read_parquet(&out.join("raw/meta/ad_daily"))
 }
 
 const WINDOWS: [&str; 4] = ["1d_click", "7d_click", "28d_click", "1d_view"];
@@ -211,7 +160,8 @@ async fn every_window_and_action_matches_the_platform_through_async_jobs_and_pag
     }
     // Overlapping purchase types were not summed: the default figure is Meta's value, once.
     let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&files(&Path::new(&out).join("_runs"), "json")[0]).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(&files_under(&Path::new(&out).join("_runs"), "json")[0]).unwrap())
+            .unwrap();
     assert_eq!(m["status"], "succeeded");
     assert!(!stderr(&o).contains(TOKEN), "the token never appears in logs");
 }
@@ -365,7 +315,7 @@ async fn bad_input_gives_one_clear_line_and_leaves_nothing() {
     assert!(stderr(&o).contains("--account-id"), "{}", stderr(&o));
     let o = run(&sb, &args("act_12x", "2026-01-01", "2026-01-05", &out)).await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(files(d.path(), "parquet").is_empty() && files(d.path(), "json").is_empty());
+    assert!(files_under(d.path(), "parquet").is_empty() && files_under(d.path(), "json").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,21 +4,16 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
-use chrono::NaiveDate;
 use crest_sandbox::faults::FaultPlan;
 use crest_sandbox::world::WorldConfig;
 use crest_sandbox::{Sandbox, SandboxConfig};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+#[allow(unused_imports)]
+pub use crest_testkit::{assert_ok, day, files_under, run_cmd, sandbox, stderr, stdout};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 pub const TOKEN: &str = "tok-3f9a-SECRET-77c1";
-
-pub fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
 
 pub fn config() -> SandboxConfig {
     SandboxConfig {
@@ -40,10 +35,6 @@ pub fn with_faults(spec: &str) -> SandboxConfig {
     }
 }
 
-pub async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config).await.expect("sandbox starts on loopback")
-}
-
 pub fn advertisers(sb: &Sandbox) -> Vec<String> {
     sb.world().advertisers.iter().map(|a| a.advertiser_id.clone()).collect()
 }
@@ -62,30 +53,6 @@ pub fn command(sb: &Sandbox, args: &[&str]) -> tokio::process::Command {
 /// Runs crest-tiktok to completion (bounded: a hung run fails the test).
 pub async fn run(sb: &Sandbox, args: &[&str]) -> Output {
     run_cmd(command(sb, args)).await
-}
-
-pub async fn run_cmd(mut cmd: tokio::process::Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(180), cmd.output())
-        .await
-        .expect("crest-tiktok finishes within 3 minutes")
-        .expect("crest-tiktok starts")
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "crest-tiktok failed ({:?}):\n{}",
-        o.status.code(),
-        stderr(o)
-    );
 }
 
 /// Standard extract arguments for tests: fast retries, short timeouts.
@@ -109,35 +76,8 @@ pub fn extract_args<'a>(ids: &'a str, start: &'a str, end: &'a str, out: &'a str
     ]
 }
 
-pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p, ext));
-        } else if p.extension().is_some_and(|x| x == ext) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 pub fn read_report(out: &Path, report: &str) -> Vec<RecordBatch> {
-    let mut batches = Vec::new();
-    for f in files_under(&out.join("raw/tiktok").join(report), "parquet") {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            batches.push(b.unwrap());
-        }
-    }
-    batches
+    crest_testkit::read_parquet(&out.join("raw/tiktok").join(report))
 }
 
 /// What the files hold, in the sandbox's units.

@@ -91,6 +91,14 @@ impl ExtractArgs {
         Duration::from_secs(self.wait_for_lease)
     }
 
+    /// The incremental state file `--state` names, opened (created on first use).
+    pub async fn state_store(&self) -> Result<Option<crate::state::StateStore>> {
+        match &self.state {
+            Some(url) => crate::state::StateStore::open(url).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     pub fn retry_policy(&self) -> Result<RetryPolicy> {
         if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0 && self.timeout_secs <= 86_400.0) {
             return Err(Error::Config(

@@ -31,6 +31,21 @@ impl RetryPolicy {
         }
     }
 
+    /// The policy of a connector's `check`: a person is waiting, so three
+    /// attempts within `timeout_secs` each (clamped to 0.1 s … a day).
+    pub fn check(timeout_secs: f64) -> Self {
+        let secs = if timeout_secs.is_finite() {
+            timeout_secs.clamp(0.1, 86_400.0)
+        } else {
+            60.0
+        };
+        RetryPolicy {
+            max_attempts: 3,
+            timeout: Duration::from_secs_f64(secs),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// The pauses between attempts: exponential from `initial_delay`, with
     /// jitter, capped at `max_delay`.
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {

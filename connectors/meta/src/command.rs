@@ -9,7 +9,6 @@ use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
 use crest_core::source::{self, Section, SectionError, Source};
-use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
 use std::time::Duration;
@@ -140,11 +139,7 @@ fn config(api_version: &str, windows: Vec<String>, conversion_action: String) ->
 async fn check(args: CheckArgs) -> Result<()> {
     let ids = accounts(&args.account_ids)?;
     let windows = vec!["7d_click".to_string()];
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        timeout: Duration::from_secs(30),
-        ..RetryPolicy::default()
-    };
+    let policy = RetryPolicy::check(30.0);
     let source = MetaSource::new(
         config(&args.api_version, windows, DEFAULT_CONVERSION_ACTION.into())?,
         ApiClient::new(policy, Some(DEFAULT_QPS))?,
@@ -197,10 +192,7 @@ async fn extract(args: MetaExtractArgs, report: Report) -> Result<Vec<RunManifes
         .filter(|d| !d.is_zero() && *d <= Duration::from_secs(86_400))
         .ok_or_else(|| Error::Config("--job-stall-secs must be a positive number of seconds, at most 86400".into()))?;
     let out = Location::parse(&args.common.out)?;
-    let state = match &args.common.state {
-        Some(url) => Some(StateStore::open(url).await?),
-        None => None,
-    };
+    let state = args.common.state_store().await?;
     let source = MetaSource::new(
         cfg,
         ApiClient::new(policy, Some(args.common.max_qps.unwrap_or(DEFAULT_QPS)))?,

@@ -10,10 +10,8 @@ use crest_core::extract::{run_extract, ExtractPlan};
 use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
 use crest_core::source::{self, Section, SectionError, Source};
-use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
-use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -120,15 +118,7 @@ fn validate_ids(ids: &[String]) -> Result<Vec<String>> {
 
 async fn check(args: CheckArgs) -> Result<()> {
     let ids = validate_ids(&args.advertiser_ids)?;
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        timeout: Duration::from_secs_f64(if args.timeout_secs.is_finite() {
-            args.timeout_secs.clamp(0.1, 86_400.0)
-        } else {
-            60.0
-        }),
-        ..RetryPolicy::default()
-    };
+    let policy = RetryPolicy::check(args.timeout_secs);
     let source = TikTokSource::new(
         TikTokConfig {
             base_url: base_url()?,
@@ -169,10 +159,7 @@ async fn extract(args: TikTokExtractArgs, report: Report) -> Result<Vec<RunManif
         }
     }
     let out = Location::parse(&args.common.out)?;
-    let state = match &args.common.state {
-        Some(url) => Some(StateStore::open(url).await?),
-        None => None,
-    };
+    let state = args.common.state_store().await?;
     let max_qps = args.common.max_qps.unwrap_or(DEFAULT_QPS);
     let source = TikTokSource::new(
         TikTokConfig {

@@ -14,11 +14,9 @@ use crest_core::http::{ApiClient, RetryPolicy};
 use crest_core::manifest::RunManifest;
 use crest_core::oauth::TokenSource;
 use crest_core::source::{self, Section, SectionError, Source};
-use crest_core::state::StateStore;
 use crest_core::storage::Location;
 use crest_core::{Error, Result, Secret};
 use std::sync::Arc;
-use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -213,11 +211,7 @@ async fn check(args: Targets) -> Result<()> {
             "give at least one --channel-id or --ads-customer-id".into(),
         ));
     }
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        timeout: Duration::from_secs(30),
-        ..RetryPolicy::default()
-    };
+    let policy = RetryPolicy::check(30.0);
     let tokens = Arc::new(tokens(&policy)?);
     if !ids.is_empty() {
         let metrics = vec!["views".to_string()];
@@ -290,12 +284,7 @@ async fn extract(args: YouTubeExtractArgs, report: Report) -> Result<Vec<RunMani
         )?)
     };
     // One state file may hold channels and customers: each run reopens it.
-    let state = || async {
-        match &args.common.state {
-            Some(url) => StateStore::open(url).await.map(Some),
-            None => Ok(None),
-        }
-    };
+    let state = || args.common.state_store();
     if let Some(source) = organic {
         let plan = ExtractPlan {
             wait_for_lease: args.common.wait_for_lease(),

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod demo;
+mod links;
 mod lookml;
 mod render;
 mod run;
@@ -71,10 +72,56 @@ enum Command {
     /// Every stage for a whole program from one config: extract → transform → load → views → alerts.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Creators' tracked links: one per creator × platform, issued before launch.
+    #[command(subcommand, after_help = LINKS_EXAMPLES)]
+    Links(LinksCommand),
     /// The whole pipeline with no credentials: the platform sandbox in-process, a creator
     /// program on TikTok, Meta and YouTube, the tier board printed and written as HTML.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+}
+
+const LINKS_EXAMPLES: &str = "\
+Examples:
+  crest links issue --roster roster.csv --campaign spring26 --base-url https://shop.example.com/spring
+  crest links issue --roster roster.csv --campaign spring26 --base-url \"https://shop.example.com/p/42?ref=creators\" \\
+      --content reel --term launch10 --platforms tiktok,meta --out links.csv
+
+Each link: the base URL with its own parameters kept, then utm_source = the creator's roster
+id, utm_medium = the platform, utm_campaign, and utm_content / utm_term when given; lower case,
+percent-encoded. The CSV (long_url, title, creator_id, handle, platform, utm_*) imports into a
+link shortener in bulk. A base URL that is not http(s), or that already carries utm_source,
+utm_medium or a different campaign, content or term, is refused (exit 2) and nothing is written.";
+
+#[derive(Subcommand)]
+enum LinksCommand {
+    /// One tracked link per creator × platform, as CSV.
+    Issue(LinksIssueArgs),
+}
+
+#[derive(Args)]
+struct LinksIssueArgs {
+    /// The creator roster (CSV or Parquet, path or URL): creator_id and handle.
+    #[arg(long, value_name = "FILE")]
+    roster: String,
+    /// The campaign's code (utm_campaign).
+    #[arg(long, value_name = "CODE")]
+    campaign: String,
+    /// The landing page every link starts from (http or https).
+    #[arg(long, value_name = "URL")]
+    base_url: String,
+    /// The content type (utm_content), e.g. reel, story, video.
+    #[arg(long, value_name = "TYPE")]
+    content: Option<String>,
+    /// The offer (utm_term), e.g. a discount code.
+    #[arg(long, value_name = "OFFER")]
+    term: Option<String>,
+    /// Platforms to issue links for (default: tiktok, meta, youtube).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    platforms: Vec<String>,
+    /// Write the CSV here (path or URL) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    out: Option<String>,
 }
 
 const DEMO_EXAMPLES: &str = "\
@@ -707,6 +754,18 @@ fn main() -> ExitCode {
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
             Command::Alerts(args) => alerts(args).await,
+            Command::Links(LinksCommand::Issue(a)) => {
+                links::issue(links::IssueOptions {
+                    roster: a.roster,
+                    campaign: a.campaign,
+                    base_url: a.base_url,
+                    content: a.content,
+                    term: a.term,
+                    platforms: a.platforms,
+                    out: a.out,
+                })
+                .await
+            }
             Command::Demo(args) => {
                 demo::demo(demo::DemoOptions {
                     out: args.out,

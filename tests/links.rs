@@ -144,3 +144,134 @@ async fn bad_bases_rosters_and_platforms_are_one_line_and_write_nothing() {
         assert!(!out.exists(), "{base}: nothing is written");
     }
 }
+
+/// The audit over a real transform run of sandbox TikTok data, checked against
+/// the canonical rows read independently; with the issued links, every
+/// creator's link no ad carries yet is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_never_seen() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Decimal128Type;
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-10").await;
+    let roster_file = dir.path().join("roster.csv");
+    std::fs::write(&roster_file, sb.world().roster_csv()).unwrap();
+    let (out_s, roster_s) = (out.display().to_string(), roster_file.display().to_string());
+    let o = crest(&[
+        "transform",
+        "--input",
+        &out_s,
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-10",
+        "--roster",
+        &roster_s,
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // What the canonical rows hold, per paid ad: carries a UTM? resolved? spend.
+    let mut ads: std::collections::BTreeMap<String, (bool, bool, i128)> = Default::default();
+    for b in read_table(&out.join("canonical/creator_performance")) {
+        let text = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (channel, ad, creator) = (text("channel"), text("ad_id"), text("creator_id"));
+        let utms: Vec<_> = ["utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"]
+            .iter()
+            .map(|c| text(c))
+            .collect();
+        let spend = b
+            .column_by_name("spend_reporting")
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            if channel.value(i) != "paid" {
+                continue;
+            }
+            let a = ads.entry(ad.value(i).to_string()).or_default();
+            a.0 |= utms.iter().any(|u| !u.is_null(i) && !u.value(i).is_empty());
+            a.1 |= !creator.is_null(i);
+            a.2 += if spend.is_null(i) { 0 } else { spend.value(i) };
+        }
+    }
+    let unresolvable = ads.values().filter(|a| a.0 && !a.1).count();
+    let no_utm = ads.values().filter(|a| !a.0).count();
+    let resolved = ads.values().filter(|a| a.0 && a.1).count();
+    assert!(resolved > 0);
+
+    let audit = |extra: Vec<String>| {
+        let mut args: Vec<String> = ["links", "audit", "--input", &out_s, "--json"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = crest(&args).await;
+            assert!(o.status.success(), "{}", stderr(&o));
+            serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+        }
+    };
+    let sum = |rows: &[serde_json::Value], k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>() as usize;
+    let rows = audit(vec![]).await;
+    assert_eq!(sum(&rows, "ads"), ads.len());
+    assert_eq!(sum(&rows, "unresolvable"), unresolvable);
+    assert_eq!(sum(&rows, "no_utm"), no_utm);
+    let lost: rust_decimal::Decimal = rows
+        .iter()
+        .map(|r| {
+            r["spend_unattributable"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    let expected: i128 = ads.values().filter(|a| !(a.0 && a.1)).map(|a| a.2).sum();
+    assert_eq!(
+        lost,
+        rust_decimal::Decimal::from_i128_with_scale(expected, 6),
+        "to the cent and below"
+    );
+
+    // Links issued for this campaign, none yet on an ad: every one unseen,
+    // every attributed ad carries a link crest did not issue.
+    let links = dir.path().join("links.csv");
+    let o = crest(&[
+        "links",
+        "issue",
+        "--roster",
+        &roster_s,
+        "--campaign",
+        "spring26",
+        "--base-url",
+        "https://shop.example.com/",
+        "--platforms",
+        "tiktok",
+        "--out",
+        &links.display().to_string(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = audit(vec!["--issued".into(), links.display().to_string()]).await;
+    assert_eq!(sum(&rows, "issued_unseen"), sb.world().creators.len());
+    assert_eq!(sum(&rows, "not_issued"), resolved);
+
+    // A file that is not the issued links: one line, exit 2.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "url\nhttps://x.com/\n").unwrap();
+    let o = crest(&[
+        "links",
+        "audit",
+        "--input",
+        &out_s,
+        "--issued",
+        &bad.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("creator_id"), "{}", stderr(&o));
+    assert_eq!(error_lines(&o), 1);
+}

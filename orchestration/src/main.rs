@@ -91,12 +91,34 @@ Each link: the base URL with its own parameters kept, then utm_source = the crea
 id, utm_medium = the platform, utm_campaign, and utm_content / utm_term when given; lower case,
 percent-encoded. The CSV (long_url, title, creator_id, handle, platform, utm_*) imports into a
 link shortener in bulk. A base URL that is not http(s), or that already carries utm_source,
-utm_medium or a different campaign, content or term, is refused (exit 2) and nothing is written.";
+utm_medium or a different campaign, content or term, is refused (exit 2) and nothing is written.
+
+  crest links audit --input ./crest-out --issued links.csv     # after a transform, during the flight
+
+The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
+every creator × platform whose ads need attention, with the spend and clicks lost to attribution.";
 
 #[derive(Subcommand)]
 enum LinksCommand {
     /// One tracked link per creator × platform, as CSV.
     Issue(LinksIssueArgs),
+    /// Per creator × platform: paid ads without UTMs, with UTMs that resolve to no creator,
+    /// with another platform's link or (with --issued) a link crest did not issue; issued
+    /// links no ad carries; the spend and clicks no creator can be credited with.
+    Audit(LinksAuditArgs),
+}
+
+#[derive(Args)]
+struct LinksAuditArgs {
+    /// A transform run: its manifest, or the transform's output folder (its newest run).
+    #[arg(long, value_name = "RUN_OR_DIR")]
+    input: String,
+    /// The links `crest links issue` wrote, to find links crest did not issue and issued links no ad carries.
+    #[arg(long, value_name = "FILE")]
+    issued: Option<String>,
+    /// Every creator × platform as JSON (exact decimals) instead of the table of those that need attention.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -754,6 +776,14 @@ fn main() -> ExitCode {
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
             Command::Alerts(args) => alerts(args).await,
+            Command::Links(LinksCommand::Audit(a)) => {
+                links::audit(links::AuditOptions {
+                    input: a.input,
+                    issued: a.issued,
+                    json: a.json,
+                })
+                .await
+            }
             Command::Links(LinksCommand::Issue(a)) => {
                 links::issue(links::IssueOptions {
                     roster: a.roster,

@@ -1,0 +1,396 @@
+//! `crest links audit`: over a transform run's paid rows, per creator ×
+//! platform, the ads whose landing URL carries no UTMs, carries UTMs no
+//! roster entry resolves, carries a link issued for another platform, or
+//! (given the issued links) a link crest did not issue; the issued links no
+//! ad carries yet; and the share of spend and clicks that cannot be credited
+//! to a creator. The creator behind a row is the transform's own resolution
+//! (UTMs, then the platform's handle), so the audit and the tiers agree.
+
+use super::issue::PLATFORMS;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Decimal128Type, Int64Type};
+use crest_core::storage::read_file;
+use crest_core::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+pub struct AuditOptions {
+    /// A transform run (its manifest, or the output folder: its newest run).
+    pub input: String,
+    /// The CSV `crest links issue` wrote.
+    pub issued: Option<String>,
+    /// Rows as JSON (one array) instead of the table.
+    pub json: bool,
+}
+
+/// What one creator × platform's ads carry.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct Hygiene {
+    pub creator_id: Option<String>,
+    pub creator_handle: Option<String>,
+    pub platform: String,
+    pub ads: usize,
+    /// Landing URL without any UTM.
+    pub no_utm: usize,
+    /// UTMs that resolve to no creator of the roster.
+    pub unresolvable: usize,
+    /// A link whose `utm_medium` names another platform.
+    pub wrong_platform: usize,
+    /// A link that is not among the issued ones (only with `--issued`).
+    pub not_issued: usize,
+    /// Issued links for this creator × platform no ad carries.
+    pub issued_unseen: usize,
+    /// Reporting-currency spend, in millionths (exact).
+    #[serde(rename = "spend", serialize_with = "micros")]
+    pub spend_micros: i128,
+    #[serde(rename = "spend_unattributable", serialize_with = "micros")]
+    pub spend_unattributable_micros: i128,
+    pub clicks: i64,
+    pub clicks_unattributable: i64,
+}
+
+/// Millionths as an exact decimal string ("12.340000").
+fn micros<S: serde::Serializer>(v: &i128, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&rust_decimal::Decimal::from_i128_with_scale(*v, 6).to_string())
+}
+
+impl Hygiene {
+    pub fn clean(&self) -> bool {
+        self.no_utm + self.unresolvable + self.wrong_platform + self.not_issued + self.issued_unseen == 0
+    }
+}
+
+/// One ad's verdict, from all of its rows.
+#[derive(Default)]
+struct Ad {
+    utm: bool,
+    resolved: bool,
+    wrong_platform: bool,
+    issued: bool,
+    spend_micros: i128,
+    clicks: i64,
+}
+
+pub async fn audit(options: AuditOptions) -> Result<()> {
+    let issued = match &options.issued {
+        Some(spec) => Some(read_issued(spec).await?),
+        None => None,
+    };
+    let plan = crest_core::load::plan(&options.input).await?;
+    let files: Vec<&crest_core::raw::RawFile> = plan
+        .tables
+        .iter()
+        .filter(|t| t.table == "creator_performance")
+        .flat_map(|t| t.dates.values().flatten())
+        .collect();
+    let mut ads: BTreeMap<(String, Option<String>, Option<String>, String), Ad> = BTreeMap::new();
+    for f in files {
+        for batch in crest_core::warehouse::file_batches(&plan.input, f, 8192).await? {
+            read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
+        }
+    }
+    let report = summarise(ads, issued.as_ref());
+    if options.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::Data(format!("cannot write the audit as JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print(&report, plan.range, issued.is_some());
+    }
+    Ok(())
+}
+
+/// The issued links: (creator, platform) → their (source, medium, campaign).
+struct Issued {
+    links: HashSet<(String, String, String)>,
+    by_creator: BTreeMap<(String, String), (String, usize)>,
+}
+
+async fn read_issued(spec: &str) -> Result<Issued> {
+    let bytes = read_file(spec)
+        .await?
+        .ok_or_else(|| Error::Config(format!("--issued {spec} does not exist")))?;
+    let mut reader = csv::Reader::from_reader(bytes.as_ref());
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::Config(format!("--issued {spec}: {e}")))?
+        .clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            Error::Config(format!(
+                "--issued {spec} has no column {name}: give the CSV `crest links issue` wrote"
+            ))
+        })
+    };
+    let (creator, handle, platform, source, medium, campaign) = (
+        col("creator_id")?,
+        col("handle")?,
+        col("platform")?,
+        col("utm_source")?,
+        col("utm_medium")?,
+        col("utm_campaign")?,
+    );
+    let mut issued = Issued {
+        links: HashSet::new(),
+        by_creator: BTreeMap::new(),
+    };
+    for (line, record) in reader.records().enumerate() {
+        let r = record.map_err(|e| Error::Config(format!("--issued {spec} line {}: {e}", line + 2)))?;
+        issued.links.insert((
+            r[source].to_lowercase(),
+            r[medium].to_lowercase(),
+            r[campaign].to_lowercase(),
+        ));
+        issued
+            .by_creator
+            .entry((r[creator].to_string(), r[platform].to_lowercase()))
+            .or_insert_with(|| (r[handle].to_string(), 0))
+            .1 += 1;
+    }
+    Ok(issued)
+}
+
+fn read_rows(
+    b: &RecordBatch,
+    issued: Option<&HashSet<(String, String, String)>>,
+    ads: &mut BTreeMap<(String, Option<String>, Option<String>, String), Ad>,
+) -> Result<()> {
+    let text = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::Data(format!("creator_performance has no text column {name}")))
+    };
+    let (platform, channel, account, ad_id, content_id) = (
+        text("platform")?,
+        text("channel")?,
+        text("account_id")?,
+        text("ad_id")?,
+        text("content_id")?,
+    );
+    let (creator, handle) = (text("creator_id")?, text("creator_handle")?);
+    let utm: Vec<_> = ["utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"]
+        .iter()
+        .map(|c| text(c))
+        .collect::<Result<_>>()?;
+    let clicks = b
+        .column_by_name("clicks")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| Error::Data("creator_performance has no clicks column".into()))?;
+    let spend = b
+        .column_by_name("spend_reporting")
+        .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
+        .ok_or_else(|| Error::Data("creator_performance has no spend_reporting column".into()))?;
+    for i in 0..b.num_rows() {
+        // Organic posts carry the creator's own links, not the brand's.
+        if channel.value(i) != "paid" {
+            continue;
+        }
+        let p = platform.value(i).to_string();
+        let ad = format!(
+            "{}/{}",
+            account.value(i),
+            value(ad_id, i).or(value(content_id, i)).unwrap_or_default()
+        );
+        let who = value(creator, i).map(str::to_string);
+        let key = (p.clone(), who.clone(), value(handle, i).map(str::to_string), ad);
+        let a = ads.entry(key).or_default();
+        let carried: Vec<Option<&str>> = utm.iter().map(|c| value(c, i)).collect();
+        a.utm |= carried.iter().any(Option::is_some);
+        a.resolved |= who.is_some();
+        if let Some(medium) = carried[1] {
+            let medium = medium.to_lowercase();
+            // A link names its platform: one made for another platform's ads
+            // credits the right creator on the wrong platform.
+            a.wrong_platform |= PLATFORMS.contains(&medium.as_str()) && medium != p;
+        }
+        if let (Some(issued), Some(s), Some(m), Some(c)) = (issued, carried[0], carried[1], carried[2]) {
+            a.issued |= issued.contains(&(s.to_lowercase(), m.to_lowercase(), c.to_lowercase()));
+        }
+        if !spend.is_null(i) {
+            a.spend_micros += spend.value(i);
+        }
+        if !clicks.is_null(i) {
+            a.clicks += clicks.value(i);
+        }
+    }
+    Ok(())
+}
+
+/// A text cell, empty as none.
+fn value(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_empty())
+}
+
+fn summarise(
+    ads: BTreeMap<(String, Option<String>, Option<String>, String), Ad>,
+    issued: Option<&Issued>,
+) -> Vec<Hygiene> {
+    let mut out: BTreeMap<(Option<String>, String), Hygiene> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for ((platform, creator, handle, _), ad) in ads {
+        let h = out
+            .entry((creator.clone(), platform.clone()))
+            .or_insert_with(|| Hygiene {
+                creator_id: creator.clone(),
+                creator_handle: handle.clone(),
+                platform: platform.clone(),
+                ..Hygiene::default()
+            });
+        h.ads += 1;
+        h.spend_micros += ad.spend_micros;
+        h.clicks += ad.clicks;
+        let unattributable = if !ad.utm {
+            h.no_utm += 1;
+            true
+        } else if !ad.resolved {
+            h.unresolvable += 1;
+            true
+        } else {
+            false
+        };
+        if unattributable {
+            h.spend_unattributable_micros += ad.spend_micros;
+            h.clicks_unattributable += ad.clicks;
+        }
+        if ad.wrong_platform {
+            h.wrong_platform += 1;
+        }
+        if issued.is_some() && ad.utm && ad.resolved {
+            if ad.issued {
+                if let Some(c) = &creator {
+                    seen.insert((c.clone(), platform.clone()));
+                }
+            } else {
+                h.not_issued += 1;
+            }
+        }
+    }
+    if let Some(issued) = issued {
+        for ((creator, platform), (handle, links)) in &issued.by_creator {
+            if seen.contains(&(creator.clone(), platform.clone())) {
+                continue;
+            }
+            let h = out
+                .entry((Some(creator.clone()), platform.clone()))
+                .or_insert_with(|| Hygiene {
+                    creator_id: Some(creator.clone()),
+                    creator_handle: Some(handle.clone()),
+                    platform: platform.clone(),
+                    ..Hygiene::default()
+                });
+            h.issued_unseen += links;
+        }
+    }
+    out.into_values().collect()
+}
+
+fn print(report: &[Hygiene], range: crest_core::window::DateRange, with_issued: bool) {
+    let money = |micros: i128| format!("{:.2}", micros as f64 / 1e6);
+    let share = |part: i128, whole: i128| match whole {
+        0 => "-".to_string(),
+        w => format!("{:.1} %", part as f64 * 100.0 / w as f64),
+    };
+    let dirty: Vec<&Hygiene> = report.iter().filter(|h| !h.clean()).collect();
+    let spend: i128 = report.iter().map(|h| h.spend_micros).sum();
+    let lost: i128 = report.iter().map(|h| h.spend_unattributable_micros).sum();
+    let ads: usize = report.iter().map(|h| h.ads).sum();
+    println!(
+        "links audit · {range} · {ads} paid ads · {} of {} creator × platform pairs need attention · unattributable spend {} ({})",
+        dirty.len(),
+        report.len(),
+        money(lost),
+        share(lost, spend)
+    );
+    if dirty.is_empty() {
+        println!("clean: every paid ad carries a link that resolves to its creator");
+        return;
+    }
+    let mut header = format!(
+        "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14}",
+        "creator", "handle", "platform", "ads", "no_utm", "unresolvable", "wrong_platform"
+    );
+    if with_issued {
+        header.push_str(&format!(" {:>10} {:>13}", "not_issued", "issued_unseen"));
+    }
+    header.push_str(&format!(" {:>14} {:>8}", "spend_lost", "clicks_lost"));
+    println!("{header}");
+    for h in dirty {
+        let mut line = format!(
+            "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14}",
+            h.creator_id.as_deref().unwrap_or("(none)"),
+            h.creator_handle.as_deref().unwrap_or(""),
+            h.platform,
+            h.ads,
+            h.no_utm,
+            h.unresolvable,
+            h.wrong_platform
+        );
+        if with_issued {
+            line.push_str(&format!(" {:>10} {:>13}", h.not_issued, h.issued_unseen));
+        }
+        line.push_str(&format!(
+            " {:>14} {:>8}",
+            money(h.spend_unattributable_micros),
+            h.clicks_unattributable
+        ));
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ad(utm: bool, resolved: bool, wrong_platform: bool, issued: bool, spend_micros: i128) -> Ad {
+        Ad {
+            utm,
+            resolved,
+            wrong_platform,
+            issued,
+            spend_micros,
+            clicks: 10,
+        }
+    }
+
+    #[test]
+    fn each_ad_counts_once_and_issued_links_are_matched_per_creator_and_platform() {
+        let key = |p: &str, c: Option<&str>, ad: &str| {
+            (p.to_string(), c.map(String::from), c.map(String::from), ad.to_string())
+        };
+        let mut ads = BTreeMap::new();
+        ads.insert(
+            key("tiktok", Some("cr_1"), "a1"),
+            ad(true, true, false, true, 1_000_000),
+        );
+        ads.insert(
+            key("tiktok", Some("cr_1"), "a2"),
+            ad(false, true, false, false, 2_000_000),
+        );
+        ads.insert(key("meta", Some("cr_1"), "a3"), ad(true, true, true, false, 3_000_000));
+        ads.insert(key("meta", None, "a4"), ad(true, false, false, false, 4_000_000));
+        let mut issued = Issued {
+            links: HashSet::new(),
+            by_creator: BTreeMap::new(),
+        };
+        for (c, p) in [("cr_1", "tiktok"), ("cr_1", "meta"), ("cr_2", "tiktok")] {
+            issued.by_creator.insert((c.into(), p.into()), (format!("@{c}"), 1));
+        }
+        let report = summarise(ads, Some(&issued));
+        let get = |c: Option<&str>, p: &str| {
+            report
+                .iter()
+                .find(|h| h.creator_id.as_deref() == c && h.platform == p)
+                .unwrap()
+                .clone()
+        };
+        let t = get(Some("cr_1"), "tiktok");
+        assert_eq!((t.ads, t.no_utm, t.not_issued, t.issued_unseen), (2, 1, 0, 0));
+        assert_eq!(t.spend_unattributable_micros, 2_000_000);
+        let m = get(Some("cr_1"), "meta");
+        assert_eq!((m.wrong_platform, m.not_issued, m.issued_unseen), (1, 1, 1));
+        let none = get(None, "meta");
+        assert_eq!((none.unresolvable, none.spend_unattributable_micros), (1, 4_000_000));
+        let unseen = get(Some("cr_2"), "tiktok");
+        assert_eq!((unseen.ads, unseen.issued_unseen), (0, 1));
+        assert!(!unseen.clean() && !t.clean());
+    }
+}

@@ -59,6 +59,10 @@ impl Hygiene {
     }
 }
 
+/// An ad as the audit groups it: platform, creator id and handle (as the
+/// transform resolved them), `account/ad`.
+type AdKey = (String, Option<String>, Option<String>, String);
+
 /// One ad's verdict, from all of its rows.
 #[derive(Default)]
 struct Ad {
@@ -82,7 +86,7 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         .filter(|t| t.table == "creator_performance")
         .flat_map(|t| t.dates.values().flatten())
         .collect();
-    let mut ads: BTreeMap<(String, Option<String>, Option<String>, String), Ad> = BTreeMap::new();
+    let mut ads: BTreeMap<AdKey, Ad> = BTreeMap::new();
     for f in files {
         for batch in crest_core::warehouse::file_batches(&plan.input, f, 8192).await? {
             read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
@@ -152,7 +156,7 @@ async fn read_issued(spec: &str) -> Result<Issued> {
 fn read_rows(
     b: &RecordBatch,
     issued: Option<&HashSet<(String, String, String)>>,
-    ads: &mut BTreeMap<(String, Option<String>, Option<String>, String), Ad>,
+    ads: &mut BTreeMap<AdKey, Ad>,
 ) -> Result<()> {
     let text = |name: &str| {
         b.column_by_name(name)
@@ -220,10 +224,7 @@ fn value(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_empty())
 }
 
-fn summarise(
-    ads: BTreeMap<(String, Option<String>, Option<String>, String), Ad>,
-    issued: Option<&Issued>,
-) -> Vec<Hygiene> {
+fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Hygiene> {
     let mut out: BTreeMap<(Option<String>, String), Hygiene> = BTreeMap::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     for ((platform, creator, handle, _), ad) in ads {

@@ -22,6 +22,7 @@
 //! Mapping works on whole Arrow columns; per-row work is limited to lookups
 //! cached per distinct landing URL.
 
+pub mod attribution;
 pub mod canonical;
 pub mod fx;
 pub mod platforms;

@@ -275,3 +275,83 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
     assert!(stderr(&o).contains("creator_id"), "{}", stderr(&o));
     assert_eq!(error_lines(&o), 1);
 }
+
+/// The audit appended to every target: `v_utm_hygiene` answers what the audit
+/// printed, and a second audit replaces what the view shows, never adds to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-03").await;
+    let roster_file = dir.path().join("roster.csv");
+    std::fs::write(&roster_file, sb.world().roster_csv()).unwrap();
+    let (out_s, roster_s) = (out.display().to_string(), roster_file.display().to_string());
+    let o = crest(&[
+        "transform",
+        "--input",
+        &out_s,
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-03",
+        "--roster",
+        &roster_s,
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    for t in Target::all(&dir.path().join("lake")).await {
+        let k = t.kind;
+        let o = t.load(&out_s, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let mut printed = Vec::new();
+        for _ in 0..2 {
+            let o = t
+                .crest(&["links", "audit", "--input", &out_s, "--target", &t.spec, "--json"])
+                .await;
+            assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+            printed = serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap();
+        }
+        let o = t.crest(&["views", "apply", "--target", &t.spec]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let sum = |key: &str| printed.iter().map(|r| r[key].as_i64().unwrap()).sum::<i64>();
+        let lost: rust_decimal::Decimal = printed
+            .iter()
+            .map(|r| {
+                r["spend_unattributable"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        let v = t
+            .query(
+                "SELECT COUNT(*) AS n, SUM(ads) AS ads, SUM(unresolvable) AS unresolvable, \
+                 SUM(clicks_unattributable) AS clicks_lost, \
+                 CAST(SUM(spend_unattributable) * 1000000 AS BIGINT) AS lost, \
+                 SUM(CASE WHEN clean THEN 1 ELSE 0 END) AS clean FROM v_utm_hygiene",
+            )
+            .await;
+        let r = &v[0];
+        assert_eq!(int(&r["n"]), printed.len() as i64, "{k:?}: the latest audit only");
+        assert_eq!(int(&r["ads"]), sum("ads"), "{k:?}");
+        assert_eq!(int(&r["unresolvable"]), sum("unresolvable"), "{k:?}");
+        assert_eq!(int(&r["clicks_lost"]), sum("clicks_unattributable"), "{k:?}");
+        assert_eq!(
+            rust_decimal::Decimal::from(int(&r["lost"])),
+            lost * rust_decimal::Decimal::from(1_000_000),
+            "{k:?}: to the micro"
+        );
+        let clean = printed
+            .iter()
+            .filter(|r| r["no_utm"] == 0 && r["unresolvable"] == 0 && r["wrong_platform"] == 0)
+            .count();
+        assert_eq!(int(&r["clean"]), clean as i64, "{k:?}");
+        // Both audits are kept for history.
+        let all = t
+            .query("SELECT COUNT(DISTINCT audit_id) AS audits FROM utm_hygiene")
+            .await;
+        assert_eq!(int(&all[0]["audits"]), 2, "{k:?}");
+    }
+}

@@ -93,10 +93,12 @@ percent-encoded. The CSV (long_url, title, creator_id, handle, platform, utm_*) 
 link shortener in bulk. A base URL that is not http(s), or that already carries utm_source,
 utm_medium or a different campaign, content or term, is refused (exit 2) and nothing is written.
 
-  crest links audit --input ./crest-out --issued links.csv     # after a transform, during the flight
+  crest links audit --input ./crest-out --issued links.csv     # after a transform and load, during the flight
+  crest links audit --input ./crest-out --target bigquery://my-project/crest --json
 
 The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
-every creator × platform whose ads need attention, with the spend and clicks lost to attribution.";
+every creator × platform whose ads need attention, with the spend and clicks lost to attribution,
+and appends the audit to the target's utm_hygiene table (v_utm_hygiene: the latest audit).";
 
 #[derive(Subcommand)]
 enum LinksCommand {
@@ -119,6 +121,12 @@ struct LinksAuditArgs {
     /// Every creator × platform as JSON (exact decimals) instead of the table of those that need attention.
     #[arg(long)]
     json: bool,
+    /// Where the audit's rows go (utm_hygiene, read by v_utm_hygiene); it must hold the run's rows already.
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Print only; write nothing to the target.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -781,6 +789,8 @@ fn main() -> ExitCode {
                     input: a.input,
                     issued: a.issued,
                     json: a.json,
+                    target: a.target.target,
+                    dry_run: a.dry_run,
                 })
                 .await
             }

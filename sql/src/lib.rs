@@ -28,6 +28,10 @@ macro_rules! views {
                 "v_tier_history",
                 include_str!(concat!("../", $dialect, "/views/v_tier_history.sql")),
             ),
+            (
+                "v_utm_hygiene",
+                include_str!(concat!("../", $dialect, "/views/v_utm_hygiene.sql")),
+            ),
         ]
     };
 }
@@ -41,7 +45,8 @@ pub mod bigquery {
     pub const BENCHMARKS_CREATE: &str = include_str!("../bigquery/benchmarks_create.sql");
     pub const BENCHMARKS_REPLACE: &str = include_str!("../bigquery/benchmarks_replace.sql");
     pub const ALERT_LOG_CREATE: &str = include_str!("../bigquery/alert_log_create.sql");
-    pub const ALERT_LOG_APPEND: &str = include_str!("../bigquery/alert_log_append.sql");
+    pub const APPEND: &str = include_str!("../bigquery/append.sql");
+    pub const UTM_HYGIENE_CREATE: &str = include_str!("../bigquery/utm_hygiene_create.sql");
     pub const ALERT_LOG_DELIVERED: &str = include_str!("../bigquery/alert_log_delivered.sql");
     pub const VIEWS: &[(&str, &str)] = views!("bigquery");
 }
@@ -59,7 +64,8 @@ pub mod snowflake {
     pub const BENCHMARKS_CREATE: &str = include_str!("../snowflake/benchmarks_create.sql");
     pub const BENCHMARKS_REPLACE: &str = include_str!("../snowflake/benchmarks_replace.sql");
     pub const ALERT_LOG_CREATE: &str = include_str!("../snowflake/alert_log_create.sql");
-    pub const ALERT_LOG_APPEND: &str = include_str!("../snowflake/alert_log_append.sql");
+    pub const APPEND: &str = include_str!("../snowflake/append.sql");
+    pub const UTM_HYGIENE_CREATE: &str = include_str!("../snowflake/utm_hygiene_create.sql");
     pub const ALERT_LOG_DELIVERED: &str = include_str!("../snowflake/alert_log_delivered.sql");
     pub const VIEWS: &[(&str, &str)] = views!("snowflake");
 }
@@ -86,7 +92,8 @@ mod tests {
                     "v_creator_performance",
                     "v_creator_tier",
                     "v_budget_reallocation",
-                    "v_tier_history"
+                    "v_tier_history",
+                    "v_utm_hygiene"
                 ]
             );
             for (name, sql) in views {

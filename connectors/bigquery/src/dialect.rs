@@ -11,7 +11,8 @@ pub(crate) static STATEMENTS: Statements = Statements {
     benchmarks_create: BENCHMARKS_CREATE,
     benchmarks_replace: BENCHMARKS_REPLACE,
     alert_log_create: ALERT_LOG_CREATE,
-    alert_log_append: ALERT_LOG_APPEND,
+    append: APPEND,
+    utm_hygiene_create: UTM_HYGIENE_CREATE,
     alert_log_delivered: ALERT_LOG_DELIVERED,
     views: VIEWS,
 };

@@ -25,6 +25,7 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod target;
+pub mod utm_hygiene;
 pub mod views;
 pub mod warehouse;
 pub mod window;

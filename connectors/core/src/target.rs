@@ -43,6 +43,8 @@ pub trait Target {
     async fn append_alert_log(&self, evaluation_id: &str, batch: &RecordBatch) -> Result<()>;
     /// Marks an evaluation delivered.
     async fn mark_alerts_delivered(&self, evaluation_id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Appends one links audit's rows (`crate::utm_hygiene`), all or none.
+    async fn append_utm_hygiene(&self, batch: &RecordBatch) -> Result<()>;
 }
 
 /// What opening a target needs besides its spec.

@@ -231,6 +231,55 @@ const HISTORY: &[Column] = &[
     c("delivered", YesNo, "Whether its message reached every channel."),
 ];
 
+const HYGIENE: &[Column] = &[
+    c("audited_at", Time, "When the audit ran, UTC."),
+    c("run_id", Text, "The transform run it read."),
+    c(
+        "creator_id",
+        Text,
+        "The creator as the transform resolved them; null for ads no creator can be credited with.",
+    ),
+    c("creator_handle", Text, "The creator's handle from the roster."),
+    c("platform", Text, "tiktok, meta or youtube."),
+    c("ads", Additive, "Paid ads of this creator on this platform."),
+    c("no_utm", Additive, "Ads whose landing URL carries no UTM."),
+    c(
+        "unresolvable",
+        Additive,
+        "Ads whose UTMs resolve to no creator of the roster.",
+    ),
+    c(
+        "wrong_platform",
+        Additive,
+        "Ads carrying a link issued for another platform.",
+    ),
+    c(
+        "not_issued",
+        Additive,
+        "Ads carrying a link crest did not issue (when the audit was given the issued links).",
+    ),
+    c("issued_unseen", Additive, "Issued links no ad carries yet."),
+    c("spend", Additive, "Spend in the reporting currency."),
+    c(
+        "spend_unattributable",
+        Additive,
+        "Spend of ads no creator can be credited with (no UTM or unresolvable).",
+    ),
+    c("spend_unattributable_share", Ratio, "spend_unattributable / spend."),
+    c("clicks", Additive, "Link clicks."),
+    c(
+        "clicks_unattributable",
+        Additive,
+        "Link clicks of ads no creator can be credited with.",
+    ),
+    c("clicks_unattributable_share", Ratio, "clicks_unattributable / clicks."),
+    c(
+        "clean",
+        YesNo,
+        "Nothing to fix: the creator can go live on this platform.",
+    ),
+];
+
 pub const VIEWS: &[View] = &[
     View {
         name: "v_creator_daily",
@@ -261,5 +310,11 @@ pub const VIEWS: &[View] = &[
         grain: "evaluation × creator × platform",
         about: "each crest alerts evaluation's tier, the previous tier and the change, from alert_log",
         columns: HISTORY,
+    },
+    View {
+        name: "v_utm_hygiene",
+        grain: "creator × platform",
+        about: "the latest crest links audit: ads without UTMs, with unresolvable or wrong-platform links, and the share of spend and clicks no creator can be credited with",
+        columns: HYGIENE,
     },
 ];

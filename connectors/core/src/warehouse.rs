@@ -496,7 +496,9 @@ pub struct Statements {
     pub benchmarks_create: &'static str,
     pub benchmarks_replace: &'static str,
     pub alert_log_create: &'static str,
-    pub alert_log_append: &'static str,
+    /// `INSERT INTO {{table}} ({{columns}}) VALUES {{rows}}`: the alert log, links audits.
+    pub append: &'static str,
+    pub utm_hygiene_create: &'static str,
     pub alert_log_delivered: &'static str,
     /// The decision layer's views: (name, SQL taking `{{columns}}`).
     pub views: &'static [(&'static str, &'static str)],
@@ -589,6 +591,7 @@ pub async fn drop_staging<W: Warehouse>(w: &W, plan: &crate::load::LoadPlan, loa
 pub async fn apply_views<W: Warehouse>(w: &W) -> Result<()> {
     ensure_table(w, w.statements().benchmarks_create, crate::benchmarks::TABLE).await?;
     ensure_alert_log(w).await?;
+    ensure_table(w, w.statements().utm_hygiene_create, crate::utm_hygiene::TABLE).await?;
     for (name, sql) in w.statements().views {
         let columns = view_columns(name, |c, about| w.view_column(c, about))?;
         let mut params = w.view_params();
@@ -610,20 +613,37 @@ pub async fn ensure_alert_log<W: Warehouse>(w: &W) -> Result<()> {
     ensure_table(w, w.statements().alert_log_create, crate::alert_log::TABLE).await
 }
 
-/// `crest alerts`: one evaluation's rows, appended in one INSERT.
-pub async fn append_alert_log<W: Warehouse>(w: &W, batch: &RecordBatch) -> Result<()> {
-    let columns = crate::alert_log::columns()
+/// A batch's rows appended to `table` in one INSERT: all of them or none.
+async fn append<W: Warehouse>(w: &W, table: &str, batch: &RecordBatch) -> Result<()> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    let columns = batch
+        .schema()
+        .fields()
         .iter()
-        .map(|c| w.quoting().quote(c))
+        .map(|f| w.quoting().quote(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
     let rows = value_rows(batch, w.literals())?.join(",\n");
-    let table = w.table_name(crate::alert_log::TABLE);
+    let table = w.table_name(table);
     w.execute(&render(
-        w.statements().alert_log_append,
+        w.statements().append,
         &[("table", &table), ("columns", &columns), ("rows", &rows)],
     )?)
     .await
+}
+
+/// `crest alerts`: one evaluation's rows, appended in one INSERT.
+pub async fn append_alert_log<W: Warehouse>(w: &W, batch: &RecordBatch) -> Result<()> {
+    append(w, crate::alert_log::TABLE, batch).await
+}
+
+/// `crest links audit`: one audit's rows, appended in one INSERT (the table
+/// created where missing); `v_utm_hygiene` reads the latest audit.
+pub async fn append_utm_hygiene<W: Warehouse>(w: &W, batch: &RecordBatch) -> Result<()> {
+    ensure_table(w, w.statements().utm_hygiene_create, crate::utm_hygiene::TABLE).await?;
+    append(w, crate::utm_hygiene::TABLE, batch).await
 }
 
 /// `crest alerts`: the evaluation reached every channel.
@@ -701,6 +721,10 @@ impl<W: Warehouse + crate::load::Destination> crate::target::Target for SqlTarge
 
     async fn mark_alerts_delivered(&self, evaluation_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
         mark_alerts_delivered(&self.0, evaluation_id, at).await
+    }
+
+    async fn append_utm_hygiene(&self, batch: &RecordBatch) -> Result<()> {
+        append_utm_hygiene(&self.0, batch).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! {lake}/_loads/{load_id}.json                           what was loaded (crest_loads)
 //! {lake}/views/*.sql                                     views, registered by crest query
 //! {lake}/benchmarks/benchmarks.parquet                   benchmarks (crest benchmarks load)
+//! {lake}/utm_hygiene/{audit_id}.parquet                    links audits (crest links audit)
 //! ```
 //!
 //! A load replaces whole date partitions: new files first, then the date's
@@ -43,6 +44,8 @@ use std::sync::Arc;
 const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
 /// `crest alerts`' log: one file per evaluation, rewritten whole when delivered.
 const ALERT_LOG_DIR: &str = "alert_log";
+/// Where `crest links audit` puts each audit's rows: one file per audit.
+const UTM_HYGIENE_DIR: &str = "utm_hygiene";
 const POINTER: &str = "_partition.json";
 /// The lake's store as DataFusion's session knows it.
 const LAKE_URL: &str = "crest-lake://lake";
@@ -382,9 +385,24 @@ impl Lake {
             ctx.register_table(crest_core::benchmarks::TABLE, Arc::new(table))
                 .map_err(df)?;
         }
-        if needs(crest_core::alert_log::TABLE) {
+        for (table, dir, schema) in [
+            (
+                crest_core::alert_log::TABLE,
+                ALERT_LOG_DIR,
+                crest_core::alert_log::schema(),
+            ),
+            (
+                crest_core::utm_hygiene::TABLE,
+                UTM_HYGIENE_DIR,
+                crest_core::utm_hygiene::schema(),
+            ),
+        ] {
+            if !needs(table) {
+                continue;
+            }
+            // A folder of files, one per evaluation or audit; none yet is an empty table.
             let mut batches = Vec::new();
-            for meta in self.loc.list(ALERT_LOG_DIR).await? {
+            for meta in self.loc.list(dir).await? {
                 let rel = self.loc.relative(&meta.location);
                 if !rel.ends_with(".parquet") {
                     continue;
@@ -393,9 +411,8 @@ impl Lake {
                     batches.extend(read_parquet(bytes, &format!("{}/{rel}", self.loc))?);
                 }
             }
-            let table = MemTable::try_new(crest_core::alert_log::schema(), vec![batches]).map_err(df)?;
-            ctx.register_table(crest_core::alert_log::TABLE, Arc::new(table))
-                .map_err(df)?;
+            let provider = MemTable::try_new(schema, vec![batches]).map_err(df)?;
+            ctx.register_table(table, Arc::new(provider)).map_err(df)?;
         }
         if needs(LOADS_TABLE) {
             let loads = crest_core::load::loads_batch(&self.records().await?)?;
@@ -446,6 +463,24 @@ impl Lake {
             .put(
                 &format!("{ALERT_LOG_DIR}/{evaluation_id}.parquet"),
                 encode(batch, "the alert log")?,
+            )
+            .await
+    }
+
+    /// `crest links audit`: one audit's rows, in a file of their own (one put).
+    pub async fn append_utm_hygiene(&self, batch: &RecordBatch) -> Result<()> {
+        let audit_id = batch
+            .column_by_name("audit_id")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+            .filter(|c| arrow::array::Array::len(*c) > 0)
+            .map(|c| c.value(0).to_string());
+        let Some(audit_id) = audit_id else {
+            return Ok(());
+        };
+        self.loc
+            .put(
+                &format!("{UTM_HYGIENE_DIR}/{audit_id}.parquet"),
+                encode(batch, "the links audit")?,
             )
             .await
     }

@@ -88,4 +88,8 @@ impl Target for LakeTarget {
             .mark_alerts_delivered(evaluation_id, at.timestamp_micros())
             .await
     }
+
+    async fn append_utm_hygiene(&self, batch: &RecordBatch) -> Result<()> {
+        self.lake.append_utm_hygiene(batch).await
+    }
 }

@@ -25,8 +25,8 @@ use crest_core::retry::RetryMiddleware;
 use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::snowflake::{
-    ADD_COLUMN, ALERT_LOG_APPEND, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COPY,
-    COUNTS, CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, VIEWS,
+    ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COPY, COUNTS,
+    CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, UTM_HYGIENE_CREATE, VIEWS,
 };
 use snowflake_api::{
     AuthArgs, AuthType, CertificateArgs, PasswordArgs, QueryResult, SnowflakeApi, SnowflakeApiBuilder,
@@ -493,7 +493,8 @@ static STATEMENTS: Statements = Statements {
     benchmarks_create: BENCHMARKS_CREATE,
     benchmarks_replace: BENCHMARKS_REPLACE,
     alert_log_create: ALERT_LOG_CREATE,
-    alert_log_append: ALERT_LOG_APPEND,
+    append: APPEND,
+    utm_hygiene_create: UTM_HYGIENE_CREATE,
     alert_log_delivered: ALERT_LOG_DELIVERED,
     views: VIEWS,
 };

@@ -10,6 +10,7 @@ use super::issue::PLATFORMS;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, Int64Type};
 use crest_core::storage::read_file;
+use crest_core::utm_hygiene::Row;
 use crest_core::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -20,43 +21,10 @@ pub struct AuditOptions {
     pub issued: Option<String>,
     /// Rows as JSON (one array) instead of the table.
     pub json: bool,
-}
-
-/// What one creator × platform's ads carry.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
-pub struct Hygiene {
-    pub creator_id: Option<String>,
-    pub creator_handle: Option<String>,
-    pub platform: String,
-    pub ads: usize,
-    /// Landing URL without any UTM.
-    pub no_utm: usize,
-    /// UTMs that resolve to no creator of the roster.
-    pub unresolvable: usize,
-    /// A link whose `utm_medium` names another platform.
-    pub wrong_platform: usize,
-    /// A link that is not among the issued ones (only with `--issued`).
-    pub not_issued: usize,
-    /// Issued links for this creator × platform no ad carries.
-    pub issued_unseen: usize,
-    /// Reporting-currency spend, in millionths (exact).
-    #[serde(rename = "spend", serialize_with = "micros")]
-    pub spend_micros: i128,
-    #[serde(rename = "spend_unattributable", serialize_with = "micros")]
-    pub spend_unattributable_micros: i128,
-    pub clicks: i64,
-    pub clicks_unattributable: i64,
-}
-
-/// Millionths as an exact decimal string ("12.340000").
-fn micros<S: serde::Serializer>(v: &i128, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&rust_decimal::Decimal::from_i128_with_scale(*v, 6).to_string())
-}
-
-impl Hygiene {
-    pub fn clean(&self) -> bool {
-        self.no_utm + self.unresolvable + self.wrong_platform + self.not_issued + self.issued_unseen == 0
-    }
+    /// Where the audit's rows are appended (`utm_hygiene`, read by `v_utm_hygiene`).
+    pub target: String,
+    /// Print only; write nothing.
+    pub dry_run: bool,
 }
 
 /// An ad as the audit groups it: platform, creator id and handle (as the
@@ -93,6 +61,19 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         }
     }
     let report = summarise(ads, issued.as_ref());
+    if !options.dry_run {
+        // The target must exist (the run loaded into it): the audit sits beside its rows.
+        let target = crate::targets::open(&options.target, true).await?;
+        let now = chrono::Utc::now();
+        let audit_id = format!(
+            "{}-{}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        let batch = crest_core::utm_hygiene::to_batch(&report, &audit_id, now.timestamp_micros(), &plan.run_id)?;
+        target.append_utm_hygiene(&batch).await?;
+        tracing::info!(audit_id, rows = report.len(), target = %target.describe(), "links audit written");
+    }
     if options.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::Data(format!("cannot write the audit as JSON: {e}")))?;
@@ -224,18 +205,16 @@ fn value(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_empty())
 }
 
-fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Hygiene> {
-    let mut out: BTreeMap<(Option<String>, String), Hygiene> = BTreeMap::new();
+fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
+    let mut out: BTreeMap<(Option<String>, String), Row> = BTreeMap::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     for ((platform, creator, handle, _), ad) in ads {
-        let h = out
-            .entry((creator.clone(), platform.clone()))
-            .or_insert_with(|| Hygiene {
-                creator_id: creator.clone(),
-                creator_handle: handle.clone(),
-                platform: platform.clone(),
-                ..Hygiene::default()
-            });
+        let h = out.entry((creator.clone(), platform.clone())).or_insert_with(|| Row {
+            creator_id: creator.clone(),
+            creator_handle: handle.clone(),
+            platform: platform.clone(),
+            ..Row::default()
+        });
         h.ads += 1;
         h.spend_micros += ad.spend_micros;
         h.clicks += ad.clicks;
@@ -272,11 +251,11 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Hygiene> 
             }
             let h = out
                 .entry((Some(creator.clone()), platform.clone()))
-                .or_insert_with(|| Hygiene {
+                .or_insert_with(|| Row {
                     creator_id: Some(creator.clone()),
                     creator_handle: Some(handle.clone()),
                     platform: platform.clone(),
-                    ..Hygiene::default()
+                    ..Row::default()
                 });
             h.issued_unseen += links;
         }
@@ -284,13 +263,13 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Hygiene> 
     out.into_values().collect()
 }
 
-fn print(report: &[Hygiene], range: crest_core::window::DateRange, with_issued: bool) {
+fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool) {
     let money = |micros: i128| format!("{:.2}", micros as f64 / 1e6);
     let share = |part: i128, whole: i128| match whole {
         0 => "-".to_string(),
         w => format!("{:.1} %", part as f64 * 100.0 / w as f64),
     };
-    let dirty: Vec<&Hygiene> = report.iter().filter(|h| !h.clean()).collect();
+    let dirty: Vec<&Row> = report.iter().filter(|h| !h.clean()).collect();
     let spend: i128 = report.iter().map(|h| h.spend_micros).sum();
     let lost: i128 = report.iter().map(|h| h.spend_unattributable_micros).sum();
     let ads: usize = report.iter().map(|h| h.ads).sum();

@@ -1,3 +1,0 @@
--- One evaluation's rows, not delivered yet.
-INSERT INTO {{table}} ({{columns}}) VALUES
-{{rows}}

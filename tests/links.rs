@@ -25,6 +25,32 @@ fn roster(dir: &std::path::Path, creators: usize) -> (String, Roster) {
     )
 }
 
+/// Sandbox TikTok data from 2026-01-01 to `end` transformed with the sandbox's
+/// roster: (sandbox, folder, transform output, roster file).
+async fn transformed(end: &str) -> (crest_sandbox::Sandbox, tempfile::TempDir, String, String) {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", end).await;
+    let roster_file = dir.path().join("roster.csv");
+    std::fs::write(&roster_file, sb.world().roster_csv()).unwrap();
+    let (out_s, roster_s) = (out.display().to_string(), roster_file.display().to_string());
+    let o = crest(&[
+        "transform",
+        "--input",
+        &out_s,
+        "--start",
+        "2026-01-01",
+        "--end",
+        end,
+        "--roster",
+        &roster_s,
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    (sb, dir, out_s, roster_s)
+}
+
 fn error_lines(o: &std::process::Output) -> usize {
     stderr(o).lines().filter(|l| l.starts_with("error:")).count()
 }
@@ -152,26 +178,8 @@ async fn bad_bases_rosters_and_platforms_are_one_line_and_write_nothing() {
 async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_never_seen() {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Decimal128Type;
-    let sb = sandbox().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (sb, dir, out_s, roster_s) = transformed("2026-01-10").await;
     let out = dir.path().join("out");
-    extract(&sb, &out, "2026-01-01", "2026-01-10").await;
-    let roster_file = dir.path().join("roster.csv");
-    std::fs::write(&roster_file, sb.world().roster_csv()).unwrap();
-    let (out_s, roster_s) = (out.display().to_string(), roster_file.display().to_string());
-    let o = crest(&[
-        "transform",
-        "--input",
-        &out_s,
-        "--start",
-        "2026-01-01",
-        "--end",
-        "2026-01-10",
-        "--roster",
-        &roster_s,
-    ])
-    .await;
-    assert!(o.status.success(), "{}", stderr(&o));
 
     // What the canonical rows hold, per paid ad: carries a UTM? resolved? spend.
     let mut ads: std::collections::BTreeMap<String, (bool, bool, i128)> = Default::default();
@@ -280,26 +288,7 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
 /// printed, and a second audit replaces what the view shows, never adds to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
-    let sb = sandbox().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    extract(&sb, &out, "2026-01-01", "2026-01-03").await;
-    let roster_file = dir.path().join("roster.csv");
-    std::fs::write(&roster_file, sb.world().roster_csv()).unwrap();
-    let (out_s, roster_s) = (out.display().to_string(), roster_file.display().to_string());
-    let o = crest(&[
-        "transform",
-        "--input",
-        &out_s,
-        "--start",
-        "2026-01-01",
-        "--end",
-        "2026-01-03",
-        "--roster",
-        &roster_s,
-    ])
-    .await;
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (_sb, dir, out_s, _) = transformed("2026-01-03").await;
     for t in Target::all(&dir.path().join("lake")).await {
         let k = t.kind;
         let o = t.load(&out_s, &[]).await;

@@ -161,6 +161,30 @@ pub fn attribute(conversion: &Conversion, touches: &[Touch], model: Model, rules
     by.into_values().collect()
 }
 
+/// One user's journey attributed: their sessions (any order) and
+/// conversions, every conversion under every model asked. Memory is the
+/// user's own sessions: a caller streams users one at a time (input sorted
+/// by user), so it stays flat however many sessions there are.
+pub fn attribute_user(
+    touches: &mut [Touch],
+    conversions: &[Conversion],
+    models: &[Model],
+    rules: Rules,
+) -> Vec<(usize, Model, Vec<Credit>)> {
+    touches.sort_by_key(|t| t.at);
+    let mut out = Vec::with_capacity(conversions.len() * models.len());
+    for (i, c) in conversions.iter().enumerate() {
+        // The window's sessions by binary search on the sorted journey.
+        let from = touches.partition_point(|t| t.at < c.at - rules.lookback);
+        let to = touches.partition_point(|t| t.at <= c.at);
+        let window = &touches[from..to];
+        for &m in models {
+            out.push((i, m, attribute(c, window, m, rules)));
+        }
+    }
+    out
+}
+
 /// Each touch's share of the conversion, summing to exactly 1.
 fn shares(path: &[&Touch], at: DateTime<Utc>, model: Model, half_life: Duration) -> Vec<Decimal> {
     let n = path.len();
@@ -396,6 +420,26 @@ mod tests {
             credit(&c, None).0,
             Decimal::ONE,
             "first in the window is the unresolved link"
+        );
+    }
+
+    #[test]
+    fn a_users_journey_is_attributed_conversion_by_conversion() {
+        let mut path = vec![creator("maya", "tiktok", 9), creator("leo", "meta", 1), direct(5)];
+        let conversions = [purchase(3, "10"), purchase(9, "20")];
+        let credits = attribute_user(&mut path, &conversions, &[Model::Last, Model::First], Rules::default());
+        assert_eq!(credits.len(), 4);
+        let last_of_second = &credits.iter().find(|(i, m, _)| *i == 1 && *m == Model::Last).unwrap().2;
+        assert_eq!(credit(last_of_second, Some("maya")), (Decimal::ONE, d("20")));
+        let first_of_first = &credits
+            .iter()
+            .find(|(i, m, _)| *i == 0 && *m == Model::First)
+            .unwrap()
+            .2;
+        assert_eq!(
+            credit(first_of_first, Some("leo")),
+            (Decimal::ONE, d("10")),
+            "Maya's touch came after"
         );
     }
 

@@ -211,7 +211,7 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
     assert!(resolved > 0);
 
     let audit = |extra: Vec<String>| {
-        let mut args: Vec<String> = ["links", "audit", "--input", &out_s, "--json"]
+        let mut args: Vec<String> = ["links", "audit", "--input", &out_s, "--json", "--dry-run"]
             .map(String::from)
             .to_vec();
         args.extend(extra);
@@ -237,7 +237,7 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
                 .unwrap()
         })
         .sum();
-    let expected: i128 = ads.values().filter(|a| !(a.0 && a.1)).map(|a| a.2).sum();
+    let expected: i128 = ads.values().filter(|a| !a.1).map(|a| a.2).sum();
     assert_eq!(
         lost,
         rust_decimal::Decimal::from_i128_with_scale(expected, 6),
@@ -277,10 +277,34 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
         &out_s,
         "--issued",
         &bad.display().to_string(),
+        "--dry-run",
     ])
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("creator_id"), "{}", stderr(&o));
+    assert_eq!(error_lines(&o), 1);
+
+    // Without --dry-run the audit goes to the target, here the default lake,
+    // which does not exist: the audit is still printed, and the error says what to do.
+    let o = crest(&[
+        "links",
+        "audit",
+        "--input",
+        &out_s,
+        "--target",
+        &format!("lake:{}/nowhere", dir.path().display()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("links audit"),
+        "printed first"
+    );
+    assert!(
+        stderr(&o).contains("--target") && stderr(&o).contains("--dry-run"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(error_lines(&o), 1);
 }
 

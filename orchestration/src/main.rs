@@ -72,7 +72,7 @@ enum Command {
     /// Every stage for a whole program from one config: extract → transform → load → views → alerts.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Creators' tracked links: one per creator × platform, issued before launch.
+    /// Creators' tracked links: issue one per creator × platform before launch, audit the ads' links during the flight.
     #[command(subcommand, after_help = LINKS_EXAMPLES)]
     Links(LinksCommand),
     /// The whole pipeline with no credentials: the platform sandbox in-process, a creator

@@ -285,8 +285,9 @@ impl BigQuery {
         let mut req = QueryRequest::new(sql);
         req.timeout_ms = Some(60_000);
         req.location = self.target.location.clone();
-        // BigQuery runs a statement retried with the same requestId once.
-        req.request_id = Some(job_id());
+        // BigQuery runs a statement retried with the same requestId once
+        // (at most 36 characters: a UUID's text).
+        req.request_id = Some(uuid::Uuid::now_v7().to_string());
         let resp = self
             .call("BigQuery jobs.query", || {
                 self.client.job().query(&self.target.project, req.clone())

@@ -211,7 +211,10 @@ impl BigQuery {
         .await
         .map_err(|e| what(&e.message()))?
         .into_inner();
-        if let Some(e) = commit.stream_errors.first() {
+        // A retried commit whose first answer was lost finds the stream
+        // committed: the rows are in, exactly once.
+        let committed = storage::storage_error::StorageErrorCode::StreamAlreadyCommitted as i32;
+        if let Some(e) = commit.stream_errors.iter().find(|e| e.code != committed) {
             return Err(what(&e.error_message));
         }
         Ok(sent)

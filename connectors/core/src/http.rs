@@ -379,7 +379,9 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     strip_queries(&s)
 }
 
-fn strip_queries(s: &str) -> String {
+/// A message with the query string of every URL in it cut off: a signed
+/// download link or a token in a query never reaches a log or an error.
+pub fn strip_queries(s: &str) -> String {
     s.split(' ')
         .map(|word| match word.find('?') {
             Some(i) if word.contains("://") => &word[..i],

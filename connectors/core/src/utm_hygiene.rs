@@ -20,7 +20,8 @@ pub struct Row {
     pub creator_handle: Option<String>,
     pub platform: String,
     pub ads: usize,
-    /// Landing URL without any UTM.
+    /// Landing URL without any UTM (the creator, if any, came from the
+    /// platform's handle).
     pub no_utm: usize,
     /// UTMs that resolve to no creator of the roster.
     pub unresolvable: usize,
@@ -33,6 +34,8 @@ pub struct Row {
     /// Reporting-currency spend, in millionths (exact).
     #[serde(rename = "spend", serialize_with = "micros")]
     pub spend_micros: i128,
+    /// Spend of ads no creator can be credited with: neither their UTMs nor
+    /// the platform's handle named one.
     #[serde(rename = "spend_unattributable", serialize_with = "micros")]
     pub spend_unattributable_micros: i128,
     pub clicks: i64,
@@ -40,7 +43,8 @@ pub struct Row {
 }
 
 impl Row {
-    /// Nothing to fix: the creator can go live on this platform.
+    /// Nothing to fix: every ad carries an issued link of its own platform
+    /// that resolves to the creator, and every issued link is in use.
     pub fn clean(&self) -> bool {
         self.no_utm + self.unresolvable + self.wrong_platform + self.not_issued + self.issued_unseen == 0
     }

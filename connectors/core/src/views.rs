@@ -242,7 +242,11 @@ const HYGIENE: &[Column] = &[
     c("creator_handle", Text, "The creator's handle from the roster."),
     c("platform", Text, "tiktok, meta or youtube."),
     c("ads", Additive, "Paid ads of this creator on this platform."),
-    c("no_utm", Additive, "Ads whose landing URL carries no UTM."),
+    c(
+        "no_utm",
+        Additive,
+        "Ads whose landing URL carries no UTM (their creator, if any, came from the platform handle).",
+    ),
     c(
         "unresolvable",
         Additive,
@@ -263,7 +267,7 @@ const HYGIENE: &[Column] = &[
     c(
         "spend_unattributable",
         Additive,
-        "Spend of ads no creator can be credited with (no UTM or unresolvable).",
+        "Spend of ads no creator can be credited with (neither their UTMs nor the platform handle name one).",
     ),
     c("spend_unattributable_share", Ratio, "spend_unattributable / spend."),
     c("clicks", Additive, "Link clicks."),
@@ -276,7 +280,7 @@ const HYGIENE: &[Column] = &[
     c(
         "clean",
         YesNo,
-        "Nothing to fix: the creator can go live on this platform.",
+        "Nothing to fix: every ad carries an issued link of its own platform that resolves to the creator.",
     ),
 ];
 

@@ -206,7 +206,8 @@ fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// An error on one line, cut short: a warehouse may quote the whole statement back.
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    crest_core::error::brief(&e.to_string(), 300)
+    // Result chunks are fetched from pre-signed URLs: never echo their queries.
+    crest_core::error::brief(&crest_core::http::strip_queries(&e.to_string()), 300)
 }
 
 impl Snowflake {

@@ -55,15 +55,28 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         .flat_map(|t| t.dates.values().flatten())
         .collect();
     let mut ads: BTreeMap<AdKey, Ad> = BTreeMap::new();
+    let mut missing_spend = 0u64;
     for f in files {
         for batch in crest_core::warehouse::file_batches(&plan.input, f, 8192).await? {
-            read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
+            missing_spend += read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
         }
     }
     let report = summarise(ads, issued.as_ref());
+    if missing_spend > 0 {
+        tracing::warn!(rows = missing_spend, "paid rows without a reporting-currency spend (no fx rate for their day) are left out of the spend figures; transform with --fx");
+    }
+    if options.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::Data(format!("cannot write the audit as JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print(&report, plan.range, issued.is_some(), missing_spend);
+    }
     if !options.dry_run {
         // The target must exist (the run loaded into it): the audit sits beside its rows.
-        let target = crate::targets::open(&options.target, true).await?;
+        let target = crate::targets::open(&options.target, true).await.map_err(|e| {
+            e.context("the audit is printed; to keep it, give --target where the run was loaded (or --dry-run)")
+        })?;
         let now = chrono::Utc::now();
         let audit_id = format!(
             "{}-{}",
@@ -73,13 +86,6 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         let batch = crest_core::utm_hygiene::to_batch(&report, &audit_id, now.timestamp_micros(), &plan.run_id)?;
         target.append_utm_hygiene(&batch).await?;
         tracing::info!(audit_id, rows = report.len(), target = %target.describe(), "links audit written");
-    }
-    if options.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::Data(format!("cannot write the audit as JSON: {e}")))?;
-        println!("{text}");
-    } else {
-        print(&report, plan.range, issued.is_some());
     }
     Ok(())
 }
@@ -134,11 +140,14 @@ async fn read_issued(spec: &str) -> Result<Issued> {
     Ok(issued)
 }
 
+/// Adds a batch's paid rows to their ads; returns how many paid rows have
+/// no reporting-currency spend.
 fn read_rows(
     b: &RecordBatch,
     issued: Option<&HashSet<(String, String, String)>>,
     ads: &mut BTreeMap<AdKey, Ad>,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut missing_spend = 0u64;
     let text = |name: &str| {
         b.column_by_name(name)
             .and_then(|c| c.as_string_opt::<i32>())
@@ -187,17 +196,22 @@ fn read_rows(
             // credits the right creator on the wrong platform.
             a.wrong_platform |= PLATFORMS.contains(&medium.as_str()) && medium != p;
         }
+        // An issued link counts where it was issued for: another platform's
+        // link is `wrong_platform`, and this platform's link stays unseen.
         if let (Some(issued), Some(s), Some(m), Some(c)) = (issued, carried[0], carried[1], carried[2]) {
-            a.issued |= issued.contains(&(s.to_lowercase(), m.to_lowercase(), c.to_lowercase()));
+            let m = m.to_lowercase();
+            a.issued |= m == p && issued.contains(&(s.to_lowercase(), m.clone(), c.to_lowercase()));
         }
-        if !spend.is_null(i) {
+        if spend.is_null(i) {
+            missing_spend += 1;
+        } else {
             a.spend_micros += spend.value(i);
         }
         if !clicks.is_null(i) {
             a.clicks += clicks.value(i);
         }
     }
-    Ok(())
+    Ok(missing_spend)
 }
 
 /// A text cell, empty as none.
@@ -218,16 +232,14 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
         h.ads += 1;
         h.spend_micros += ad.spend_micros;
         h.clicks += ad.clicks;
-        let unattributable = if !ad.utm {
+        if !ad.utm {
             h.no_utm += 1;
-            true
         } else if !ad.resolved {
             h.unresolvable += 1;
-            true
-        } else {
-            false
-        };
-        if unattributable {
+        }
+        // No creator at all (neither UTMs nor the platform's handle named one):
+        // nobody can be credited with this ad's spend.
+        if !ad.resolved {
             h.spend_unattributable_micros += ad.spend_micros;
             h.clicks_unattributable += ad.clicks;
         }
@@ -263,7 +275,7 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
     out.into_values().collect()
 }
 
-fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool) {
+fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool, missing_spend: u64) {
     let money = |micros: i128| format!("{:.2}", micros as f64 / 1e6);
     let share = |part: i128, whole: i128| match whole {
         0 => "-".to_string(),
@@ -280,6 +292,9 @@ fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool
         money(lost),
         share(lost, spend)
     );
+    if missing_spend > 0 {
+        println!("{missing_spend} paid rows have no reporting-currency spend (no fx rate) and are left out of spend");
+    }
     if dirty.is_empty() {
         println!("clean: every paid ad carries a link that resolves to its creator");
         return;
@@ -364,7 +379,8 @@ mod tests {
         };
         let t = get(Some("cr_1"), "tiktok");
         assert_eq!((t.ads, t.no_utm, t.not_issued, t.issued_unseen), (2, 1, 0, 0));
-        assert_eq!(t.spend_unattributable_micros, 2_000_000);
+        // Its creator came from the platform's handle: a hygiene problem, yet creditable.
+        assert_eq!(t.spend_unattributable_micros, 0);
         let m = get(Some("cr_1"), "meta");
         assert_eq!((m.wrong_platform, m.not_issued, m.issued_unseen), (1, 1, 1));
         let none = get(None, "meta");

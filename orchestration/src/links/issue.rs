@@ -72,6 +72,12 @@ fn platforms(asked: &[String]) -> Result<Vec<&'static str>> {
     if asked.is_empty() {
         return Ok(PLATFORMS.to_vec());
     }
+    if asked.iter().all(|p| p.trim().is_empty()) {
+        return Err(Error::Config(format!(
+            "--platforms is empty: name at least one of {}",
+            PLATFORMS.join(", ")
+        )));
+    }
     let mut out: Vec<&'static str> = Vec::new();
     for p in asked.iter().map(|p| p.trim().to_lowercase()).filter(|p| !p.is_empty()) {
         let Some(known) = PLATFORMS.iter().find(|k| **k == p) else {
@@ -123,8 +129,17 @@ pub fn links(
     if campaign.is_empty() {
         return Err(Error::Config("--campaign is empty: give the campaign's code".into()));
     }
-    let content = content.map(value).filter(|v| !v.is_empty());
-    let term = term.map(value).filter(|v| !v.is_empty());
+    let mut content = content.map(value).filter(|v| !v.is_empty());
+    let mut term = term.map(value).filter(|v| !v.is_empty());
+    // A content type or offer the base URL carries applies to every link:
+    // it is taken as if given, lower case like the rest.
+    for (k, v) in base.query_pairs() {
+        match k.trim().to_lowercase().as_str() {
+            "utm_content" if content.is_none() => content = Some(value(&v)).filter(|v| !v.is_empty()),
+            "utm_term" if term.is_none() => term = Some(value(&v)).filter(|v| !v.is_empty()),
+            _ => {}
+        }
+    }
     let mut kept: Vec<(String, String)> = Vec::new();
     for (k, v) in base.query_pairs() {
         let key = k.trim().to_lowercase();
@@ -173,6 +188,16 @@ pub fn links(
                         q.append_pair(k, v);
                     }
                 }
+            }
+            // The transform reads utm_content first: a content type or offer
+            // that names a creator would credit every link to them.
+            let resolved = roster.resolve(&crest_transforms::utm::parse_url(url.as_str()), None);
+            if resolved.map(|i| &roster.creators()[i].creator_id) != Some(&creator.creator_id) {
+                return Err(Error::Config(format!(
+                    "{}'s link would resolve to {}: --content or --term names a creator of the roster; choose another value",
+                    creator.creator_id,
+                    resolved.map_or("nobody".to_string(), |i| roster.creators()[i].creator_id.clone())
+                )));
             }
             out.push(Link {
                 creator_id: creator.creator_id.clone(),
@@ -268,6 +293,28 @@ mod tests {
         for bad in ["ftp://x.com/", "shop.example.com/p", "mailto:a@b.c", "https://"] {
             assert!(base_url(bad).is_err(), "{bad}");
         }
+        let e = links(
+            &r,
+            &base_url("https://x.com/").unwrap(),
+            "c",
+            Some("Leo"),
+            None,
+            &PLATFORMS,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("names a creator"), "{e}");
+        let l = links(
+            &r,
+            &base_url("https://x.com/?utm_content=Reel").unwrap(),
+            "c",
+            None,
+            None,
+            &["tiktok"],
+        )
+        .unwrap();
+        assert_eq!(l[0].utm[3].1.as_deref(), Some("reel"));
+        assert_eq!(l[0].url.matches("utm_content").count(), 1, "{}", l[0].url);
+        assert!(platforms(&["".into()]).is_err());
         assert!(platforms(&["snapchat".into()]).is_err());
         assert_eq!(platforms(&["Meta".into(), "meta".into()]).unwrap(), ["meta"]);
     }

@@ -1,6 +1,7 @@
 -- One row per creator x platform from the latest `crest links audit`: the
 -- paid ads whose links need attention and the share of spend and clicks no
--- creator can be credited with. A creator goes live when their row is clean.
+-- creator can be credited with; `clean` when every ad carries an issued link
+-- of its own platform that resolves to its creator.
 CREATE OR REPLACE VIEW {{dataset}}.v_utm_hygiene ({{columns}}) AS
 SELECT
     audited_at,

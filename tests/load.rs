@@ -485,7 +485,7 @@ async fn bad_targets_inputs_and_sql_are_one_clear_line() {
             2,
             "is not a valid name",
         ),
-        (vec!["load", "--input", e], 2, "no transform manifest"),
+        (vec!["load", "--input", e], 2, "no transform or attribution manifest"),
         (vec!["load", "--input", "/nonexistent/crest-out"], 2, "does not exist"),
         (
             vec!["query", "--target", "lake:/nonexistent/lake", "SELECT 1"],

@@ -3,6 +3,7 @@
 //! `run`, which drives every stage from one config.
 
 mod alerts;
+mod attribute;
 mod demo;
 mod links;
 mod lookml;
@@ -72,6 +73,9 @@ enum Command {
     /// Every stage for a whole program from one config: extract → transform → load → views → alerts.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// The brand's site conversions (crest-ga4 extract) credited to creators under five models → creator_attribution.
+    #[command(after_help = ATTRIBUTE_EXAMPLES)]
+    Attribute(AttributeArgs),
     /// Creators' tracked links: issue one per creator × platform before launch, audit the ads' links during the flight.
     #[command(subcommand, after_help = LINKS_EXAMPLES)]
     Links(LinksCommand),
@@ -99,6 +103,57 @@ utm_medium or a different campaign, content or term, is refused (exit 2) and not
 The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
 every creator × platform whose ads need attention, with the spend and clicks lost to attribution,
 and appends the audit to the target's utm_hygiene table (v_utm_hygiene: the latest audit).";
+
+const ATTRIBUTE_EXAMPLES: &str = "\
+Examples:
+  crest-ga4 extract --project my-gcp-project --property-id 123456789 --start 2026-10-01 --end 2026-11-30 --out ./crest-out
+  crest attribute --input ./crest-out --roster roster.csv --start 2026-11-01 --end 2026-11-30
+  crest load --input ./crest-out/attribution
+  crest query \"SELECT * FROM v_attribution_compare ORDER BY site_last DESC\"
+
+  crest attribute --input s3://bucket/crest --out s3://bucket/crest/attribution --roster roster.csv \\
+      --start {{ ds }} --end {{ ds }} --models last,linear --lookback-days 7
+
+Per conversion, the user's sessions in the lookback window before it (GA4's collected campaign,
+else the landing page's UTMs) are its touches. Models: first (click), last (non-direct click),
+linear, position (40/20/40; 50/50 for two touches), time_decay (half-life 7 days). Direct
+sessions are never credited; a path of only direct sessions leaves the conversion unattributed;
+sessions whose UTMs name no creator keep their share unattributed (creator_id null). Each
+conversion's credits sum to exactly 1 and its revenue shares to its revenue. A transaction GA4
+logged twice counts once. Sessions are read from --start minus the lookback: extract that far back.
+Writes {out}/canonical/creator_attribution/date=…/ and {out}/_runs/{run_id}.json (stage
+attribute), replacing what earlier runs wrote for these dates; --out defaults to {input}/attribution.";
+
+#[derive(Args)]
+struct AttributeArgs {
+    /// Where crest-ga4 extract wrote (its --out).
+    #[arg(long, value_name = "URL")]
+    input: String,
+    /// Where creator_attribution goes (default: {input}/attribution).
+    #[arg(long, value_name = "URL")]
+    out: Option<String>,
+    /// First conversion date.
+    #[arg(long, value_parser = parse_date, value_name = "DATE")]
+    start: chrono::NaiveDate,
+    /// Last conversion date.
+    #[arg(long, value_parser = parse_date, value_name = "DATE")]
+    end: chrono::NaiveDate,
+    /// The creator roster (CSV or Parquet, path or URL): creator_id, handle, utm_aliases.
+    #[arg(long, value_name = "FILE")]
+    roster: String,
+    /// Models (default: all five).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    models: Vec<String>,
+    /// Sessions up to this many days before a conversion are its touches.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    lookback_days: u32,
+    /// Time decay: a touch this many days before the conversion counts half as much.
+    #[arg(long, default_value_t = 7.0, value_name = "DAYS")]
+    half_life_days: f64,
+    /// Wait up to SECS for another attribution into the same --out to finish.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    wait_for_lease: u64,
+}
 
 #[derive(Subcommand)]
 enum LinksCommand {
@@ -391,7 +446,7 @@ enum GranularityArg {
     Hour,
 }
 
-async fn read_required(what: &str, spec: &str) -> Result<Vec<u8>> {
+pub(crate) async fn read_required(what: &str, spec: &str) -> Result<Vec<u8>> {
     read_file(spec)
         .await?
         .map(|b| b.to_vec())
@@ -784,6 +839,19 @@ fn main() -> ExitCode {
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
             Command::Alerts(args) => alerts(args).await,
+            Command::Attribute(a) => {
+                attribute::attribute(attribute::AttributeOptions {
+                    range: DateRange::new(a.start, a.end)?,
+                    input: a.input,
+                    out: a.out,
+                    roster: a.roster,
+                    models: a.models,
+                    lookback_days: a.lookback_days,
+                    half_life_days: a.half_life_days,
+                    wait_for_lease: a.wait_for_lease,
+                })
+                .await
+            }
             Command::Links(LinksCommand::Audit(a)) => {
                 links::audit(links::AuditOptions {
                     input: a.input,

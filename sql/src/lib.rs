@@ -32,6 +32,10 @@ macro_rules! views {
                 "v_utm_hygiene",
                 include_str!(concat!("../", $dialect, "/views/v_utm_hygiene.sql")),
             ),
+            (
+                "v_attribution_compare",
+                include_str!(concat!("../", $dialect, "/views/v_attribution_compare.sql")),
+            ),
         ]
     };
 }
@@ -93,7 +97,8 @@ mod tests {
                     "v_creator_tier",
                     "v_budget_reallocation",
                     "v_tier_history",
-                    "v_utm_hygiene"
+                    "v_utm_hygiene",
+                    "v_attribution_compare"
                 ]
             );
             for (name, sql) in views {

@@ -92,6 +92,7 @@ pub fn tables() -> Vec<(&'static str, SchemaRef)> {
         ("creator_performance", schema()),
         ("attribution_windows", attribution_windows_schema()),
         ("quarantine", quarantine_schema()),
+        ("creator_attribution", creator_attribution_schema()),
     ]
 }
 
@@ -148,6 +149,33 @@ pub fn attribution_windows_schema() -> SchemaRef {
                     "Their value in the account currency.",
                 ),
                 col("run_id", DataType::Utf8, false, "The transform run."),
+            ]))
+        })
+        .clone()
+}
+
+/// Site conversions credited to creators (`crest attribute`): one row per
+/// conversion date × property × creator × platform × model × currency.
+pub fn creator_attribution_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let col = |name: &str, t: DataType, nullable: bool, doc: &str| {
+                Field::new(name, t, nullable).with_metadata(HashMap::from([(DESCRIPTION.to_string(), doc.to_string())]))
+            };
+            Arc::new(Schema::new(vec![
+                col("date", DataType::Date32, false, "The conversion's date in the GA4 property's time zone."),
+                col("property_id", DataType::Utf8, false, "The GA4 property the conversion was logged in."),
+                col("creator_id", DataType::Utf8, true, "The creator credited; null for the share of sessions whose UTMs resolve to no creator (platform set) or of conversions with no non-direct session in the lookback (platform null)."),
+                col("platform", DataType::Utf8, true, "The touch's utm_medium, lower case (tiktok, meta, youtube as crest links issue writes it)."),
+                col("model", DataType::Utf8, false, "first, last (non-direct), linear, position (40/20/40) or time_decay (7-day half-life)."),
+                col("conversions", DECIMAL, false, "Conversions credited under the model: each conversion's credits sum to 1."),
+                col("revenue", DECIMAL, true, "Revenue credited, in the property's currency: each conversion's shares sum to its revenue."),
+                col("currency", DataType::Utf8, true, "The currency parameter of the conversions."),
+                col("touchpoints", DataType::Int64, false, "Sessions of this creator × platform in the credited paths (within the lookback)."),
+                col("assisted_conversions", DataType::Int64, false, "Conversions this creator touched but did not close: the last non-direct session was someone else's."),
+                col("lookback_days", DataType::Int32, false, "The lookback window sessions were taken from, in days."),
+                col("run_id", DataType::Utf8, false, "The attribution run that wrote the row (see _runs/{run_id}.json)."),
             ]))
         })
         .clone()

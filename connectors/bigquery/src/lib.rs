@@ -18,6 +18,7 @@
 mod client;
 mod config;
 mod dialect;
+mod read;
 mod rows;
 mod schema;
 mod stage;

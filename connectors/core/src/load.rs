@@ -21,7 +21,13 @@ pub const TABLES: &[(&str, &str)] = &[
     ("canonical/creator_performance/", "creator_performance"),
     ("canonical/attribution_windows/", "attribution_windows"),
     ("quarantine/", "quarantine"),
+    ("canonical/creator_attribution/", "creator_attribution"),
 ];
+/// The tables a transform run restates (a manifest that does not list its
+/// `tables` is a transform's).
+pub const TRANSFORM_TABLES: &[&str] = &["creator_performance", "attribution_windows", "quarantine"];
+/// The stages whose runs `crest load` loads.
+pub const LOADABLE_STAGES: &[&str] = &["transform", "attribute"];
 /// The table that records loads.
 pub const LOADS_TABLE: &str = "crest_loads";
 
@@ -166,6 +172,9 @@ struct ManifestView {
     /// Per date, the `platform/account` pairs the transform output speaks for.
     #[serde(default)]
     pairs: Option<BTreeMap<NaiveDate, std::collections::BTreeSet<String>>>,
+    /// The tables the run restates in its range (absent: a transform's).
+    #[serde(default)]
+    tables: Option<Vec<String>>,
 }
 
 /// One table's part of a load: its files by date, for every date the run
@@ -198,9 +207,10 @@ impl LoadPlan {
     }
 }
 
-/// Reads the load plan from `--input`: a transform manifest's path or URL
-/// (`…/_runs/{run_id}.json`), or a transform output folder, whose newest
-/// successful transform manifest is taken.
+/// Reads the load plan from `--input`: a transform's or an attribution's
+/// manifest path or URL (`…/_runs/{run_id}.json`), or their output folder,
+/// whose newest successful one is taken. A plan holds only the tables its run
+/// restates.
 pub async fn plan(spec: &str) -> Result<LoadPlan> {
     let spec = spec.trim();
     let (input, rel) = if spec.ends_with(".json") {
@@ -222,7 +232,7 @@ pub async fn plan(spec: &str) -> Result<LoadPlan> {
         let input = Location::parse_existing(spec)?;
         let rel = newest_transform(&input).await?.ok_or_else(|| {
             Error::Config(format!(
-                "{spec} has no transform manifest (_runs/*.json): run crest transform into it first, or give a manifest's path"
+                "{spec} has no transform or attribution manifest (_runs/*.json): run crest transform (or crest attribute) into it first, or give a manifest's path"
             ))
         })?;
         (input, rel)
@@ -233,17 +243,23 @@ pub async fn plan(spec: &str) -> Result<LoadPlan> {
         .ok_or_else(|| Error::Config(format!("{input}/{rel} does not exist: give a transform manifest")))?;
     let m: ManifestView = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Config(format!("{input}/{rel} is not a crest run manifest ({e})")))?;
-    if m.stage != "transform" || m.status != "succeeded" {
+    if !LOADABLE_STAGES.contains(&m.stage.as_str()) || m.status != "succeeded" {
         return Err(Error::Config(format!(
-            "{input}/{rel} is a {} run ({}), not a finished transform: load what crest transform wrote",
+            "{input}/{rel} is a {} run ({}), not a finished transform or attribution: load what crest transform or crest attribute wrote",
             if m.stage.is_empty() { "non-crest" } else { &m.stage },
             if m.status.is_empty() { "no status" } else { &m.status }
         )));
     }
     let range: DateRange = serde_json::from_value(m.inputs["range"].clone())
         .map_err(|_| Error::Config(format!("{input}/{rel} names no date range")))?;
+    let restated: Vec<String> = m
+        .tables
+        .clone()
+        .unwrap_or_else(|| TRANSFORM_TABLES.iter().map(|t| t.to_string()).collect());
+    // Only the tables the run restates: a transform's dates say nothing of attribution.
     let mut tables: Vec<TablePlan> = TABLES
         .iter()
+        .filter(|(_, table)| restated.iter().any(|t| t == table))
         .map(|(_, table)| TablePlan {
             table,
             dates: range.dates().map(|d| (d, Vec::new())).collect(),
@@ -251,10 +267,12 @@ pub async fn plan(spec: &str) -> Result<LoadPlan> {
         })
         .collect();
     for f in m.files {
-        let Some(t) = TABLES.iter().position(|(prefix, _)| f.path.starts_with(prefix)) else {
+        let Some((_, name)) = TABLES.iter().find(|(prefix, _)| f.path.starts_with(prefix)) else {
             continue;
         };
-        let plan = &mut tables[t];
+        let Some(plan) = tables.iter_mut().find(|t| t.table == *name) else {
+            continue;
+        };
         plan.rows += f.rows;
         plan.dates.entry(f.date).or_default().push(f);
     }
@@ -291,7 +309,7 @@ async fn newest_transform(input: &Location) -> Result<Option<String>> {
         }
         let Some(bytes) = input.get(&rel).await? else { continue };
         if let Ok(m) = serde_json::from_slice::<ManifestView>(&bytes) {
-            if m.stage == "transform"
+            if LOADABLE_STAGES.contains(&m.stage.as_str())
                 && m.status == "succeeded"
                 && newest.as_ref().is_none_or(|(_, at)| m.finished_at > *at)
             {

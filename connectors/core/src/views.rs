@@ -231,6 +231,70 @@ const HISTORY: &[Column] = &[
     c("delivered", YesNo, "Whether its message reached every channel."),
 ];
 
+const COMPARE: &[Column] = &[
+    c("creator_id", Text, "The creator, from the roster."),
+    c("creator_handle", Text, "The creator's handle (from the platform rows)."),
+    c("platform", Text, "tiktok, meta or youtube (the site's utm_medium)."),
+    c(
+        "first_date",
+        Date,
+        "First conversion date the site attribution covers: the platform figures are over the same dates.",
+    ),
+    c("last_date", Date, "Last conversion date compared."),
+    c(
+        "platform_conversions",
+        Additive,
+        "Conversions the platform reported under the standard attribution window.",
+    ),
+    c(
+        "platform_conversion_value",
+        Additive,
+        "Their value, as the platform reported it.",
+    ),
+    c("site_first", Additive, "Site conversions credited by first click."),
+    c(
+        "site_last",
+        Additive,
+        "Site conversions credited by last non-direct click.",
+    ),
+    c(
+        "site_linear",
+        Additive,
+        "Site conversions credited linearly over the path.",
+    ),
+    c(
+        "site_position",
+        Additive,
+        "Site conversions credited 40/20/40 by position.",
+    ),
+    c(
+        "site_time_decay",
+        Additive,
+        "Site conversions credited by time decay (7-day half-life by default).",
+    ),
+    c(
+        "site_revenue_last",
+        Additive,
+        "Site revenue credited by last non-direct click.",
+    ),
+    c("site_revenue_linear", Additive, "Site revenue credited linearly."),
+    c(
+        "assisted_conversions",
+        Additive,
+        "Site conversions the creator touched but did not close: what a last-click model hides.",
+    ),
+    c(
+        "site_touchpoints",
+        Additive,
+        "The creator's sessions in the paths of site conversions.",
+    ),
+    c(
+        "site_last_to_platform",
+        Ratio,
+        "site_last / platform_conversions: how far the platform's own count is from the site's last click.",
+    ),
+];
+
 const HYGIENE: &[Column] = &[
     c("audited_at", Time, "When the audit ran, UTC."),
     c("run_id", Text, "The transform run it read."),
@@ -320,5 +384,11 @@ pub const VIEWS: &[View] = &[
         grain: "creator × platform",
         about: "the latest crest links audit: ads without UTMs, with unresolvable or wrong-platform links, and the share of spend and clicks no creator can be credited with",
         columns: HYGIENE,
+    },
+    View {
+        name: "v_attribution_compare",
+        grain: "creator × platform",
+        about: "platform-reported conversions beside the brand's site conversions credited under each model (crest attribute), and the conversions the creator assisted but did not close",
+        columns: COMPARE,
     },
 ];

@@ -27,6 +27,10 @@ impl DateRange {
         DateRange { start: day, end: day }
     }
 
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        self.start <= day && day <= self.end
+    }
+
     pub fn days(&self) -> u64 {
         (self.end - self.start).num_days() as u64 + 1
     }

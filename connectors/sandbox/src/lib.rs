@@ -6,10 +6,13 @@
 //! [`google`] for YouTube Analytics and Data, [`google_ads`]); they share the
 //! world ([`world`]), the admission gate (request counting, QPS budget,
 //! faults) and the delivery of broken bodies. [`front`] and
-//! [`snowflake_proxy`] stand in front of the warehouse emulators.
+//! [`snowflake_proxy`] stand in front of the warehouse emulators. [`ga4`] is
+//! the brand's site analytics as GA4 exports it, with the true attribution of
+//! every conversion known.
 
 pub mod faults;
 pub mod front;
+pub mod ga4;
 pub mod google;
 pub mod google_ads;
 pub mod meta;

@@ -16,6 +16,8 @@
 //!
 //! A transaction GA4 logged twice is counted once ([`dedup_transactions`]).
 
+pub mod run;
+
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;

@@ -47,24 +47,6 @@ fn conversion_range(world: &World) -> (String, String) {
     (first.to_string(), last.to_string())
 }
 
-fn bin(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_crest")).with_file_name(name);
-    assert!(path.exists(), "{} is missing: build the workspace", path.display());
-    path
-}
-
-async fn ga4_cli(args: &[&str], env: &[(String, String)]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(bin("crest-ga4"));
-    cmd.args(args)
-        .env_remove("CREST_LOG")
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.unwrap()
-}
-
 /// The export's nested schema as Arrow, for the Parquet files.
 fn arrow_schema() -> Arc<Schema> {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -239,7 +221,7 @@ async fn site_conversions_are_credited_exactly_as_the_truth_under_every_model() 
     std::fs::write(&roster, world.roster_csv()).unwrap();
     let out = dir.path().join("out");
     let (first, last) = (world.config.first_day.to_string(), conversion_range(&world).1);
-    let o = ga4_cli(
+    let o = crest_ga4(
         &[
             "extract",
             "--from",
@@ -300,6 +282,33 @@ async fn site_conversions_are_credited_exactly_as_the_truth_under_every_model() 
     assert_eq!(s["unattributed_conversions"], e.unattributed);
     assert_eq!(Decimal::from_str(s["revenue"].as_str().unwrap()).unwrap(), e.revenue);
     assert!(e.duplicate_logs > 0 && e.unattributed > 0);
+
+    // Users attributed in many small groups: the same credit to the last digit.
+    let first_files = files_under(&attributed.join("canonical/creator_attribution"));
+    let grouped = dir.path().join("grouped");
+    let o = crest(&[
+        "attribute",
+        "--input",
+        out.to_str().unwrap(),
+        "--out",
+        grouped.to_str().unwrap(),
+        "--roster",
+        roster.to_str().unwrap(),
+        "--start",
+        &conv_start,
+        "--end",
+        &conv_end,
+        "--lookback-days",
+        "7",
+        "--max-events-in-memory",
+        "300",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(manifest_summary(&grouped)["user_groups"].as_u64().unwrap() > 3);
+    assert_eq!(credited(&grouped), credited(&attributed));
+    assert_eq!(manifest_summary(&grouped)["duplicate_transactions"], e.duplicate_logs);
+    assert!(!first_files.is_empty());
 
     // Into the lake; the view puts the site's credit beside the platforms'.
     let lake = dir.path().join("lake");
@@ -415,7 +424,7 @@ async fn the_bigquery_export_gives_the_same_credit_and_loads_into_both_warehouse
     // From the first day the export has a table for.
     let (first, last) = (e.days.keys().next().unwrap().to_string(), conversion_range(&world).1);
     let env = bigquery_env();
-    let o = ga4_cli(
+    let o = crest_ga4(
         &[
             "extract",
             "--project",
@@ -490,7 +499,7 @@ async fn bad_exports_are_refused_in_one_line_and_bad_events_quarantined() {
     let run = |from: PathBuf| {
         let out = out.clone();
         async move {
-            ga4_cli(
+            crest_ga4(
                 &[
                     "extract",
                     "--from",
@@ -672,7 +681,7 @@ async fn a_bigquery_table_that_is_not_the_export_is_refused() {
         let env = env.clone();
         async move {
             let a: Vec<&str> = a.iter().map(String::as_str).collect();
-            ga4_cli(&a, &env).await
+            crest_ga4(&a, &env).await
         }
     };
     let line = one_error_line(&run(args(&property, "2026-03-01")).await);

@@ -308,6 +308,162 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
     assert_eq!(error_lines(&o), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_audit_finds_links_that_name_no_creator_and_issued_links_never_seen() {
+    use crest_sandbox::ga4;
+    let (sb, dir, out_s, roster_s) = transformed("2026-01-20").await;
+    // The brand's site over the same world: sessions through the creators'
+    // links, a partner's link that names nobody, direct visits.
+    let export = ga4::export(
+        sb.world(),
+        &ga4::Ga4Config {
+            users: 240,
+            ..Default::default()
+        },
+    );
+    let files = dir.path().join("ga4-export");
+    std::fs::create_dir_all(&files).unwrap();
+    for day in export.days.keys() {
+        std::fs::write(
+            files.join(format!("events_{}.json", day.format("%Y%m%d"))),
+            export.ndjson(*day),
+        )
+        .unwrap();
+    }
+    let site = dir.path().join("site");
+    let o = crest_ga4(
+        &[
+            "extract",
+            "--from",
+            files.to_str().unwrap(),
+            "--property-id",
+            &export.property_id,
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-20",
+            "--out",
+            site.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    // What the export holds for the run's dates, from its own rows.
+    let mut partner = 0u64;
+    let mut creator_links = std::collections::BTreeSet::new();
+    let last = day("2026-01-20");
+    for (date, rows) in &export.days {
+        if *date > last {
+            continue;
+        }
+        for r in rows.iter().filter(|r| r["event_name"] == "session_start") {
+            let page = r["event_params"][1]["value"]["string_value"].as_str().unwrap();
+            let utm = parse_url(page);
+            match (utm.source, utm.medium) {
+                (Some(s), _) if s == ga4::PARTNER => partner += 1,
+                (Some(s), Some(m)) => {
+                    creator_links.insert((s, m));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(partner > 0 && !creator_links.is_empty());
+    let links = dir.path().join("links.csv");
+    let o = crest(&[
+        "links",
+        "issue",
+        "--roster",
+        &roster_s,
+        "--campaign",
+        "spring26",
+        "--base-url",
+        "https://shop.example.com/spring",
+        "--out",
+        links.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = crest(&[
+        "links",
+        "audit",
+        "--input",
+        &out_s,
+        "--issued",
+        links.to_str().unwrap(),
+        "--site",
+        site.to_str().unwrap(),
+        "--roster",
+        &roster_s,
+        "--json",
+        "--dry-run",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["ads"].as_array().is_some_and(|a| !a.is_empty()));
+    let site_rows = v["site"].as_array().unwrap();
+    let nobody: u64 = site_rows
+        .iter()
+        .filter(|r| r["creator_id"].is_null())
+        .map(|r| r["sessions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(nobody, partner, "sessions through the partner's link");
+    assert!(site_rows
+        .iter()
+        .filter(|r| r["creator_id"].is_null())
+        .all(|r| r["utm_source"] == ga4::PARTNER));
+    let seen: std::collections::BTreeSet<(String, String)> = site_rows
+        .iter()
+        .filter(|r| r["sessions"].as_u64().unwrap() > 0 && !r["creator_id"].is_null())
+        .map(|r| {
+            (
+                r["creator_id"].as_str().unwrap().to_string(),
+                r["platform"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, creator_links, "each creator × medium a session came through");
+    let unseen = site_rows.iter().filter(|r| r["sessions"] == 0).count();
+    assert_eq!(
+        unseen,
+        sb.world().creators.len() * 3 - creator_links.len(),
+        "issued links never seen on the site"
+    );
+    assert!(
+        site_rows.iter().all(|r| r["issued"] != false),
+        "every creator was issued every platform"
+    );
+
+    // The table names the findings; --site without --roster is refused.
+    let o = crest(&[
+        "links",
+        "audit",
+        "--input",
+        &out_s,
+        "--site",
+        site.to_str().unwrap(),
+        "--roster",
+        &roster_s,
+        "--dry-run",
+    ])
+    .await;
+    let printed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(printed.contains("through links that name no creator"), "{printed}");
+    let o = crest(&[
+        "links",
+        "audit",
+        "--input",
+        &out_s,
+        "--site",
+        site.to_str().unwrap(),
+        "--dry-run",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 /// The audit appended to every target: `v_utm_hygiene` answers what the audit
 /// printed, and a second audit replaces what the view shows, never adds to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

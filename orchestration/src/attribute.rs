@@ -18,6 +18,7 @@ pub struct AttributeOptions {
     pub lookback_days: u32,
     pub half_life_days: f64,
     pub wait_for_lease: u64,
+    pub max_events_in_memory: u64,
 }
 
 pub async fn attribute(o: AttributeOptions) -> Result<()> {
@@ -61,6 +62,7 @@ pub async fn attribute(o: AttributeOptions) -> Result<()> {
             half_life: chrono::Duration::seconds((o.half_life_days * 86_400.0).round() as i64),
         },
         wait_for_lease: std::time::Duration::from_secs(o.wait_for_lease),
+        max_events_in_memory: o.max_events_in_memory,
     })
     .await?;
     tracing::info!(
@@ -109,7 +111,10 @@ pub async fn attribute(o: AttributeOptions) -> Result<()> {
                 .join(", ")
         );
     }
-    println!("  rows out           {:>10}", summary.rows_out);
+    println!(
+        "  rows out           {:>10}   from {} raw files, users in {} group(s)",
+        summary.rows_out, summary.raw_files, summary.user_groups
+    );
     println!("  manifest {}", summary.manifest);
     println!("  load it: crest load --input {out_spec}");
     Ok(())

@@ -102,7 +102,13 @@ utm_medium or a different campaign, content or term, is refused (exit 2) and not
 
 The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
 every creator × platform whose ads need attention, with the spend and clicks lost to attribution,
-and appends the audit to the target's utm_hygiene table (v_utm_hygiene: the latest audit).";
+and appends the audit to the target's utm_hygiene table (v_utm_hygiene: the latest audit).
+
+  crest links audit --input ./crest-out --issued links.csv --site ./crest-out --roster roster.csv --dry-run
+
+With --site (a crest-ga4 extract output) the site's sessions of the run's dates are audited too:
+sessions through links that name no creator (by utm_source), a creator's sessions through a
+medium crest did not issue them a link for, issued links no session came through.";
 
 const ATTRIBUTE_EXAMPLES: &str = "\
 Examples:
@@ -153,6 +159,9 @@ struct AttributeArgs {
     /// Wait up to SECS for another attribution into the same --out to finish.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     wait_for_lease: u64,
+    /// Events held in memory at once: users are attributed in groups that stay below it.
+    #[arg(long, default_value_t = crest_transforms::attribution::run::DEFAULT_MAX_EVENTS_IN_MEMORY, value_name = "N")]
+    max_events_in_memory: u64,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +191,12 @@ struct LinksAuditArgs {
     /// Print only; write nothing to the target.
     #[arg(long)]
     dry_run: bool,
+    /// Also audit the site's sessions of the run's dates: a crest-ga4 extract output.
+    #[arg(long, value_name = "URL", requires = "roster")]
+    site: Option<String>,
+    /// The creator roster, to resolve the site's UTMs (with --site).
+    #[arg(long, value_name = "FILE")]
+    roster: Option<String>,
 }
 
 #[derive(Args)]
@@ -849,6 +864,7 @@ fn main() -> ExitCode {
                     lookback_days: a.lookback_days,
                     half_life_days: a.half_life_days,
                     wait_for_lease: a.wait_for_lease,
+                    max_events_in_memory: a.max_events_in_memory,
                 })
                 .await
             }
@@ -859,6 +875,8 @@ fn main() -> ExitCode {
                     json: a.json,
                     target: a.target.target,
                     dry_run: a.dry_run,
+                    site: a.site,
+                    roster: a.roster,
                 })
                 .await
             }

@@ -73,6 +73,21 @@ pub async fn crest(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `crest-ga4`, built beside `crest` (`cargo test --workspace` builds it).
+pub async fn crest_ga4(args: &[&str], env: &[(String, String)]) -> Output {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_crest")).with_file_name("crest-ga4");
+    assert!(path.exists(), "{} is missing: build the workspace", path.display());
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.args(args)
+        .env_remove("CREST_LOG")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
 pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
     files_under(dir)
         .into_iter()

@@ -33,6 +33,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Write a GA4 export of a seeded world (one newline-delimited JSON file per day,
+    /// events_YYYYMMDD.json) for crest-ga4 extract --from; prints the truth's totals.
+    Ga4Export {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        creators: usize,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// First day of the export (YYYY-MM-DD).
+        #[arg(long, value_parser = crest_sandbox_date, default_value = "2026-01-01")]
+        first_day: NaiveDate,
+        /// Site users (each one journey).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// The folder the files go to.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Print the creator roster of a seeded world as CSV (the transform's --roster).
     Roster {
         #[arg(long, default_value_t = 42)]
@@ -137,35 +156,83 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let args =
-        match cli.command {
-            Command::Serve(args) => *args,
-            Command::SnowflakeProxy { upstream, port } => {
-                let proxy =
-                    match crest_sandbox::snowflake_proxy::SnowflakeProxy::bind(&format!("127.0.0.1:{port}"), upstream)
-                        .await
-                    {
-                        Ok(p) => p,
-                        Err(e) => {
-                            eprintln!("error: cannot listen on port {port}: {e}");
-                            return ExitCode::from(2);
-                        }
-                    };
-                // Scripts wait for this line.
-                println!("snowflake proxy listening on {}", proxy.url);
-                let _ = tokio::signal::ctrl_c().await;
-                return ExitCode::SUCCESS;
+    let args = match cli.command {
+        Command::Serve(args) => *args,
+        Command::SnowflakeProxy { upstream, port } => {
+            let proxy = match crest_sandbox::snowflake_proxy::SnowflakeProxy::bind(
+                &format!("127.0.0.1:{port}"),
+                upstream,
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot listen on port {port}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // Scripts wait for this line.
+            println!("snowflake proxy listening on {}", proxy.url);
+            let _ = tokio::signal::ctrl_c().await;
+            return ExitCode::SUCCESS;
+        }
+        Command::Ga4Export {
+            seed,
+            creators,
+            days,
+            first_day,
+            users,
+            out,
+        } => {
+            let world = crest_sandbox::world::World::new(WorldConfig {
+                seed,
+                creators,
+                days: days.max(12),
+                first_day,
+                ..WorldConfig::default()
+            });
+            let export = crest_sandbox::ga4::export(
+                &world,
+                &crest_sandbox::ga4::Ga4Config {
+                    users,
+                    ..Default::default()
+                },
+            );
+            if let Err(e) = std::fs::create_dir_all(&out) {
+                eprintln!("error: cannot create {}: {e}", out.display());
+                return ExitCode::from(5);
             }
-            Command::Roster { seed, creators } => {
-                let world = WorldConfig {
-                    seed,
-                    creators,
-                    ..WorldConfig::default()
-                };
-                print!("{}", crest_sandbox::world::World::new(world).roster_csv());
-                return ExitCode::SUCCESS;
+            let mut events = 0;
+            for day in export.days.keys() {
+                let path = out.join(format!("events_{}.json", day.format("%Y%m%d")));
+                let text = export.ndjson(*day);
+                events += text.lines().count();
+                if let Err(e) = std::fs::write(&path, text) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::from(5);
+                }
             }
-        };
+            println!(
+                    "ga4 export: property {} · {events} events over {} days · {} purchases ({} logged twice, {} unattributed) · revenue {}",
+                    export.property_id,
+                    export.days.len(),
+                    export.purchases,
+                    export.duplicate_logs,
+                    export.unattributed,
+                    export.revenue
+                );
+            return ExitCode::SUCCESS;
+        }
+        Command::Roster { seed, creators } => {
+            let world = WorldConfig {
+                seed,
+                creators,
+                ..WorldConfig::default()
+            };
+            print!("{}", crest_sandbox::world::World::new(world).roster_csv());
+            return ExitCode::SUCCESS;
+        }
+    };
     let faults: FaultPlan = match args.faults.parse() {
         Ok(f) => f,
         Err(e) => {

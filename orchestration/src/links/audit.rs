@@ -25,6 +25,23 @@ pub struct AuditOptions {
     pub target: String,
     /// Print only; write nothing.
     pub dry_run: bool,
+    /// A `crest-ga4 extract` output: the site's sessions of the run's dates
+    /// are audited too, their creators resolved with `roster`.
+    pub site: Option<String>,
+    pub roster: Option<String>,
+}
+
+/// The site's sessions of one campaign (`--site`): a creator × medium, or
+/// UTMs that name no creator (by utm_source); with `--issued`, whether the
+/// creator was issued a link for that medium, and issued links no session
+/// came through (`sessions` 0).
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+struct SiteRow {
+    creator_id: Option<String>,
+    platform: Option<String>,
+    utm_source: Option<String>,
+    sessions: u64,
+    issued: Option<bool>,
 }
 
 /// An ad as the audit groups it: platform, creator id and handle (as the
@@ -62,15 +79,37 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         }
     }
     let report = summarise(ads, issued.as_ref());
+    let site = match (&options.site, &options.roster) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(Error::Config(
+                "--site needs --roster: the site's UTMs are resolved to creators as crest attribute does".into(),
+            ))
+        }
+        (Some(site), Some(roster)) => {
+            let roster = crest_transforms::Roster::parse(roster, &crate::read_required("--roster", roster).await?)?;
+            let input = crest_core::storage::Location::parse_existing(site)?;
+            let campaigns = crest_transforms::attribution::run::session_campaigns(&input, plan.range, roster).await?;
+            Some(site_rows(campaigns, issued.as_ref()))
+        }
+    };
     if missing_spend > 0 {
         tracing::warn!(rows = missing_spend, "paid rows without a reporting-currency spend (no fx rate for their day) are left out of the spend figures; transform with --fx");
     }
     if options.json {
-        let text = serde_json::to_string_pretty(&report)
+        let value = match &site {
+            None => serde_json::to_value(&report),
+            Some(site) => serde_json::to_value(serde_json::json!({ "ads": &report, "site": site })),
+        };
+        let text = value
+            .and_then(|v| serde_json::to_string_pretty(&v))
             .map_err(|e| Error::Data(format!("cannot write the audit as JSON: {e}")))?;
         println!("{text}");
     } else {
         print(&report, plan.range, issued.is_some(), missing_spend);
+        if let Some(site) = &site {
+            print_site(site);
+        }
     }
     if !options.dry_run {
         // The target must exist (the run loaded into it): the audit sits beside its rows.
@@ -273,6 +312,81 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
         }
     }
     out.into_values().collect()
+}
+
+fn site_rows(campaigns: crest_transforms::attribution::run::SessionCampaigns, issued: Option<&Issued>) -> Vec<SiteRow> {
+    let mut rows: Vec<SiteRow> = campaigns
+        .into_iter()
+        .map(|((creator_id, platform, utm_source), sessions)| SiteRow {
+            issued: issued.and_then(|i| {
+                let c = creator_id.as_ref()?;
+                Some(
+                    i.by_creator
+                        .contains_key(&(c.clone(), platform.clone().unwrap_or_default())),
+                )
+            }),
+            creator_id,
+            platform,
+            utm_source,
+            sessions,
+        })
+        .collect();
+    if let Some(i) = issued {
+        for (creator, platform) in i.by_creator.keys() {
+            let seen = rows
+                .iter()
+                .any(|r| r.creator_id.as_ref() == Some(creator) && r.platform.as_ref() == Some(platform));
+            if !seen {
+                rows.push(SiteRow {
+                    creator_id: Some(creator.clone()),
+                    platform: Some(platform.clone()),
+                    utm_source: None,
+                    sessions: 0,
+                    issued: Some(true),
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn print_site(rows: &[SiteRow]) {
+    let total: u64 = rows.iter().map(|r| r.sessions).sum();
+    let lost: u64 = rows.iter().filter(|r| r.creator_id.is_none()).map(|r| r.sessions).sum();
+    let share = if total == 0 {
+        0.0
+    } else {
+        lost as f64 * 100.0 / total as f64
+    };
+    println!(
+        "site · {total} sessions through a campaign link · {lost} ({share:.1} %) through links that name no creator"
+    );
+    let attention: Vec<&SiteRow> = rows
+        .iter()
+        .filter(|r| r.creator_id.is_none() || r.issued == Some(false) || r.sessions == 0)
+        .collect();
+    if attention.is_empty() {
+        println!("clean: every site session from a campaign link names its creator");
+        return;
+    }
+    println!(
+        "{:<16} {:<10} {:<20} {:>9}  finding",
+        "creator", "medium", "utm_source", "sessions"
+    );
+    for r in attention {
+        let finding = match (&r.creator_id, r.issued, r.sessions) {
+            (None, _, _) => "UTMs that name no creator",
+            (_, _, 0) => "issued link never seen on the site",
+            _ => "a link crest did not issue for this medium",
+        };
+        println!(
+            "{:<16} {:<10} {:<20} {:>9}  {finding}",
+            r.creator_id.as_deref().unwrap_or("(none)"),
+            r.platform.as_deref().unwrap_or("(none)"),
+            r.utm_source.as_deref().unwrap_or(""),
+            r.sessions
+        );
+    }
 }
 
 fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool, missing_spend: u64) {

@@ -49,7 +49,14 @@ pub struct AttributeConfig {
     pub models: Vec<Model>,
     pub rules: Rules,
     pub wait_for_lease: std::time::Duration,
+    /// Events held in memory at once: users are attributed in as many groups
+    /// (by a hash of the user) as keep each group below this, so memory stays
+    /// flat however many sessions the range holds.
+    pub max_events_in_memory: u64,
 }
+
+/// The default bound on events held at once (about 200 MB of journeys).
+pub const DEFAULT_MAX_EVENTS_IN_MEMORY: u64 = 2_000_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AttributeSummary {
@@ -70,6 +77,8 @@ pub struct AttributeSummary {
     pub creator_conversions: BTreeMap<String, Decimal>,
     pub rows_out: u64,
     pub raw_files: u64,
+    /// Groups of users attributed one after the other (memory is one group's).
+    pub user_groups: u64,
     pub elapsed_ms: u64,
     pub manifest: String,
 }
@@ -142,7 +151,7 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
         .checked_sub_days(Days::new(lookback_days))
         .unwrap_or(config.range.start);
     let files = newest_files(&config.input, first_session_day, config.range.end).await?;
-    if !files.iter().any(|(d, _)| config.range.contains(*d)) {
+    if !files.iter().any(|(d, _, _)| config.range.contains(*d)) {
         return Err(TransformError::Input(format!(
             "no GA4 events in {} for {}: run crest-ga4 extract for that range first, or check --input",
             config.input, config.range
@@ -150,96 +159,43 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
     }
     summary.raw_files = files.len() as u64;
 
-    // Journeys by property × user. Memory is the window's sessions and
-    // conversions, in compact form.
-    let mut journeys: HashMap<User, Journey> = HashMap::new();
+    // Each transaction once per property, across users: the first logged
+    // stands. Conversions only, so this pass holds no sessions.
+    let mut logged: Vec<(i64, String, String, String)> = Vec::new();
     let mut creators_seen: HashMap<String, Option<String>> = HashMap::new();
-    for (_, rel) in &files {
-        read_events(config, rel, &mut journeys, &mut creators_seen, &mut summary).await?;
-    }
-
-    // Each transaction once per property, across users: the first logged stands.
-    let mut logged: Vec<(DateTime<Utc>, &str, &str, &User, usize)> = Vec::new();
-    for (key, j) in &journeys {
-        for (i, (c, _, _)) in j.conversions.iter().enumerate() {
-            if let Some(t) = &c.transaction_id {
-                logged.push((c.at, key.0.as_str(), t.as_str(), key, i));
-            }
-        }
+    for (_, rel, _) in &files {
+        let mut pass = Pass::Transactions(&mut logged);
+        read_events(config, rel, &mut pass, &mut creators_seen, &mut summary).await?;
     }
     logged.sort();
-    let mut seen = std::collections::HashSet::new();
-    let mut twice: std::collections::HashSet<(User, usize)> = std::collections::HashSet::new();
-    for (_, property, transaction, key, i) in logged {
-        if !seen.insert((property, transaction)) {
-            twice.insert((key.clone(), i));
-        }
+    let mut standing: HashMap<(String, String), (i64, String)> = HashMap::new();
+    for (at, property, transaction, user) in logged {
+        standing.entry((property, transaction)).or_insert((at, user));
     }
-    summary.duplicate_transactions = twice.len() as u64;
 
+    // Users in groups by a hash of their id, each group's journeys whole:
+    // memory is one group's events, however large the range.
+    let events: u64 = files.iter().map(|(_, _, rows)| rows).sum();
+    let groups = events.div_ceil(config.max_events_in_memory.max(1)).max(1);
+    summary.user_groups = groups;
     let mut sums: BTreeMap<Key, Sum> = BTreeMap::new();
-    for ((property, user), mut j) in journeys {
-        let key = (property, user);
-        let kept: Vec<(Conversion, NaiveDate, Option<String>)> = std::mem::take(&mut j.conversions)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !twice.contains(&(key.clone(), *i)))
-            .map(|(_, c)| c)
-            .collect();
-        if kept.is_empty() {
-            continue;
+    let mut counted: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    for group in 0..groups {
+        let mut journeys: HashMap<User, Journey> = HashMap::new();
+        for (_, rel, _) in &files {
+            let mut pass = Pass::Journeys {
+                group,
+                groups,
+                journeys: &mut journeys,
+                standing: &standing,
+                counted: &mut counted,
+            };
+            read_events(config, rel, &mut pass, &mut creators_seen, &mut summary).await?;
         }
-        let property = key.0;
-        let convs: Vec<Conversion> = kept.iter().map(|(c, _, _)| c.clone()).collect();
-        let credited = attribute_user(&mut j.touches, &convs, &config.models, config.rules);
-        let mut attributed = vec![false; convs.len()];
-        for (i, model, credits) in credited {
-            let (_, date, currency) = &kept[i];
-            if credits.is_empty() {
-                continue;
-            }
-            attributed[i] = true;
-            for Credit {
-                creator,
-                platform,
-                conversions,
-                revenue,
-                touchpoints,
-                assisted,
-            } in credits
-            {
-                if creator.is_some() {
-                    *summary.creator_conversions.entry(model.name().to_string()).or_default() += conversions;
-                }
-                let s = sums
-                    .entry((*date, property.clone(), creator, platform, model, currency.clone()))
-                    .or_default();
-                s.conversions += conversions;
-                s.revenue += revenue;
-                s.touchpoints += i64::from(touchpoints);
-                s.assisted += i64::from(assisted);
-            }
-        }
-        for (i, (conv, date, currency)) in kept.iter().enumerate() {
-            summary.conversions += 1;
-            summary.revenue += conv.revenue;
-            if !attributed[i] {
-                // No non-direct session in the lookback: the whole conversion
-                // is unattributed under every model, and said so in the table.
-                summary.unattributed_conversions += 1;
-                for &model in &config.models {
-                    let s = sums
-                        .entry((*date, property.clone(), None, None, model, currency.clone()))
-                        .or_default();
-                    s.conversions += Decimal::ONE;
-                    s.revenue += conv.revenue;
-                }
-            }
-        }
+        attribute_group(config, journeys, &mut sums, &mut summary);
     }
     let batch = rows(&sums, lookback_days as i32, &run_id)?;
     summary.rows_out = batch.num_rows() as u64;
-
     // Write, manifest last, then what these dates held before goes.
     let out = &config.output;
     let extracted_at = started_at.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -293,7 +249,7 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
         }),
         tables: ["creator_attribution"],
         files: written,
-        input_files: files.iter().map(|(_, f)| f.clone()).collect(),
+        input_files: files.iter().map(|(_, f, _)| f.clone()).collect(),
         summary: &summary,
         superseded,
     };
@@ -310,10 +266,138 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
     Ok(summary)
 }
 
+/// The site's non-direct sessions of `range` in a `crest-ga4 extract` output,
+/// by the campaign they came from, creators resolved with `roster` as
+/// `crest attribute` resolves them (for `crest links audit --site`).
+pub async fn session_campaigns(input: &Location, range: DateRange, roster: Roster) -> Result<SessionCampaigns> {
+    let files = newest_files(input, range.start, range.end).await?;
+    if files.is_empty() {
+        return Err(TransformError::Input(format!(
+            "no GA4 events in {input} for {range}: run crest-ga4 extract for the run's dates, or check --site"
+        )));
+    }
+    let config = AttributeConfig {
+        input: input.clone(),
+        output: input.clone(),
+        range,
+        roster,
+        models: Vec::new(),
+        rules: Rules::default(),
+        wait_for_lease: std::time::Duration::ZERO,
+        max_events_in_memory: DEFAULT_MAX_EVENTS_IN_MEMORY,
+    };
+    let mut campaigns = SessionCampaigns::new();
+    let mut creators_seen = HashMap::new();
+    let mut summary = AttributeSummary::default();
+    for (_, rel, _) in &files {
+        read_events(
+            &config,
+            rel,
+            &mut Pass::Sessions(&mut campaigns),
+            &mut creators_seen,
+            &mut summary,
+        )
+        .await?;
+    }
+    Ok(campaigns)
+}
+
+/// Attributes one group of users' conversions into `sums`.
+fn attribute_group(
+    config: &AttributeConfig,
+    journeys: HashMap<User, Journey>,
+    sums: &mut BTreeMap<Key, Sum>,
+    summary: &mut AttributeSummary,
+) {
+    for ((property, _), mut j) in journeys {
+        if j.conversions.is_empty() {
+            continue;
+        }
+        j.conversions.sort_by_key(|(c, _, _)| c.at);
+        let convs: Vec<Conversion> = j.conversions.iter().map(|(c, _, _)| c.clone()).collect();
+        let credited = attribute_user(&mut j.touches, &convs, &config.models, config.rules);
+        let mut attributed = vec![false; convs.len()];
+        for (i, model, credits) in credited {
+            let (_, date, currency) = &j.conversions[i];
+            if credits.is_empty() {
+                continue;
+            }
+            attributed[i] = true;
+            for Credit {
+                creator,
+                platform,
+                conversions,
+                revenue,
+                touchpoints,
+                assisted,
+            } in credits
+            {
+                if creator.is_some() {
+                    *summary.creator_conversions.entry(model.name().to_string()).or_default() += conversions;
+                }
+                let s = sums
+                    .entry((*date, property.clone(), creator, platform, model, currency.clone()))
+                    .or_default();
+                s.conversions += conversions;
+                s.revenue += revenue;
+                s.touchpoints += i64::from(touchpoints);
+                s.assisted += i64::from(assisted);
+            }
+        }
+        for (i, (conv, date, currency)) in j.conversions.iter().enumerate() {
+            summary.conversions += 1;
+            summary.revenue += conv.revenue;
+            if !attributed[i] {
+                // No non-direct session in the lookback: the whole conversion
+                // is unattributed under every model, and said so in the table.
+                summary.unattributed_conversions += 1;
+                for &model in &config.models {
+                    let s = sums
+                        .entry((*date, property.clone(), None, None, model, currency.clone()))
+                        .or_default();
+                    s.conversions += Decimal::ONE;
+                    s.revenue += conv.revenue;
+                }
+            }
+        }
+    }
+}
+
+/// Non-direct sessions counted by (creator, medium, and for sessions that
+/// resolve to no creator, their utm_source), for the links audit.
+pub type SessionCampaigns = BTreeMap<(Option<String>, Option<String>, Option<String>), u64>;
+
+/// What a read of the events collects.
+enum Pass<'a> {
+    /// Non-direct sessions by campaign.
+    Sessions(&'a mut SessionCampaigns),
+    /// Every conversion with a transaction id in the range: (µs, property, transaction, user).
+    Transactions(&'a mut Vec<(i64, String, String, String)>),
+    /// The journeys of the users of one group, each transaction counted once.
+    Journeys {
+        group: u64,
+        groups: u64,
+        journeys: &'a mut HashMap<User, Journey>,
+        /// (property, transaction) → the log that stands: (µs, user).
+        standing: &'a HashMap<(String, String), (i64, String)>,
+        /// Transactions already counted.
+        counted: &'a mut std::collections::HashSet<(String, String)>,
+    },
+}
+
+/// A user's group: a hash that is the same on every read.
+fn group_of(property: &str, user: &str, groups: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (property, user).hash(&mut h);
+    h.finish() % groups.max(1)
+}
+
 /// The raw GA4 files of `from..=to` that stand: per date and property, the
 /// newest extract's (an extract re-reading a day restates it whole). Only
 /// files an extract manifest names count.
-async fn newest_files(input: &Location, from: NaiveDate, to: NaiveDate) -> Result<Vec<(NaiveDate, String)>> {
+/// Each file with its row count.
+async fn newest_files(input: &Location, from: NaiveDate, to: NaiveDate) -> Result<Vec<(NaiveDate, String, u64)>> {
     let committed = crest_core::manifest::committed_raw_files(input).await?;
     let mut out = Vec::new();
     let Ok(range) = DateRange::new(from, to) else {
@@ -322,30 +406,31 @@ async fn newest_files(input: &Location, from: NaiveDate, to: NaiveDate) -> Resul
     for date in range.dates() {
         let dir = crest_core::raw::partition_dir(GA4_TABLE, date);
         // property → (extracted_at, files)
-        let mut newest: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        let mut newest: BTreeMap<String, (String, Vec<(String, u64)>)> = BTreeMap::new();
         for meta in input.list(&dir).await? {
             let rel = input.relative(&meta.location);
             if !rel.ends_with(".parquet") || !committed.files.contains(&rel) {
                 continue;
             }
-            let (property, extracted) = footer(input, &rel).await?;
+            let (property, extracted, rows) = footer(input, &rel).await?;
             let entry = newest
                 .entry(property)
                 .or_insert_with(|| (extracted.clone(), Vec::new()));
             if extracted > entry.0 {
-                *entry = (extracted, vec![rel]);
+                *entry = (extracted, vec![(rel, rows)]);
             } else if extracted == entry.0 {
-                entry.1.push(rel);
+                entry.1.push((rel, rows));
             }
         }
         for (_, (_, files)) in newest {
-            out.extend(files.into_iter().map(|f| (date, f)));
+            out.extend(files.into_iter().map(|(f, rows)| (date, f, rows)));
         }
     }
     Ok(out)
 }
 
-async fn footer(input: &Location, rel: &str) -> Result<(String, String)> {
+/// A raw file's property, extraction time and rows.
+async fn footer(input: &Location, rel: &str) -> Result<(String, String, u64)> {
     let reader = ParquetObjectReader::new(input.store().clone(), input.path(rel));
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -358,7 +443,11 @@ async fn footer(input: &Location, rel: &str) -> Result<(String, String)> {
         .unwrap_or_default();
     let meta = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
     match (meta(META_ACCOUNT), meta(META_EXTRACTED_AT)) {
-        (Some(p), Some(at)) => Ok((p, at)),
+        (Some(p), Some(at)) => Ok((
+            p,
+            at,
+            u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0),
+        )),
         _ => Err(TransformError::Input(format!(
             "{input}/{rel} has no crest.account_id or crest.extracted_at: not written by crest-ga4"
         ))),
@@ -388,7 +477,7 @@ const READ: &[&str] = &[
 async fn read_events(
     config: &AttributeConfig,
     rel: &str,
-    journeys: &mut HashMap<User, Journey>,
+    pass: &mut Pass<'_>,
     creators_seen: &mut HashMap<String, Option<String>>,
     summary: &mut AttributeSummary,
 ) -> Result<()> {
@@ -456,19 +545,54 @@ async fn read_events(
         );
         let opt = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
         for i in 0..b.num_rows() {
-            if reason.is_valid(i) {
-                *summary.quarantined.entry(reason.value(i).to_string()).or_default() += 1;
-                continue;
-            }
-            let (day, Some(user)) = (Date32Type::to_naive_date(date.value(i)), opt(&user, i)) else {
-                continue;
+            let day = Date32Type::to_naive_date(date.value(i));
+            let user_id = opt(&user, i);
+            let prop = property.value(i);
+            let session = name.value(i) == SESSION_START;
+            let journey = match pass {
+                Pass::Sessions(_) if !session || reason.is_valid(i) || !config.range.contains(day) => continue,
+                Pass::Sessions(_) => None,
+                Pass::Transactions(logged) => {
+                    if !session && !reason.is_valid(i) && config.range.contains(day) {
+                        if let (Some(u), Some(t)) = (&user_id, opt(&transaction, i)) {
+                            logged.push((at.value(i), prop.to_string(), t, u.clone()));
+                        }
+                    }
+                    continue;
+                }
+                Pass::Journeys {
+                    group,
+                    groups,
+                    journeys,
+                    standing,
+                    counted,
+                } => {
+                    // Every event is seen by exactly one group: its user's.
+                    if group_of(prop, user_id.as_deref().unwrap_or(""), *groups) != *group {
+                        continue;
+                    }
+                    if reason.is_valid(i) {
+                        *summary.quarantined.entry(reason.value(i).to_string()).or_default() += 1;
+                        continue;
+                    }
+                    let Some(u) = user_id else { continue };
+                    if !session && config.range.contains(day) {
+                        if let Some(t) = opt(&transaction, i) {
+                            let key = (prop.to_string(), t);
+                            let stands = standing.get(&key) == Some(&(at.value(i), u.clone()));
+                            if !stands || !counted.insert(key) {
+                                summary.duplicate_transactions += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    Some(journeys.entry((prop.to_string(), u)).or_default())
+                }
             };
             let Some(when) = DateTime::<Utc>::from_timestamp_micros(at.value(i)) else {
                 continue;
             };
-            let property = property.value(i).to_string();
-            let journey = journeys.entry((property, user)).or_default();
-            if name.value(i) == SESSION_START {
+            if session {
                 summary.sessions += 1;
                 let mut u = Utm {
                     source: opt(&manual[0], i),
@@ -494,13 +618,22 @@ async fn read_events(
                 if !direct && creator.is_none() {
                     summary.unresolved_sessions += 1;
                 }
-                journey.touches.push(Touch {
-                    at: when,
-                    direct,
-                    creator,
-                    platform: u.medium.map(|m| m.trim().to_lowercase()),
-                });
-            } else if config.range.contains(day) {
+                let platform = u.medium.as_ref().map(|m| m.trim().to_lowercase());
+                match journey {
+                    Some(journey) => journey.touches.push(Touch {
+                        at: when,
+                        direct,
+                        creator,
+                        platform,
+                    }),
+                    None => {
+                        if let (false, Pass::Sessions(campaigns)) = (direct, &mut *pass) {
+                            let source = creator.is_none().then(|| u.source.clone()).flatten();
+                            *campaigns.entry((creator, platform, source)).or_default() += 1;
+                        }
+                    }
+                }
+            } else if let Some(journey) = journey.filter(|_| config.range.contains(day)) {
                 let rev = if revenue.is_valid(i) {
                     Decimal::from_i128_with_scale(revenue.value(i), revenue_scale)
                 } else {

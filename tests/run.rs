@@ -160,6 +160,81 @@ async fn one_config_runs_every_stage_and_a_rerun_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_is_attributed_after_the_load_and_a_rerun_doubles_no_credit() {
+    use crest_sandbox::ga4;
+    let sb = sandbox().await;
+    let env = sandbox_env(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    // The brand's site as exported files, over the same world.
+    let export = ga4::export(sb.world(), &ga4::Ga4Config::default());
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    for day in export.days.keys() {
+        std::fs::write(
+            site.join(format!("events_{}.json", day.format("%Y%m%d"))),
+            export.ndjson(*day),
+        )
+        .unwrap();
+    }
+    let file = dir.path().join("crest.toml");
+    let text = config(&sb, dir.path()).replace("[tiktok]", "[attribution]\nlookback_days = 7\n\n[tiktok]");
+    std::fs::write(
+        &file,
+        format!(
+            "{text}\n[ga4]\nproperty_ids = [\"{}\"]\nfrom = \"{}\"\n",
+            export.property_id,
+            site.display()
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let first = crest_with(&env, &["run", "--config", &file]).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(out.contains("▸ attribute") && out.contains("site conversions"), "{out}");
+    let lake = dir.path().join("lake");
+    let credited = "SELECT MIN(date), MAX(date), SUM(conversions) FROM creator_attribution WHERE model = 'linear'";
+    let got = count(&lake, credited).await;
+    let cols: Vec<&str> = got.split(',').collect();
+    let (from, to) = (crest_testkit::day(cols[0]), crest_testkit::day(cols[1]));
+    // Every purchase of those days is credited once under each model.
+    let purchases: rust_decimal::Decimal = export
+        .truth
+        .iter()
+        .filter(|((d, _, _, m), _)| *m == "linear" && *d >= from && *d <= to)
+        .map(|(_, v)| v.0)
+        .sum();
+    assert_eq!(cols[2].parse::<rust_decimal::Decimal>().unwrap(), purchases, "{got}");
+    let compare = count(
+        &lake,
+        "SELECT COUNT(*) FROM v_attribution_compare WHERE site_linear > 0",
+    )
+    .await;
+    assert!(
+        compare.parse::<u64>().unwrap() > 0,
+        "the view puts the site beside the platforms"
+    );
+
+    let again = crest_with(&env, &["run", "--config", &file]).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    let by_day =
+        "SELECT date, SUM(conversions) FROM creator_attribution WHERE model = 'linear' GROUP BY date ORDER BY date";
+    let days_after: Vec<String> = count(&lake, by_day).await.lines().map(String::from).collect();
+    let recount = count(
+        &lake,
+        &format!(
+            "SELECT SUM(conversions) FROM creator_attribution WHERE model = 'linear' AND date BETWEEN '{from}' AND '{to}'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        recount.parse::<rust_decimal::Decimal>().unwrap(),
+        purchases,
+        "no credit twice: {days_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_at_once_take_turns_and_double_nothing() {
     let sb = sandbox().await;
     let env = sandbox_env(&sb);

@@ -5,7 +5,7 @@
 use crest_core::storage::Location;
 use crest_core::window::DateRange;
 use crest_core::{Error, Result};
-use crest_transforms::attribution::run::{run_attribution, AttributeConfig};
+use crest_transforms::attribution::run::{run_attribution, AttributeConfig, AttributeSummary};
 use crest_transforms::attribution::{Model, Rules};
 use crest_transforms::Roster;
 
@@ -22,6 +22,15 @@ pub struct AttributeOptions {
 }
 
 pub async fn attribute(o: AttributeOptions) -> Result<()> {
+    let (summary, out_spec) = attribute_quiet(&o).await?;
+    let models = models(&o.models)?;
+    print(&summary, &o, &models, &out_spec);
+    Ok(())
+}
+
+/// The attribution without its printed summary (`crest run` prints its own
+/// line): what it did and where it wrote.
+pub async fn attribute_quiet(o: &AttributeOptions) -> Result<(AttributeSummary, String)> {
     let models = models(&o.models)?;
     if o.lookback_days == 0 || o.lookback_days > 365 {
         return Err(Error::Config(format!(
@@ -70,6 +79,10 @@ pub async fn attribute(o: AttributeOptions) -> Result<()> {
         unattributed = summary.unattributed_conversions, duplicates = summary.duplicate_transactions,
         rows_out = summary.rows_out, elapsed_ms = summary.elapsed_ms, "attribution finished"
     );
+    Ok((summary, out_spec))
+}
+
+fn print(summary: &AttributeSummary, o: &AttributeOptions, models: &[Model], out_spec: &str) {
     println!(
         "attribute {} · {} · lookback {} days · models {}",
         summary.run_id,
@@ -91,7 +104,7 @@ pub async fn attribute(o: AttributeOptions) -> Result<()> {
         "  unattributed       {:>10}   conversions with no non-direct session in the lookback",
         summary.unattributed_conversions
     );
-    for m in &models {
+    for m in models {
         let credited = summary.creator_conversions.get(m.name()).copied().unwrap_or_default();
         println!(
             "  to creators {:<10} {:>10}",
@@ -117,7 +130,6 @@ pub async fn attribute(o: AttributeOptions) -> Result<()> {
     );
     println!("  manifest {}", summary.manifest);
     println!("  load it: crest load --input {out_spec}");
-    Ok(())
 }
 
 fn models(names: &[String]) -> Result<Vec<Model>> {

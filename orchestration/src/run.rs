@@ -48,6 +48,9 @@ pub struct RunConfig {
     pub platforms: Vec<(&'static Source, Section)>,
     #[serde(default)]
     pub alerts: Alerts,
+    /// How `[ga4]`'s conversions are credited to creators.
+    #[serde(default)]
+    pub attribution: Attribution,
     /// Seconds to wait for another run writing the same accounts or lake to
     /// finish (default: fail at once with exit 7, naming it).
     #[serde(default)]
@@ -69,6 +72,39 @@ pub struct Alerts {
     pub slack: bool,
     #[serde(default)]
     pub email: bool,
+}
+
+/// `crest attribute`'s settings for a config with a `[ga4]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    /// Models (default: all five).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Sessions up to this many days before a conversion are its touches.
+    #[serde(default = "default_attribution_lookback")]
+    pub lookback_days: u32,
+    /// Time decay's half-life in days.
+    #[serde(default = "default_half_life")]
+    pub half_life_days: f64,
+}
+
+impl Default for Attribution {
+    fn default() -> Self {
+        Attribution {
+            models: Vec::new(),
+            lookback_days: default_attribution_lookback(),
+            half_life_days: default_half_life(),
+        }
+    }
+}
+
+fn default_attribution_lookback() -> u32 {
+    30
+}
+
+fn default_half_life() -> f64 {
+    7.0
 }
 
 /// A date as a string (`"2026-01-01"`) or a TOML date (`2026-01-01`).
@@ -96,7 +132,7 @@ fn default_window() -> String {
 }
 
 /// The config's own keys; every other key is a platform's table.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "out",
     "target",
     "start",
@@ -109,6 +145,7 @@ const KEYS: [&str; 13] = [
     "benchmarks",
     "alerts",
     "wait_for_lease",
+    "attribution",
     "platforms",
 ];
 
@@ -578,6 +615,9 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
     let mut extracted: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut first = range.0;
     let mut last = range.1;
+    // The ad platforms' reports are transformed; the site's are attributed.
+    let mut ads_read = false;
+    let mut site_range: Option<(NaiveDate, NaiveDate)> = None;
     let mut failure: Option<Error> = None;
     for ((source, accounts, _), result) in jobs.iter().zip(results) {
         let platform = source.name;
@@ -585,9 +625,16 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
             Ok(manifests) => {
                 for m in &manifests {
                     for s in &m.slices {
-                        first = first.min(s.start);
-                        last = last.max(s.end);
+                        if source.site {
+                            let (a, b) = site_range.get_or_insert((s.start, s.end));
+                            *a = (*a).min(s.start);
+                            *b = (*b).max(s.end);
+                        } else {
+                            first = first.min(s.start);
+                            last = last.max(s.end);
+                        }
                     }
+                    ads_read |= !source.site;
                     stages.line(
                         "",
                         &format!(
@@ -630,7 +677,26 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
         }
     }
 
-    // Transform everything the extracts read (the lookback widens it).
+    let any_ads = config.platforms.iter().any(|(s, _)| !s.site);
+    if any_ads && !ads_read {
+        // Every ad platform failed: what the site read is still attributed below.
+        stages.line("transform", "skipped: no ad platform was read");
+    } else if any_ads {
+        transform_and_load(config, (first, last), stages).await?;
+    }
+    if let Some(site) = site_range {
+        attribute_and_load(config, site, stages).await?;
+    }
+    decide(config, stages, failure).await
+}
+
+/// Transform everything the ad platforms' extracts read (the lookback widens
+/// it), then load it.
+async fn transform_and_load(
+    config: &RunConfig,
+    (first, last): (NaiveDate, NaiveDate),
+    stages: &mut Stages,
+) -> Result<()> {
     let started = Instant::now();
     stages.line("transform", &format!("{first}..{last} …"));
     let summary = crate::transform_quiet(TransformArgs {
@@ -683,7 +749,73 @@ async fn pipeline(config: &RunConfig, range: (NaiveDate, NaiveDate), stages: &mu
     .map_err(|e| e.context("load"))?;
     stages.line("", &loaded.line);
     stages.record("load", started, loaded.detail);
+    Ok(())
+}
 
+/// The site's conversions of the days its extract read, credited to
+/// creators into `{out}/attribution`, then loaded.
+async fn attribute_and_load(
+    config: &RunConfig,
+    (first, last): (NaiveDate, NaiveDate),
+    stages: &mut Stages,
+) -> Result<()> {
+    let Some(roster) = &config.roster else {
+        stages.line(
+            "attribute",
+            "skipped: the config has no roster to resolve the site's UTMs to creators",
+        );
+        return Ok(());
+    };
+    let started = Instant::now();
+    stages.line("attribute", &format!("{first}..{last} …"));
+    let options = crate::attribute::AttributeOptions {
+        input: config.out.clone(),
+        out: None,
+        range: crest_core::window::DateRange::new(first, last)?,
+        roster: roster.clone(),
+        models: config.attribution.models.clone(),
+        lookback_days: config.attribution.lookback_days,
+        half_life_days: config.attribution.half_life_days,
+        wait_for_lease: config.wait_for_lease.max(60),
+        max_events_in_memory: crest_transforms::attribution::run::DEFAULT_MAX_EVENTS_IN_MEMORY,
+    };
+    let (summary, out) = crate::attribute::attribute_quiet(&options)
+        .await
+        .map_err(|e| e.context("attribute"))?;
+    stages.line(
+        "",
+        &format!(
+            "{} site conversions, {} with no creator touch, {} duplicate transactions counted once ({:.1}s)",
+            summary.conversions,
+            summary.unattributed_conversions,
+            summary.duplicate_transactions,
+            summary.elapsed_ms as f64 / 1000.0
+        ),
+    );
+    stages.record(
+        "attribute",
+        started,
+        serde_json::json!({"run_id": summary.run_id, "conversions": summary.conversions,
+            "unattributed": summary.unattributed_conversions, "rows_out": summary.rows_out}),
+    );
+    let started = Instant::now();
+    let loaded = crate::load_quiet(LoadArgs {
+        input: out,
+        target: config.target.clone(),
+        force: false,
+        create: true,
+        wait_for_lease: config.wait_for_lease.max(300),
+    })
+    .await
+    .map_err(|e| e.context("load attribution"))?;
+    stages.line("", &loaded.line);
+    stages.record("load_attribution", started, loaded.detail);
+    Ok(())
+}
+
+/// Benchmarks and views on the target, then the alerts (only when every
+/// extract succeeded: alerts wait for a complete picture).
+async fn decide(config: &RunConfig, stages: &mut Stages, failure: Option<Error>) -> Result<()> {
     let started = Instant::now();
     let target = TargetArgs {
         target: config.target.clone(),

@@ -7,4 +7,5 @@ pub const SOURCES: &[Source] = &[
     crest_tiktok::command::SOURCE,
     crest_meta::command::SOURCE,
     crest_youtube::command::SOURCE,
+    crest_ga4::command::SOURCE,
 ];

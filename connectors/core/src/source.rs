@@ -48,6 +48,9 @@ pub struct Source {
     /// Whether it reads hourly reports (`granularity = "hour"`, passed as
     /// `--granularity=hour`); a run by the hour refuses platforms that do not.
     pub hourly: bool,
+    /// The brand's site analytics (GA4), not an ad platform: its rows are not
+    /// transformed but credited to creators (`crest attribute`) after the load.
+    pub site: bool,
     /// Reads the platform's table out of the whole config text, if present.
     pub section: fn(&str) -> std::result::Result<Option<Section>, SectionError>,
     /// The connector's extract with flags as on its command line, reporting
@@ -60,6 +63,7 @@ impl std::fmt::Debug for Source {
         f.debug_struct("Source")
             .field("name", &self.name)
             .field("hourly", &self.hourly)
+            .field("site", &self.site)
             .finish()
     }
 }

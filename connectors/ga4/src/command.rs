@@ -221,3 +221,55 @@ mod tests {
         assert!(conversion_events(&[]).is_err());
     }
 }
+
+/// `crest run`'s `[ga4]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTable {
+    property_ids: Vec<String>,
+    project: Option<String>,
+    from: Option<String>,
+    conversion_events: Option<Vec<String>>,
+    lookback_days: Option<u32>,
+}
+
+/// The brand's site as `crest run` drives it (`[ga4]` in the config): its
+/// sessions and conversions, credited to creators after the load.
+pub const SOURCE: crest_core::source::Source = crest_core::source::Source {
+    name: "ga4",
+    hourly: false,
+    site: true,
+    section: |text| {
+        use crest_core::source::{self, Section, SectionError};
+        let Some(t) = source::table::<RunTable>(text, "ga4")? else {
+            return Ok(None);
+        };
+        if t.property_ids.is_empty() {
+            return Err(SectionError::key(
+                "ga4.property_ids",
+                "is empty: list the GA4 property id",
+            ));
+        }
+        let mut flags: Vec<String> = source::ids_flag("--property-id", &t.property_ids).into_iter().collect();
+        match (&t.project, &t.from) {
+            (Some(p), None) => flags.push(format!("--project={p}")),
+            (None, Some(f)) => flags.push(format!("--from={f}")),
+            _ => {
+                return Err(SectionError::key(
+                    "ga4",
+                    "needs one of project (the BigQuery export's project) or from (exported files)",
+                ))
+            }
+        }
+        if let Some(events) = &t.conversion_events {
+            flags.push(format!("--conversion-events={}", events.join(",")));
+        }
+        Ok(Some(Section {
+            flags,
+            accounts: t.property_ids,
+            max_qps: None,
+            lookback_days: t.lookback_days,
+        }))
+    },
+    extract: |flags| Box::pin(extract_with(flags)),
+};

@@ -234,6 +234,7 @@ struct RunTable {
 pub const SOURCE: Source = Source {
     name: "meta",
     hourly: false,
+    site: false,
     section: |text| {
         let Some(m) = source::table::<RunTable>(text, "meta")? else {
             return Ok(None);

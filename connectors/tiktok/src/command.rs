@@ -213,6 +213,7 @@ struct RunTable {
 pub const SOURCE: Source = Source {
     name: "tiktok",
     hourly: true,
+    site: false,
     section: |text| {
         let Some(t) = source::table::<RunTable>(text, "tiktok")? else {
             return Ok(None);

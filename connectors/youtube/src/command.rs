@@ -339,6 +339,7 @@ struct RunTable {
 pub const SOURCE: Source = Source {
     name: "youtube",
     hourly: false,
+    site: false,
     section: |text| {
         let Some(y) = source::table::<RunTable>(text, "youtube")? else {
             return Ok(None);

@@ -82,7 +82,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     // The program's inputs, written where a team would keep its own.
     let out = absolute(&options.out)?;
     // Each demo starts over: another seed or length must not mix with the last.
-    for own in ["data", "lake"] {
+    for own in ["data", "lake", "site"] {
         let dir = out.join(own);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::storage(dir.display(), e))?;
@@ -104,6 +104,20 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     channels.push(youtube.brand_channel.clone());
     // The sandbox's accounts as a config's platform tables would name them.
     let ids = |v: Vec<String>| v.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+    // The brand's own site over the same program: its GA4 export as files.
+    let site = out.join("site");
+    std::fs::create_dir_all(&site).map_err(|e| Error::storage(site.display(), e))?;
+    let export = crest_sandbox::ga4::export(
+        world,
+        &crest_sandbox::ga4::Ga4Config {
+            users: world.creators.len() * 20,
+            ..Default::default()
+        },
+    );
+    for day in export.days.keys() {
+        let path = site.join(format!("events_{}.json", day.format("%Y%m%d")));
+        std::fs::write(&path, export.ndjson(*day)).map_err(|e| Error::storage(path.display(), e))?;
+    }
     let tables = format!(
         "[tiktok]\nadvertiser_ids = [{}]\n[meta]\naccount_ids = [{}]\npoll_initial_ms = 50\n[youtube]\nchannel_ids = [{}]\nads_customer_ids = [{}]\n",
         ids(world.advertisers.iter().map(|a| a.advertiser_id.clone()).collect()),
@@ -123,8 +137,16 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
         standard_window: "7d_click,1d_view".into(),
         granularity: Granularity::Day,
         benchmarks: Some(benchmarks),
-        platforms: run::platform_tables("crest demo", &tables)?,
+        platforms: run::platform_tables(
+            "crest demo",
+            &format!(
+                "{tables}[ga4]\nproperty_ids = [{:?}]\nfrom = {:?}\n",
+                export.property_id,
+                site.display().to_string()
+            ),
+        )?,
         alerts: Alerts::default(),
+        attribution: run::Attribution::default(),
         wait_for_lease: 0,
     };
     run::run_with(config, "crest demo", (first_day, last_day)).await?;

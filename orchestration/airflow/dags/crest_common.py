@@ -65,6 +65,11 @@ CONNECTIONS: dict[str, dict[str, str]] = {
         "extra.data_url": "CREST_YOUTUBE_DATA_BASE_URL",
         "extra.ads_url": "CREST_GOOGLE_ADS_BASE_URL",
     },
+    "crest_ga4": {
+        "password": "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "host": "CREST_BIGQUERY_BASE_URL",
+        "extra.key_file": "GOOGLE_APPLICATION_CREDENTIALS",
+    },
     "crest_slack": {"password": "CREST_SLACK_WEBHOOK_URL"},
     "crest_smtp": {
         "host": "CREST_SMTP_HOST",
@@ -88,7 +93,8 @@ def program() -> dict[str, Any]:
      "roster": "s3://bucket/config/roster.csv", "fx": null, "benchmarks": null,
      "bin_dir": "/opt/crest/bin",
      "tiktok": ["7265…"], "meta": ["act_8798…"], "youtube_channels": ["UC…"],
-     "youtube_ads": ["123-456-7890"], "alerts": ["slack"]}
+     "youtube_ads": ["123-456-7890"], "alerts": ["slack"],
+     "ga4": ["123456789"], "ga4_project": "my-gcp-project"}   # or "ga4_from": "gs://…"
     """
     value = Variable.get("crest_program", deserialize_json=True)
     if not isinstance(value, dict) or not value.get("out"):

@@ -1,6 +1,8 @@
 """crest's pipeline, one run per day of data: each platform's extract mapped
 over its accounts (one task per platform × account), then the transform of
 the day and the load into the target, which updates the canonical Asset.
+With a site (`ga4` in the program), its conversions of the day are credited
+to creators (`crest attribute`) and loaded too.
 
 Dates come from the run's data interval, so `airflow backfill create` and
 clearing a run re-read exactly those days; every stage is idempotent.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 import re
@@ -22,7 +25,20 @@ PLATFORMS = {
     "meta": ("crest-meta", ["--account-id"], "crest_meta"),
     "youtube_channels": ("crest-youtube", ["--channel-id"], "crest_google"),
     "youtube_ads": ("crest-youtube", ["--ads-customer-id"], "crest_google"),
+    "ga4": ("crest-ga4", ["--property-id"], "crest_ga4"),
 }
+
+#: Days GA4 adds late events to: its extract re-reads them, attribution too.
+GA4_LOOKBACK_DAYS = 3
+
+
+def printed_manifest(printed: str, what: str) -> str:
+    """The manifest a crest command printed: this run's own, so a concurrent
+    run or a backfill never loads another's."""
+    found = re.search(r"manifest (\S+\.json)", printed)
+    if not found:
+        raise RuntimeError(f"crest {what} printed no manifest")
+    return found.group(1)
 
 
 def interval_dates() -> tuple[str, str]:
@@ -62,6 +78,9 @@ def crest_pipeline():
             args += ["--login-customer-id", str(p["login_customer_id"])]
         if platform == "meta" and p.get("meta_poll_initial_ms"):
             args += ["--poll-initial-ms", str(p["meta_poll_initial_ms"])]
+        if platform == "ga4":
+            # The BigQuery export's project, or files a team exported.
+            args += ["--project", str(p["ga4_project"])] if p.get("ga4_project") else ["--from", str(p["ga4_from"])]
         run_crest(binary, args, [conn_id])
 
     @task(trigger_rule="none_failed")
@@ -78,13 +97,23 @@ def crest_pipeline():
                 args += [f"--{key}", p[key]]
         if p.get("reporting_currency"):
             args += ["--reporting-currency", p["reporting_currency"]]
-        printed = run_crest("crest", args, [])
-        # This run's own transform, so a concurrent run or a backfill never
-        # loads another's.
-        found = re.search(r"manifest (\S+\.json)", printed)
-        if not found:
-            raise RuntimeError("crest transform printed no manifest")
-        return found.group(1)
+        return printed_manifest(run_crest("crest", args, []), "transform")
+
+    @task(trigger_rule="none_failed")
+    def attribute() -> str:
+        p = program()
+        if not p.get("ga4"):
+            raise AirflowSkipException("no ga4 in the program")
+        if not p.get("roster"):
+            raise ValueError("the program's ga4 needs a roster: attribution resolves the site's UTMs to creators")
+        start, end = interval_dates()
+        first = pendulum.parse(start).subtract(days=GA4_LOOKBACK_DAYS).to_date_string()
+        out = p["out"].rstrip("/")
+        args = ["attribute", "--input", out, "--out", f"{out}/attribution", "--start", first, "--end", end,
+                "--roster", p["roster"], "--wait-for-lease", "600"]
+        if p.get("attribution_lookback_days"):
+            args += ["--lookback-days", str(p["attribution_lookback_days"])]
+        return printed_manifest(run_crest("crest", args, []), "attribute")
 
     @task(pool=LAKE_POOL, outlets=[CANONICAL])
     def load(manifest: str) -> None:
@@ -103,6 +132,9 @@ def crest_pipeline():
     manifest = transform()
     extracts >> manifest
     load(manifest)
+    credited = attribute()
+    extracts[list(PLATFORMS).index("ga4")] >> credited
+    load.override(task_id="load_attribution")(credited)
 
 
 crest_pipeline()

@@ -33,7 +33,7 @@ def test_every_dag_imports(dagbag):
 def test_the_pipeline_maps_extracts_over_accounts_then_transforms_and_loads(dagbag):
     dag = dagbag.get_dag("crest_pipeline")
     tasks = {t.task_id: t for t in dag.tasks}
-    platforms = ("tiktok", "meta", "youtube_channels", "youtube_ads")
+    platforms = ("tiktok", "meta", "youtube_channels", "youtube_ads", "ga4")
     for platform in platforms:
         extract = tasks[f"{platform}_extract"]
         assert extract.upstream_task_ids == {f"{platform}_accounts"}
@@ -44,6 +44,9 @@ def test_the_pipeline_maps_extracts_over_accounts_then_transforms_and_loads(dagb
     assert load.upstream_task_ids == {"transform"}
     assert load.pool == "crest_lake"
     assert [o.uri for o in load.outlets] == ["crest://canonical/creator_performance"]
+    assert tasks["attribute"].upstream_task_ids == {"ga4_extract"}
+    assert tasks["load_attribution"].upstream_task_ids == {"attribute"}
+    assert tasks["load_attribution"].pool == "crest_lake"
     assert extract.partial_kwargs["retries"] == 3
     assert extract.partial_kwargs["retry_exponential_backoff"]
 
@@ -97,6 +100,10 @@ def test_the_pipeline_runs_a_day_end_to_end_and_again_without_doubling(dagbag, s
     roster.write_text(subprocess.run([str(BIN / "crest-sandbox"), "roster", "--creators", "30"],
                                      capture_output=True, text=True, check=True).stdout)
     lake = tmp_path / "lake"
+    # The brand's site: a GA4 export of the same creators, as files.
+    site = tmp_path / "site"
+    subprocess.run([str(BIN / "crest-sandbox"), "ga4-export", "--creators", "30", "--days", "20",
+                    "--first-day", "2025-12-25", "--users", "400", "--out", str(site)], check=True, capture_output=True)
     program = {
         "out": str(tmp_path / "out"),
         "target": f"lake:{lake}",
@@ -106,6 +113,8 @@ def test_the_pipeline_runs_a_day_end_to_end_and_again_without_doubling(dagbag, s
         "meta": ids("meta ad account", 3),
         "youtube_ads": ids("google ads customer", 3),
         "meta_poll_initial_ms": 20,
+        "ga4": ["271828182"],
+        "ga4_from": str(site),
     }
     variables = tmp_path / "variables.json"
     variables.write_text(json.dumps({"crest_program": json.dumps(program)}))
@@ -132,11 +141,15 @@ def test_the_pipeline_runs_a_day_end_to_end_and_again_without_doubling(dagbag, s
     assert int(rows) > 0
     platforms = lake_count(lake, "SELECT COUNT(DISTINCT platform) FROM creator_performance")
     assert platforms == "3"
+    credited_sql = "SELECT SUM(conversions) FROM creator_attribution WHERE model = 'linear' AND date = '2026-01-10'"
+    credited = lake_count(lake, credited_sql)
+    assert float(credited) > 0, "the site's conversions of the day are credited"
 
     # A clear or a retry of the same day: the same rows, none twice.
     again = dag.test(logical_date=day.add(days=1), variable_file_path=str(variables), conn_file_path=str(connections),
                      run_after=day.add(days=1, hours=2))
     assert again.state == "success"
     assert lake_count(lake, "SELECT COUNT(*) FROM creator_performance WHERE date = '2026-01-10'") == rows
+    assert lake_count(lake, credited_sql) == credited, "no credit twice"
     assert lake_count(lake, "SELECT COUNT(*) FROM (SELECT date, hour, platform, placement, account_id, ad_id, content_id "
                             "FROM creator_performance GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING COUNT(*) > 1)") == "0"

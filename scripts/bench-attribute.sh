@@ -23,7 +23,7 @@ for users in "${@:-150000 300000}"; do
       /usr/bin/time -f "  attribute (--max-events-in-memory $max): %e s, peak memory %M KB" \
           "$bin/crest" --log-format json attribute --input "$work/out" --out "$work/attr-$max" --roster "$work/roster.csv" \
           --start 2026-01-11 --end 2026-03-01 --lookback-days 7 --max-events-in-memory "$max" 2>&1 \
-          | grep -E 'peak memory|conversions  |sessions  |groups'
+          | grep -E 'peak memory|conversions  |group'
     done
   done
 done

@@ -692,3 +692,112 @@ async fn a_bigquery_table_that_is_not_the_export_is_refused() {
     assert!(line.contains("analytics_999 does not exist"), "{line}");
     assert!(!out.join("raw").exists(), "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_logged_across_midnight_counts_once_and_the_sites_own_pages_are_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("export");
+    std::fs::create_dir_all(&files).unwrap();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+    let event = |name: &str, when: &str, params: &str, extra: &str| {
+        format!(
+            r#"{{"event_date":"{}","event_timestamp":{},"event_name":"{name}","user_pseudo_id":"u1","event_params":[{params}]{extra}}}"#,
+            &when[..10].replace('-', ""),
+            at(when)
+        )
+    };
+    let page = |url: &str| format!(r#"{{"key":"page_location","value":{{"string_value":"{url}"}}}}"#);
+    let referrer = |url: &str| format!(r#"{{"key":"page_referrer","value":{{"string_value":"{url}"}}}}"#);
+    let purchase = |t: &str| format!(r#","ecommerce":{{"transaction_id":"{t}","purchase_revenue":20}}"#);
+    // Day one: a creator's link, a purchase late at night.
+    std::fs::write(
+        files.join("events_20260301.json"),
+        [
+            event(
+                "session_start",
+                "2026-03-01T20:00:00Z",
+                &page("https://shop.example.com/?utm_source=cr_00001&utm_medium=tiktok"),
+                "",
+            ),
+            event("purchase", "2026-03-01T23:59:00Z", "", &purchase("T1")),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // Day two: the confirmation page reloaded after midnight (T1 again), then
+    // a session restarted from the site's own page, and a second purchase.
+    std::fs::write(
+        files.join("events_20260302.json"),
+        [
+            event("purchase", "2026-03-02T00:01:00Z", "", &purchase("T1")),
+            event(
+                "session_start",
+                "2026-03-02T10:00:00Z",
+                &format!(
+                    "{},{}",
+                    page("https://shop.example.com/cart"),
+                    referrer("https://www.shop.example.com/p/42")
+                ),
+                "",
+            ),
+            event("purchase", "2026-03-02T10:05:00Z", "", &purchase("T2")),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = crest_ga4(
+        &[
+            "extract",
+            "--from",
+            files.to_str().unwrap(),
+            "--property-id",
+            PROPERTY,
+            "--start",
+            "2026-03-01",
+            "--end",
+            "2026-03-02",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(&roster, world().roster_csv()).unwrap();
+    // One run per day, as a daily schedule attributes them.
+    for d in ["2026-03-01", "2026-03-02"] {
+        let o = crest(&[
+            "attribute",
+            "--input",
+            out.to_str().unwrap(),
+            "--roster",
+            roster.to_str().unwrap(),
+            "--start",
+            d,
+            "--end",
+            d,
+        ])
+        .await;
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let got = credited(&out.join("attribution"));
+    let last: Decimal = got.iter().filter(|(k, _)| k.3 == "last").map(|(_, v)| v.0).sum();
+    assert_eq!(last, Decimal::from(2), "T1 once across the two runs, T2 once: {got:?}");
+    let key = |d: &str| {
+        (
+            d.to_string(),
+            Some("cr_00001".to_string()),
+            Some("tiktok".to_string()),
+            "last".to_string(),
+        )
+    };
+    assert_eq!(got[&key("2026-03-01")].0, Decimal::ONE);
+    assert_eq!(
+        got[&key("2026-03-02")].0,
+        Decimal::ONE,
+        "the site's own page is no campaign: the creator closed T2"
+    );
+    assert!(!got.keys().any(|k| k.2.as_deref() == Some("referral")), "{got:?}");
+}

@@ -266,7 +266,22 @@ async fn a_bad_config_is_one_line_naming_the_file_and_key_and_extracts_nothing()
         "out = \"{}\"\nstart = \"2026-01-01\"\nend = \"2026-01-31\"\n",
         out.display()
     );
-    let cases: [(&str, String, &str); 9] = [
+    let cases: [(&str, String, &str); 12] = [
+        (
+            "a site without a roster",
+            format!("{head}[ga4]\nproperty_ids = [\"1\"]\nfrom = \"./site\"\n"),
+            "`roster` is needed with [ga4]",
+        ),
+        (
+            "an unknown attribution model",
+            format!("{head}[attribution]\nmodels = [\"last\", \"u_shaped\"]\n[tiktok]\nadvertiser_ids = [\"1\"]\n"),
+            "`attribution.models` 'u_shaped' is not an attribution model",
+        ),
+        (
+            "a site with neither project nor files",
+            format!("{head}[ga4]\nproperty_ids = [\"1\"]\n"),
+            "needs one of project",
+        ),
         (
             "unknown key",
             format!("{head}bogus = 1\n[tiktok]\nadvertiser_ids = [\"1\"]\n"),

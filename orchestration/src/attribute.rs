@@ -104,6 +104,12 @@ fn print(summary: &AttributeSummary, o: &AttributeOptions, models: &[Model], out
         "  unattributed       {:>10}   conversions with no non-direct session in the lookback",
         summary.unattributed_conversions
     );
+    if summary.missing_session_days > 0 {
+        println!(
+            "  warning: {} lookback day(s) before --start have no GA4 events: the first conversions' paths are shorter; extract from --start minus the lookback",
+            summary.missing_session_days
+        );
+    }
     for m in models {
         let credited = summary.creator_conversions.get(m.name()).copied().unwrap_or_default();
         println!(

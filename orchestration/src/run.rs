@@ -251,6 +251,32 @@ impl RunConfig {
                 ),
             );
         }
+        if let Some((site, _)) = self.platforms.iter().find(|(s, _)| s.site) {
+            if self.roster.is_none() {
+                return bad(
+                    "roster",
+                    format!(
+                        "is needed with [{}]: attribution resolves the site's UTMs to creators",
+                        site.name
+                    ),
+                );
+            }
+        }
+        for m in &self.attribution.models {
+            if let Err(e) = m.parse::<crest_transforms::attribution::Model>() {
+                return bad("attribution.models", e);
+            }
+        }
+        if !(1..=365).contains(&self.attribution.lookback_days) {
+            return bad("attribution.lookback_days", "must be 1 to 365 days".into());
+        }
+        let h = self.attribution.half_life_days;
+        if !(h.is_finite() && h > 0.0 && h <= 365.0) {
+            return bad(
+                "attribution.half_life_days",
+                "must be a positive number of days, at most 365".into(),
+            );
+        }
         if self.alerts.slack
             && std::env::var_os("CREST_SLACK_WEBHOOK_URL").is_none()
             && std::env::var_os("CREST_SLACK_WEBHOOK_URL_FILE").is_none()

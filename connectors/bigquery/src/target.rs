@@ -16,6 +16,9 @@ pub const KIND: Kind = Kind {
 
 fn open<'a>(o: &'a Opening<'a>) -> LocalBoxFuture<'a, Result<Box<dyn Target>>> {
     Box::pin(async move {
-        Ok(Box::new(SqlTarget(BigQuery::connect(BigQueryTarget::parse(o.spec)?).await?)) as Box<dyn Target>)
+        Ok(Box::new(SqlTarget(
+            BigQuery::connect(BigQueryTarget::parse(o.spec)?).await?,
+            o.tables.to_vec(),
+        )) as Box<dyn Target>)
     })
 }

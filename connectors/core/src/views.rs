@@ -238,7 +238,7 @@ const COMPARE: &[Column] = &[
     c(
         "first_date",
         Date,
-        "First conversion date the site attribution covers: the platform figures are over the same dates.",
+        "First conversion date attributed: the platform figures are over the dates attributed.",
     ),
     c("last_date", Date, "Last conversion date compared."),
     c(

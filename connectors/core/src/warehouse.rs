@@ -677,8 +677,9 @@ pub async fn load_benchmarks<W: Warehouse>(w: &W, rows: &[crate::benchmarks::Ben
     .await
 }
 
-/// A SQL warehouse as a `crest` target.
-pub struct SqlTarget<W>(pub W);
+/// A SQL warehouse as a `crest` target, with the canonical tables' schemas
+/// (`Opening::tables`): views need every table they read, loaded or not.
+pub struct SqlTarget<W>(pub W, pub Vec<(&'static str, arrow::datatypes::SchemaRef)>);
 
 #[async_trait::async_trait(?Send)]
 impl<W: Warehouse + crate::load::Destination> crate::target::Target for SqlTarget<W> {
@@ -704,6 +705,11 @@ impl<W: Warehouse + crate::load::Destination> crate::target::Target for SqlTarge
     }
 
     async fn apply_views(&self) -> Result<()> {
+        // A table no load has written yet (creator_attribution before the
+        // first attribution) is created empty, so every view applies.
+        crate::load::Destination::prepare(&self.0, &self.1, false)
+            .await
+            .map_err(|e| e.context("the views read the canonical tables"))?;
         apply_views(&self.0).await
     }
 

@@ -96,7 +96,7 @@ pub struct Ga4ExtractArgs {
 }
 
 /// GA4 may add late events to a day's table for up to 72 hours.
-const DEFAULT_LOOKBACK_DAYS: u32 = 3;
+const DEFAULT_LOOKBACK_DAYS: u32 = crate::export::LATE_DAYS as u32;
 
 impl Where {
     fn resolve(&self) -> Result<(Vec<String>, Origin)> {

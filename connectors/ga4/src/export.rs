@@ -18,6 +18,9 @@ pub enum Export {
     Files { root: Location, files: Vec<String> },
 }
 
+/// Days GA4 may take to write a day's table (and adds late events to it).
+pub const LATE_DAYS: u64 = 3;
+
 /// The GA4 export's dataset for a property.
 pub fn dataset(property_id: &str) -> String {
     format!("analytics_{property_id}")
@@ -103,6 +106,19 @@ impl Export {
     }
 }
 
+/// The export's columns attribution reads, where the table has them.
+const READ_COLUMNS: &[&str] = &[
+    "event_date",
+    "event_timestamp",
+    "event_name",
+    "event_params",
+    "user_id",
+    "user_pseudo_id",
+    "collected_traffic_source",
+    "session_traffic_source_last_click",
+    "ecommerce",
+];
+
 /// The event names a query keeps, as SQL literals: GA4 event names are
 /// letters, digits and underscores (checked on the command line).
 fn names_sql(conversions: &[String]) -> String {
@@ -123,11 +139,16 @@ async fn bigquery_day(bq: &BigQuery, dataset: &str, date: NaiveDate, conversions
         }
     }
     let Some((table, columns)) = table else {
-        // GA4 writes a day's table during the next day; the intraday table
-        // (streaming export) holds today's. A recent day without either is
-        // not exported yet; an older one is a gap the user must know about.
-        let yesterday = Utc::now().date_naive().checked_sub_days(Days::new(1)).unwrap_or(date);
-        if date >= yesterday {
+        // GA4 writes a day's table during the next day (later when the
+        // property is busy) and the intraday table holds today's. A day
+        // within GA4's late-events window without either is not exported
+        // yet, read again by the next run; an older one is a gap the user
+        // must know about.
+        let recent = Utc::now()
+            .date_naive()
+            .checked_sub_days(Days::new(LATE_DAYS))
+            .unwrap_or(date);
+        if date >= recent {
             tracing::info!(dataset = %dataset, date = %date, "no export table for the day yet: read again by the next run");
             return Ok(Vec::new());
         }
@@ -146,8 +167,16 @@ async fn bigquery_day(bq: &BigQuery, dataset: &str, date: NaiveDate, conversions
             missing.join(", ")
         )));
     }
+    // Only the columns crest reads (the export has dozens: items, device,
+    // geo…), each named from the table's own schema, never from input.
+    let wanted: Vec<&str> = READ_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| columns.iter().any(|x| x == c))
+        .collect();
     let sql = format!(
-        "SELECT TO_JSON_STRING(e) FROM {} AS e WHERE e.event_name IN ({})",
+        "SELECT TO_JSON_STRING(t) FROM (SELECT {} FROM {} AS e WHERE e.event_name IN ({})) AS t",
+        wanted.iter().map(|c| format!("e.`{c}`")).collect::<Vec<_>>().join(", "),
         bq.qualified(&table),
         names_sql(conversions)
     );

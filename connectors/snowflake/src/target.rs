@@ -15,7 +15,10 @@ pub const KIND: Kind = Kind {
 };
 
 fn open<'a>(o: &'a Opening<'a>) -> LocalBoxFuture<'a, Result<Box<dyn Target>>> {
-    Box::pin(
-        async move { Ok(Box::new(SqlTarget(Snowflake::connect(SnowflakeTarget::parse(o.spec)?)?)) as Box<dyn Target>) },
-    )
+    Box::pin(async move {
+        Ok(Box::new(SqlTarget(
+            Snowflake::connect(SnowflakeTarget::parse(o.spec)?)?,
+            o.tables.to_vec(),
+        )) as Box<dyn Target>)
+    })
 }

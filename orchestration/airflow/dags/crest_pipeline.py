@@ -78,6 +78,8 @@ def crest_pipeline():
             args += ["--login-customer-id", str(p["login_customer_id"])]
         if platform == "meta" and p.get("meta_poll_initial_ms"):
             args += ["--poll-initial-ms", str(p["meta_poll_initial_ms"])]
+        if platform == "ga4" and not p.get("ga4_project") and len(p.get("ga4") or []) > 1:
+            raise ValueError("ga4_from is one property's export: list one property in ga4, or use ga4_project")
         if platform == "ga4":
             # The BigQuery export's project, or files a team exported.
             args += ["--project", str(p["ga4_project"])] if p.get("ga4_project") else ["--from", str(p["ga4_from"])]
@@ -134,7 +136,8 @@ def crest_pipeline():
     load(manifest)
     credited = attribute()
     extracts[list(PLATFORMS).index("ga4")] >> credited
-    load.override(task_id="load_attribution")(credited)
+    # Attribution changes no creator_performance row: the decisions are not re-run for it.
+    load.override(task_id="load_attribution", outlets=[])(credited)
 
 
 crest_pipeline()

@@ -47,6 +47,7 @@ def test_the_pipeline_maps_extracts_over_accounts_then_transforms_and_loads(dagb
     assert tasks["attribute"].upstream_task_ids == {"ga4_extract"}
     assert tasks["load_attribution"].upstream_task_ids == {"attribute"}
     assert tasks["load_attribution"].pool == "crest_lake"
+    assert tasks["load_attribution"].outlets == []
     assert extract.partial_kwargs["retries"] == 3
     assert extract.partial_kwargs["retry_exponential_backoff"]
 

@@ -1,8 +1,8 @@
 -- One row per creator x platform: the conversions the platform reported
 -- (creator_performance, the standard attribution window) beside the
 -- conversions the brand's own site credits the creator with under each model
--- (creator_attribution, crest attribute), over the same dates: the dates the
--- site attribution covers. assisted_conversions are the site conversions
+-- (creator_attribution, crest attribute), over the same dates: the dates
+-- attributed. assisted_conversions are the site conversions
 -- the creator touched but did not close - what a last-click model hides.
 CREATE OR REPLACE VIEW v_attribution_compare ({{columns}}) AS
 WITH per_model AS (
@@ -47,8 +47,8 @@ reported AS (
         SUM(p.conversions) AS platform_conversions,
         SUM(p.conversion_value) AS platform_conversion_value
     FROM creator_performance p
-    CROSS JOIN period
-    WHERE p.creator_id IS NOT NULL AND p.date BETWEEN period.first_date AND period.last_date
+    -- Only the dates attributed: a gap in attribution is a gap here too.
+    WHERE p.creator_id IS NOT NULL AND p.date IN (SELECT DISTINCT date FROM creator_attribution)
     GROUP BY p.creator_id, p.platform
 )
 SELECT

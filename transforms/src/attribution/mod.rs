@@ -218,7 +218,11 @@ fn shares(path: &[&Touch], at: DateTime<Utc>, model: Model, half_life: Duration)
         Model::TimeDecay => path
             .iter()
             .map(|t| {
-                let age = (at - t.at).num_milliseconds() as f64 / half_life.num_milliseconds().max(1) as f64;
+                // Ages from the newest touch (weights relative to it, the
+                // same shares): its weight is 1, so however short the
+                // half-life no path's weights all underflow to zero.
+                let newest = path[n - 1].at.min(at);
+                let age = (newest - t.at).num_milliseconds() as f64 / half_life.num_milliseconds().max(1) as f64;
                 Decimal::from_f64_retain(0.5f64.powf(age)).unwrap_or(Decimal::ZERO)
             })
             .collect(),
@@ -259,6 +263,29 @@ pub fn dedup_transactions(conversions: Vec<Conversion>) -> Vec<Conversion> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_half_life_never_loses_a_conversion() {
+        let c = Conversion {
+            at: at(30, 12),
+            transaction_id: None,
+            revenue: Decimal::new(10, 0),
+        };
+        let touches = [creator("a", "tiktok", 1), creator("b", "meta", 2)];
+        let rules = Rules {
+            lookback: Duration::days(30),
+            half_life: Duration::hours(1),
+        };
+        let credits = attribute(&c, &touches, Model::TimeDecay, rules);
+        let total: Decimal = credits.iter().map(|c| c.conversions).sum();
+        assert_eq!(total, Decimal::ONE);
+        let b = credits
+            .iter()
+            .find(|c| c.creator.as_deref() == Some("b"))
+            .unwrap()
+            .conversions;
+        assert!(b > Decimal::new(9999, 4), "the newest touch keeps almost all: {b}");
+    }
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
         chrono::NaiveDate::from_ymd_opt(2026, 3, day)

@@ -77,6 +77,8 @@ pub struct AttributeSummary {
     pub creator_conversions: BTreeMap<String, Decimal>,
     pub rows_out: u64,
     pub raw_files: u64,
+    /// Days of the lookback before the range with no GA4 events read.
+    pub missing_session_days: u64,
     /// Groups of users attributed one after the other (memory is one group's).
     pub user_groups: u64,
     pub elapsed_ms: u64,
@@ -132,7 +134,29 @@ pub async fn run_attribution(config: AttributeConfig) -> Result<AttributeSummary
     result
 }
 
+/// `crest load --input DIR` loads a folder's newest run: a transform's and an
+/// attribution's runs must not share one.
+async fn refuse_transform_folder(out: &Location) -> Result<()> {
+    for meta in out.list("_runs").await? {
+        let rel = out.relative(&meta.location);
+        if !rel.ends_with(".json") || rel.contains("_inflight") {
+            continue;
+        }
+        let Some(bytes) = out.get(&rel).await? else { continue };
+        let stage = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["stage"].as_str().map(String::from));
+        if stage.as_deref() == Some("transform") {
+            return Err(TransformError::Input(format!(
+                "--out {out} holds transform runs: give attribution a folder of its own (the default is {{input}}/attribution), so crest load --input picks the right run"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::Lease) -> Result<AttributeSummary> {
+    refuse_transform_folder(&config.output).await?;
     let started = std::time::Instant::now();
     let started_at = Utc::now();
     let run_id = format!(
@@ -158,19 +182,36 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
         )));
     }
     summary.raw_files = files.len() as u64;
+    // Days of the lookback before --start the extract never read: their
+    // sessions are missing from the paths of the first conversions.
+    let read: std::collections::BTreeSet<NaiveDate> = files.iter().map(|(d, _, _)| *d).collect();
+    if let Ok(before) = DateRange::new(
+        first_session_day,
+        config.range.start.pred_opt().unwrap_or(config.range.start),
+    ) {
+        if first_session_day < config.range.start {
+            summary.missing_session_days = before.dates().filter(|d| !read.contains(d)).count() as u64;
+        }
+    }
+    if summary.missing_session_days > 0 {
+        tracing::warn!(
+            days = summary.missing_session_days, from = %first_session_day, to = %config.range.start,
+            "lookback days before --start have no GA4 events: extract them, or the first conversions' paths are shorter"
+        );
+    }
 
     // Each transaction once per property, across users: the first logged
     // stands. Conversions only, so this pass holds no sessions.
-    let mut logged: Vec<(i64, String, String, String)> = Vec::new();
+    let mut logged: Vec<(i64, u128, u128)> = Vec::new();
     let mut creators_seen: HashMap<String, Option<String>> = HashMap::new();
     for (_, rel, _) in &files {
         let mut pass = Pass::Transactions(&mut logged);
         read_events(config, rel, &mut pass, &mut creators_seen, &mut summary).await?;
     }
     logged.sort();
-    let mut standing: HashMap<(String, String), (i64, String)> = HashMap::new();
-    for (at, property, transaction, user) in logged {
-        standing.entry((property, transaction)).or_insert((at, user));
+    let mut standing: HashMap<u128, (i64, u128)> = HashMap::new();
+    for (at, transaction, user) in logged {
+        standing.entry(transaction).or_insert((at, user));
     }
 
     // Users in groups by a hash of their id, each group's journeys whole:
@@ -179,7 +220,7 @@ async fn attribute_leased(config: &AttributeConfig, lease: &crest_core::lease::L
     let groups = events.div_ceil(config.max_events_in_memory.max(1)).max(1);
     summary.user_groups = groups;
     let mut sums: BTreeMap<Key, Sum> = BTreeMap::new();
-    let mut counted: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut counted: std::collections::HashSet<u128> = std::collections::HashSet::new();
     for group in 0..groups {
         let mut journeys: HashMap<User, Journey> = HashMap::new();
         for (_, rel, _) in &files {
@@ -371,18 +412,34 @@ pub type SessionCampaigns = BTreeMap<(Option<String>, Option<String>, Option<Str
 enum Pass<'a> {
     /// Non-direct sessions by campaign.
     Sessions(&'a mut SessionCampaigns),
-    /// Every conversion with a transaction id in the range: (µs, property, transaction, user).
-    Transactions(&'a mut Vec<(i64, String, String, String)>),
+    /// Every conversion with a transaction id in the range: (µs, the
+    /// property's transaction, the property's user), as [`fingerprint`]s so
+    /// this pass stays small however many conversions there are.
+    Transactions(&'a mut Vec<(i64, u128, u128)>),
     /// The journeys of the users of one group, each transaction counted once.
     Journeys {
         group: u64,
         groups: u64,
         journeys: &'a mut HashMap<User, Journey>,
         /// (property, transaction) → the log that stands: (µs, user).
-        standing: &'a HashMap<(String, String), (i64, String)>,
+        standing: &'a HashMap<u128, (i64, u128)>,
         /// Transactions already counted.
-        counted: &'a mut std::collections::HashSet<(String, String)>,
+        counted: &'a mut std::collections::HashSet<u128>,
     },
+}
+
+/// A 128-bit fingerprint of a property's transaction or user: two SipHash
+/// digests under different keys, so two ids collide with a chance far below
+/// 1 in 10^20 even over billions of them.
+fn fingerprint(property: &str, id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let digest = |seed: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        (property, id).hash(&mut h);
+        h.finish()
+    };
+    (u128::from(digest(1)) << 64) | u128::from(digest(2))
 }
 
 /// A user's group: a hash that is the same on every read.
@@ -553,9 +610,12 @@ async fn read_events(
                 Pass::Sessions(_) if !session || reason.is_valid(i) || !config.range.contains(day) => continue,
                 Pass::Sessions(_) => None,
                 Pass::Transactions(logged) => {
-                    if !session && !reason.is_valid(i) && config.range.contains(day) {
+                    // Over the whole window read, not only the range: a
+                    // transaction first logged before --start was counted by
+                    // the run that covered its day, and is not counted again.
+                    if !session && !reason.is_valid(i) {
                         if let (Some(u), Some(t)) = (&user_id, opt(&transaction, i)) {
-                            logged.push((at.value(i), prop.to_string(), t, u.clone()));
+                            logged.push((at.value(i), fingerprint(prop, &t), fingerprint(prop, u)));
                         }
                     }
                     continue;
@@ -578,8 +638,8 @@ async fn read_events(
                     let Some(u) = user_id else { continue };
                     if !session && config.range.contains(day) {
                         if let Some(t) = opt(&transaction, i) {
-                            let key = (prop.to_string(), t);
-                            let stands = standing.get(&key) == Some(&(at.value(i), u.clone()));
+                            let key = fingerprint(prop, &t);
+                            let stands = standing.get(&key) == Some(&(at.value(i), fingerprint(prop, &u)));
                             if !stands || !counted.insert(key) {
                                 summary.duplicate_transactions += 1;
                                 continue;
@@ -606,7 +666,10 @@ async fn read_events(
                         u = utm::parse_url(&p);
                     }
                 }
-                let direct = u.is_empty() && opt(&referrer, i).is_none();
+                // A referrer on the site's own host (a session restarted on
+                // the site, a return from checkout) is no campaign: direct.
+                let referral = opt(&referrer, i).filter(|r| !same_host(r, opt(&page, i).as_deref()));
+                let direct = u.is_empty() && referral.is_none();
                 if direct {
                     summary.direct_sessions += 1;
                 }
@@ -618,7 +681,13 @@ async fn read_events(
                 if !direct && creator.is_none() {
                     summary.unresolved_sessions += 1;
                 }
-                let platform = u.medium.as_ref().map(|m| m.trim().to_lowercase());
+                // A referral without campaign parameters keeps its share
+                // apart from conversions with no touch at all.
+                let platform = match (&u.medium, u.is_empty() && !direct) {
+                    (Some(m), _) => Some(m.trim().to_lowercase()),
+                    (None, true) => Some("referral".to_string()),
+                    (None, false) => None,
+                };
                 match journey {
                     Some(journey) => journey.touches.push(Touch {
                         at: when,
@@ -652,6 +721,19 @@ async fn read_events(
         }
     }
     Ok(())
+}
+
+/// Whether a referrer is the landing page's own site.
+fn same_host(referrer: &str, page: Option<&str>) -> bool {
+    let host = |u: &str| {
+        url::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase()))
+    };
+    match (host(referrer), page.and_then(host)) {
+        (Some(r), Some(p)) => r == p,
+        _ => false,
+    }
 }
 
 /// A session's creator by the roster, remembered per distinct UTM set.

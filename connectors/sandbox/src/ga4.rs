@@ -8,7 +8,11 @@
 //!
 //! Rows are the export's JSON (`events_YYYYMMDD`, nested `event_params`,
 //! `collected_traffic_source`, `ecommerce`), as BigQuery's JSON export writes
-//! them; [`bigquery_schema`] is the tables' schema for loading them into an
+//! them, field for field as Google documents the schema ("[GA4] BigQuery
+//! Export schema", support.google.com/analytics/answer/7029846: `event_date`
+//! a YYYYMMDD string, `event_timestamp` µs, `event_params.value.*_value`,
+//! `ecommerce.purchase_revenue` FLOAT64; daily `events_` and streaming
+//! `events_intraday_` tables, answer/9358801); nothing here is looser than it; [`bigquery_schema`] is the tables' schema for loading them into an
 //! emulator.
 
 use crate::world::{mix, World};

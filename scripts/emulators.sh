@@ -5,6 +5,8 @@
 #   Snowflake — fakesnow's server (Snowflake's REST protocol), DuckDB inside
 #   SMTP      — aiosmtpd, installed here and started by the alert tests
 #               themselves (each with its own STARTTLS certificate and mailbox)
+#   Delta     — the Python deltalake and polars packages, the lake tests'
+#               independent readers of the lake's Delta tables
 #
 #   scripts/emulators.sh install        # idempotent
 #   scripts/emulators.sh start DIR      # writes DIR/env (source it), DIR/*.log, DIR/*.pid
@@ -19,6 +21,7 @@ py="${PYTHON:-python3}"
 BQ_PKGS=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extension-spatial==1.5.5 numpy)
 SNOW_PKGS=("fakesnow[server]==0.12.1" "snowflake-connector-python<5")
 SMTP_PKGS=(aiosmtpd==1.4.6)
+DELTA_PKGS=(deltalake==1.6.6 polars==2.1.0 pyarrow==26.0.1)
 
 install() {
     local stamp="$root/installed-v1"
@@ -36,6 +39,12 @@ install() {
         "$py" -m venv "$root/smtp"
         "$root/smtp/bin/pip" install -q --disable-pip-version-check "${SMTP_PKGS[@]}"
         touch "$root/installed-smtp-v1"
+    fi
+    if [[ ! -f "$root/installed-delta-v1" || ! -x "$root/delta/bin/python" ]]; then
+        echo "installing the Delta readers (deltalake, polars) into $root/delta"
+        "$py" -m venv "$root/delta"
+        "$root/delta/bin/pip" install -q --disable-pip-version-check "${DELTA_PKGS[@]}"
+        touch "$root/installed-delta-v1"
     fi
 }
 
@@ -90,6 +99,7 @@ export CREST_TEST_BIGQUERY_STORAGE_URL=http://127.0.0.1:$grpc
 export CREST_TEST_BIGQUERY_PROJECT=crest-test
 export CREST_TEST_SNOWFLAKE_URL=http://127.0.0.1:$snow
 export CREST_TEST_SMTPD_PYTHON=$root/smtp/bin/python
+export CREST_TEST_DELTA_PYTHON=$root/delta/bin/python
 EOF
     echo "emulators up: BigQuery REST :$rest gRPC :$grpc, Snowflake :$snow"
 }

@@ -771,3 +771,337 @@ async fn a_run_never_deletes_rows_of_an_account_it_has_no_rows_for() {
         assert_eq!(totals_of(&t).await, truth, "{:?}: after a forced reload", t.kind);
     }
 }
+
+/// The lake's creator_performance as the Python `deltalake` package and
+/// `polars` read it (tests/readers/delta_totals.py): engines that are not
+/// crest. `scripts/test.sh` installs them (`CREST_TEST_DELTA_PYTHON`).
+fn independent_read(lake: &Path, version: Option<i64>) -> serde_json::Value {
+    let python = std::env::var("CREST_TEST_DELTA_PYTHON").expect(
+        "CREST_TEST_DELTA_PYTHON is not set: run the tests with scripts/test.sh, which installs deltalake and polars",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/readers/delta_totals.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(script).arg(lake);
+    if let Some(v) = version {
+        cmd.arg(v.to_string());
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+const READER_TOTALS: &str = "SELECT COUNT(*) AS n, SUM(impressions) AS imps, SUM(clicks) AS clicks, \
+    CAST(SUM(spend) AS VARCHAR) AS spend FROM creator_performance";
+
+/// crest's totals and each independent reader's are the same, to the cent;
+/// returns the row count.
+async fn readers_agree(t: &Target, lake: &Path, as_of: Option<i64>) -> i64 {
+    let mut args = vec!["query", "--target", &t.spec, "--format", "json"];
+    let v = as_of.map(|v| v.to_string());
+    if let Some(v) = &v {
+        args.extend(["--as-of", v.as_str()]);
+    }
+    args.push(READER_TOTALS);
+    let o = t.crest(&args).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ours = &ours[0];
+    let decimal = |v: &serde_json::Value| -> rust_decimal::Decimal {
+        let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        s.parse().unwrap_or_default()
+    };
+    let theirs = independent_read(lake, as_of);
+    for reader in ["deltalake", "polars"] {
+        let r = &theirs[reader];
+        assert_eq!(int(&r["rows"]), int(&ours["n"]), "{reader} rows");
+        assert_eq!(int(&r["impressions"]), int(&ours["imps"]), "{reader} impressions");
+        assert_eq!(int(&r["clicks"]), int(&ours["clicks"]), "{reader} clicks");
+        assert_eq!(decimal(&r["spend"]), decimal(&ours["spend"]), "{reader} spend");
+    }
+    int(&ours["n"])
+}
+
+/// Rows per date of a transform output's creator_performance files.
+fn rows_by_date(out: &Path) -> std::collections::BTreeMap<String, i64> {
+    let mut m = std::collections::BTreeMap::new();
+    for f in files_under(&out.join("canonical/creator_performance")) {
+        let d = f
+            .to_str()
+            .unwrap()
+            .split("date=")
+            .nth(1)
+            .map(|s| s[..10].to_string())
+            .unwrap();
+        let file = std::fs::File::open(&f).unwrap();
+        let n = parquet::file::reader::SerializedFileReader::new(file)
+            .map(|r| {
+                parquet::file::reader::FileReader::metadata(&r)
+                    .file_metadata()
+                    .num_rows()
+            })
+            .unwrap();
+        *m.entry(d).or_default() += n;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_engines_read_the_lake_exactly_after_loads_reloads_restatements_and_concurrent_loads() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    extract(&sb, &raw, "2026-01-01", "2026-01-06").await;
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    copy_dir(&raw, &a);
+    copy_dir(&raw, &b);
+    let lake_dir = dir.path().join("lake");
+    let lake = Target::lake(&lake_dir);
+
+    // A load, then the same run again: a no-op, the table's version unchanged.
+    let first = transform(&a, "2026-01-01", "2026-01-04", "1.10").await;
+    assert!(lake.load(&first, &[]).await.status.success());
+    let n = readers_agree(&lake, &lake_dir, None).await;
+    assert_eq!(n, on_disk(&a).0);
+    let version = int(&independent_read(&lake_dir, None)["deltalake"]["version"]);
+    let again = lake.load(&first, &[]).await;
+    assert!(
+        again.status.success() && stdout(&again).contains("already in"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(int(&independent_read(&lake_dir, None)["deltalake"]["version"]), version);
+
+    // A restated run of overlapping dates: those dates replaced, none doubled.
+    let second = transform(&b, "2026-01-03", "2026-01-06", "1.30").await;
+    assert!(lake.load(&second, &[]).await.status.success());
+    let mut expected = rows_by_date(&a);
+    expected.extend(rows_by_date(&b));
+    let seen = independent_read(&lake_dir, None);
+    for reader in ["deltalake", "polars"] {
+        let by_date: std::collections::BTreeMap<String, i64> = seen[reader]["by_date"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), int(v)))
+            .collect();
+        assert_eq!(by_date, expected, "{reader}: every date once, as its newest run has it");
+    }
+    readers_agree(&lake, &lake_dir, None).await;
+    // The first load's version is still there to read (time travel), by every engine.
+    assert_eq!(readers_agree(&lake, &lake_dir, Some(version)).await, n);
+
+    // Two loads of overlapping dates into a fresh lake at the same time: both
+    // commit, nothing is lost or doubled.
+    let both_dir = dir.path().join("both");
+    let both = Target::lake(&both_dir);
+    let (x, y) = tokio::join!(both.load(&first, &[]), both.load(&second, &[]));
+    assert!(x.status.success(), "{}", stderr(&x));
+    assert!(y.status.success(), "{}", stderr(&y));
+    let seen = independent_read(&both_dir, None);
+    let by_date: std::collections::BTreeMap<String, i64> = seen["polars"]["by_date"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), int(v)))
+        .collect();
+    // Overlapping dates hold one run's rows (the same extraction: the same count).
+    assert_eq!(by_date, expected);
+    readers_agree(&both, &both_dir, None).await;
+    let loads = both
+        .query("SELECT COUNT(DISTINCT load_id) AS n FROM crest_loads WHERE target_table = 'creator_performance'")
+        .await;
+    assert_eq!(int(&loads[0]["n"]), 2, "both loads are in crest_loads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_history_time_travel_optimize_vacuum_and_a_killed_load() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-04").await;
+    let lake_dir = dir.path().join("lake");
+    let lake = Target::lake(&lake_dir);
+    let first = transform(&out, "2026-01-01", "2026-01-04", "1.10").await;
+    assert!(lake.load(&first, &[]).await.status.success());
+    let before = totals_of(&lake).await;
+    let second = transform(&out, "2026-01-01", "2026-01-04", "1.30").await;
+    assert!(lake.load(&second, &[]).await.status.success());
+    let after = totals_of(&lake).await;
+    assert_ne!(before.2, after.2, "the second run changed spend_reporting");
+
+    // The history names each load; --as-of reads the lake as the first left it.
+    let o = lake
+        .crest(&[
+            "lake",
+            "history",
+            "--target",
+            &lake.spec,
+            "--table",
+            "creator_performance",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = stdout(&o);
+    let loads = lake
+        .query("SELECT load_id FROM crest_loads WHERE target_table = 'creator_performance' ORDER BY load_id")
+        .await;
+    for l in loads.as_array().unwrap() {
+        assert!(history.contains(l["load_id"].as_str().unwrap()), "{history}");
+    }
+    let o = lake
+        .crest(&[
+            "query", "--target", &lake.spec, "--as-of", "1", "--format", "json", TOTALS,
+        ])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(totals(&serde_json::from_slice(&o.stdout).unwrap()), before);
+    let o = lake
+        .crest(&["query", "--target", &lake.spec, "--as-of", "99", TOTALS])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = lake
+        .crest(&["query", "--target", &lake.spec, "--as-of", "yesterday", TOTALS])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(error_lines(&o), 1);
+
+    // Compaction changes files, never rows; a vacuum keeps what readers may use.
+    let o = lake.crest(&["lake", "optimize", "--target", &lake.spec]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("creator_performance:"), "{}", stdout(&o));
+    assert_eq!(totals_of(&lake).await, after);
+    readers_agree(&lake, &lake_dir, None).await;
+    let o = lake
+        .crest(&["lake", "vacuum", "--target", &lake.spec, "--retention-hours", "1"])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "below Delta's safety check: {}", stderr(&o));
+    let o = lake
+        .crest(&["lake", "vacuum", "--target", &lake.spec, "--dry-run"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("would remove 0 files"), "{}", stdout(&o));
+
+    // A load killed (SIGKILL) at any moment leaves the table as a whole
+    // version; the next load succeeds.
+    let third = transform(&out, "2026-01-01", "2026-01-04", "1.50").await;
+    for wait_ms in [5u64, 40, 120, 300, 600] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crest"))
+            .args(["load", "--input", &third, "--target", &lake.spec])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        let now = totals_of(&lake).await;
+        assert_eq!((now.0, now.1), (after.0, after.1), "rows never doubled or lost");
+        readers_agree(&lake, &lake_dir, None).await;
+    }
+    assert!(lake.load(&third, &[]).await.status.success());
+    let last = totals_of(&lake).await;
+    assert_eq!((last.0, last.1), (after.0, after.1));
+    readers_agree(&lake, &lake_dir, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_of_the_earlier_format_is_refused_then_migrated_once() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    extract(&sb, &out, "2026-01-01", "2026-01-03").await;
+    let manifest = transform(&out, "2026-01-01", "2026-01-03", "1.10").await;
+    let checksum = hex::encode(Sha256::digest(std::fs::read(&manifest).unwrap()));
+
+    // The earlier format, as an earlier crest wrote it: per-date pointers,
+    // the table's schema, the load's record.
+    let lake_dir = dir.path().join("lake");
+    for (name, schema) in crest_transforms::canonical::tables() {
+        let table = lake_dir.join(name);
+        std::fs::create_dir_all(&table).unwrap();
+        let mut buf = Vec::new();
+        ArrowWriter::try_new(&mut buf, schema, None).unwrap().close().unwrap();
+        std::fs::write(table.join("_schema.parquet"), buf).unwrap();
+        let folder = match name {
+            "quarantine" => out.join("quarantine"),
+            _ => out.join("canonical").join(name),
+        };
+        let mut dates: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> = Default::default();
+        for f in files_under(&folder) {
+            let d = f
+                .to_str()
+                .unwrap()
+                .split("date=")
+                .nth(1)
+                .map(|s| s[..10].to_string())
+                .unwrap();
+            dates.entry(d).or_default().push(f);
+        }
+        for (date, sources) in dates {
+            let part = table.join(format!("date={date}"));
+            std::fs::create_dir_all(&part).unwrap();
+            let mut files = Vec::new();
+            for (k, f) in sources.iter().enumerate() {
+                let name = format!("20260101T000000Z-0000-{k}.parquet");
+                let bytes = std::fs::read(f).unwrap();
+                std::fs::write(part.join(&name), &bytes).unwrap();
+                files.push(serde_json::json!({"name": name, "sha256": hex::encode(Sha256::digest(&bytes)), "rows": 0, "bytes": bytes.len()}));
+            }
+            std::fs::write(
+                part.join("_partition.json"),
+                serde_json::to_vec(
+                    &serde_json::json!({"load_id": "20260101T000000Z-0000", "run_id": "r", "rows": 0, "files": files}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::create_dir_all(lake_dir.join("_loads")).unwrap();
+    std::fs::write(
+        lake_dir.join("_loads/20260101T000000Z-0000.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "load_id": "20260101T000000Z-0000", "run_id": "r", "manifest": manifest, "manifest_checksum": checksum,
+            "rows": on_disk(&out).0, "loaded_at": "2026-01-01T00:00:00Z", "status": "succeeded",
+            "tables": [
+                {"table": "creator_performance", "inserted": on_disk(&out).0, "replaced": 0, "replaced_old": 0, "unchanged": 0},
+                {"table": "attribution_windows", "inserted": 0, "replaced": 0, "replaced_old": 0, "unchanged": 0},
+                {"table": "quarantine", "inserted": 0, "replaced": 0, "replaced_old": 0, "unchanged": 0}
+            ],
+            "schema_changes": []
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let lake = Target::lake(&lake_dir);
+
+    // Refused, with how to convert, by a query and by a load; nothing changed.
+    let files_before = files_under(&lake_dir);
+    for args in [
+        vec!["query", "--target", &lake.spec, TOTALS],
+        vec!["load", "--input", &manifest, "--target", &lake.spec],
+    ] {
+        let o = lake.crest(&args).await;
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("crest lake migrate"), "{}", stderr(&o));
+        assert_eq!(error_lines(&o), 1);
+    }
+    assert_eq!(files_under(&lake_dir), files_before);
+
+    // Migrated: the same rows, the old load still counts as loaded.
+    let o = lake.crest(&["lake", "migrate", "--target", &lake.spec]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let truth = on_disk(&out);
+    assert_eq!(totals_of(&lake).await, truth);
+    readers_agree(&lake, &lake_dir, None).await;
+    let o = lake.load(&manifest, &[]).await;
+    assert!(stdout(&o).contains("already in"), "{}", stdout(&o));
+    assert!(!lake_dir.join("creator_performance/_schema.parquet").exists());
+    assert!(!files_under(&lake_dir).iter().any(|f| f.ends_with("_partition.json")));
+    let o = lake.crest(&["lake", "migrate", "--target", &lake.spec]).await;
+    assert!(
+        stdout(&o).contains("every table is a Delta table already"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -5,6 +5,7 @@
 mod alerts;
 mod attribute;
 mod demo;
+mod lake;
 mod links;
 mod lookml;
 mod render;
@@ -79,6 +80,9 @@ enum Command {
     /// Creators' tracked links: issue one per creator × platform before launch, audit the ads' links during the flight.
     #[command(subcommand, after_help = LINKS_EXAMPLES)]
     Links(LinksCommand),
+    /// The embedded lake's Delta tables: commit history, compaction, vacuum, migration.
+    #[command(subcommand, after_help = lake::EXAMPLES)]
+    Lake(lake::LakeCommand),
     /// The whole pipeline with no credentials: the platform sandbox in-process, a creator
     /// program on TikTok, Meta and YouTube, the tier board printed and written as HTML.
     #[command(after_help = DEMO_EXAMPLES)]
@@ -379,7 +383,7 @@ struct BenchmarksLoadArgs {
     target: TargetArgs,
 }
 
-const DEFAULT_TARGET: &str = "lake:./crest-lake";
+pub(crate) const DEFAULT_TARGET: &str = "lake:./crest-lake";
 
 #[derive(Args)]
 struct LoadArgs {
@@ -397,8 +401,9 @@ struct LoadArgs {
     /// Create the dataset or schema if it does not exist (warehouses; a lake folder is always created).
     #[arg(long)]
     create: bool,
-    /// Wait up to SECS for another load into the same lake to finish (default: fail at once, exit 7).
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    /// Accepted from scripts of earlier crests; loads no longer wait for each other: a lake's
+    /// tables take concurrent commits (Delta Lake) and the warehouses serialize their own MERGEs.
+    #[arg(long, default_value_t = 0, value_name = "SECS", hide = true)]
     wait_for_lease: u64,
 }
 
@@ -411,6 +416,10 @@ struct QueryArgs {
     target: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Read the lake as it was: a table version (see crest lake history) or a time
+    /// (2026-11-30T09:00:00Z, or a date for its start in UTC). Lake only.
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -671,7 +680,10 @@ async fn load_quiet(args: LoadArgs) -> Result<LoadReport> {
 }
 
 async fn query(args: QueryArgs) -> Result<()> {
-    let batches = targets::open(&args.target, true).await?.query(&args.sql).await?;
+    let batches = match &args.as_of {
+        Some(as_of) => lake::query_as_of(&args.target, as_of, &args.sql).await?,
+        None => targets::open(&args.target, true).await?.query(&args.sql).await?,
+    };
     let format = match args.format {
         Format::Table => "table",
         Format::Csv => "csv",
@@ -851,6 +863,7 @@ fn main() -> ExitCode {
             Command::Transform(args) => transform(args).await,
             Command::Load(args) => load(args).await,
             Command::Query(args) => query(args).await,
+            Command::Lake(command) => lake::run(command).await,
             Command::Views(command) => views(command).await,
             Command::Benchmarks(command) => benchmarks(command).await,
             Command::Alerts(args) => alerts(args).await,

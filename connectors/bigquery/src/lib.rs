@@ -72,7 +72,8 @@ impl Destination for BigQuery {
         self.describe_target()
     }
 
-    async fn loaded(&self, checksum: &str) -> Result<Option<LoadRecord>> {
+    async fn loaded(&self, plan: &LoadPlan) -> Result<Option<LoadRecord>> {
+        let checksum = plan.checksum.as_str();
         if self.table(crest_core::load::LOADS_TABLE).await?.is_none() {
             return Ok(None);
         }

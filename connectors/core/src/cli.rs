@@ -198,7 +198,9 @@ pub fn log_filter(crest_log: Option<&str>, dependencies: bool) -> String {
     if dependencies {
         return crest_log.to_string();
     }
-    let mut directives = vec!["warn".to_string()];
+    // The lake's commits race on purpose (optimistic concurrency) and crest
+    // retries them; delta-rs's own notes of a lost race are not the user's.
+    let mut directives = vec!["warn".to_string(), "deltalake_core=error".to_string()];
     for directive in crest_log.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         match directive.split_once('=') {
             // A bare level: crest's crates at that level.

@@ -358,8 +358,9 @@ pub trait Destination {
     fn lease_location(&self) -> Option<&Location> {
         None
     }
-    /// The record of an earlier load of this manifest, if any.
-    fn loaded(&self, checksum: &str) -> impl Future<Output = Result<Option<LoadRecord>>>;
+    /// The record of an earlier load of this plan's manifest (`plan.checksum`)
+    /// into every table it writes, if any.
+    fn loaded(&self, plan: &LoadPlan) -> impl Future<Output = Result<Option<LoadRecord>>>;
     /// Creates the tables, or adds the columns a newer schema brings; stops on
     /// an incompatible change with what differs. Returns the changes made.
     fn prepare(&self, schemas: &[(&'static str, SchemaRef)], create: bool)
@@ -469,7 +470,7 @@ async fn load_leased<D: Destination>(
     lease: Option<&crate::lease::Lease>,
 ) -> Result<LoadOutcome> {
     if !force {
-        if let Some(done) = dest.loaded(&plan.checksum).await? {
+        if let Some(done) = dest.loaded(plan).await? {
             return Ok(LoadOutcome::AlreadyLoaded(done));
         }
     }

@@ -16,6 +16,10 @@ pub struct Location {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     display: String,
+    /// The store from its root and the URL of that root, for libraries that
+    /// address objects by URL (Delta Lake): a local folder's own store is
+    /// rooted at the folder, so these are the file system's root and its path.
+    root: Option<(Arc<dyn ObjectStore>, url::Url)>,
 }
 
 impl fmt::Debug for Location {
@@ -87,7 +91,16 @@ impl Location {
                 )))
             }
         };
-        Ok(Location { store, prefix, display })
+        let mut root = url.clone();
+        root.set_path("/");
+        root.set_query(None);
+        root.set_fragment(None);
+        Ok(Location {
+            root: Some((store.clone(), root)),
+            store,
+            prefix,
+            display,
+        })
     }
 
     fn local(path: &std::path::Path, display: String, create: bool) -> Result<Self> {
@@ -101,20 +114,51 @@ impl Location {
             std::fs::canonicalize(path).map_err(|e| Error::storage(format!("cannot open {}", path.display()), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .map_err(|e| Error::storage(format!("cannot open {}", abs.display()), e))?;
+        let dir_url = url::Url::from_directory_path(&abs)
+            .map_err(|_| Error::Config(format!("{} is not an absolute path", abs.display())))?;
         Ok(Location {
             store: Arc::new(store),
             prefix: Path::default(),
             display,
+            root: Some((Arc::new(object_store::local::LocalFileSystem::new()), dir_url)),
         })
     }
 
     /// A location over an existing store (tests, embedding).
     pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, display: &str) -> Self {
+        let root = url::Url::parse(display).ok().map(|mut u| {
+            u.set_path("/");
+            (store.clone(), u)
+        });
         Location {
             store,
             prefix: Path::from(prefix),
             display: display.to_string(),
+            root,
         }
+    }
+
+    /// The URL of `rel` and the store from the root that URL's path is on
+    /// (Delta Lake opens a table by URL over a root store).
+    pub fn url(&self, rel: &str) -> Result<(Arc<dyn ObjectStore>, url::Url)> {
+        let (store, root) = self
+            .root
+            .as_ref()
+            .ok_or_else(|| Error::Config(format!("{} has no URL form", self.display)))?;
+        let mut url = root.clone();
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|_| Error::Config(format!("{} has no URL form", self.display)))?;
+            segments.pop_if_empty();
+            for part in self.prefix.parts() {
+                segments.push(part.as_ref());
+            }
+            for part in rel.split('/').filter(|s| !s.is_empty()) {
+                segments.push(part);
+            }
+        }
+        Ok((store.clone(), url))
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

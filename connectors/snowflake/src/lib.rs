@@ -636,7 +636,8 @@ impl Destination for Snowflake {
         self.describe_target()
     }
 
-    async fn loaded(&self, checksum: &str) -> Result<Option<LoadRecord>> {
+    async fn loaded(&self, plan: &LoadPlan) -> Result<Option<LoadRecord>> {
+        let checksum = plan.checksum.as_str();
         if !self.schema_exists().await? || self.columns(crest_core::load::LOADS_TABLE).await?.is_empty() {
             return Ok(None);
         }

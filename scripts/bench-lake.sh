@@ -5,6 +5,9 @@
 #
 #   scripts/bench-lake.sh              # about 10M canonical rows
 #   scripts/bench-lake.sh 1000000      # another size
+#   CREST_BASELINE=/path/to/an/older/crest scripts/bench-lake.sh
+#                                      # the same steps with another crest binary
+#                                      # too, into its own lake, side by side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crest/target}"
@@ -38,14 +41,29 @@ measure() { # label, then the command
   printf '%-52s %8.2f s   peak %5d MB\n' "$label" "$secs" $((kb / 1024))
 }
 rows=$(python3 -c "import json,glob; print(sum(json.load(open(p))['summary']['rows_out'] for p in glob.glob('$work/out/_runs/*.json') if json.load(open(p)).get('stage') == 'transform'))")
-measure "crest load ($rows canonical rows, fresh lake)" "$bin/crest" --log-format json load --input "$work/out" --target "lake:$work/lake"
-secs=$(cut -d' ' -f1 "$work/t")
-python3 -c "print(f'  load rate: {$rows / $secs:,.0f} canonical rows/s')"
-measure "crest load again (already loaded: no-op)" "$bin/crest" --log-format json load --input "$work/out" --target "lake:$work/lake"
-measure "crest load --force (every date unchanged)" "$bin/crest" --log-format json load --input "$work/out" --target "lake:$work/lake" --force
-measure "query: totals by platform and tier" "$bin/crest" query --target "lake:$work/lake" \
-    "SELECT platform, creator_tier, COUNT(*) AS n, SUM(impressions) AS imps, SUM(clicks) AS clicks, SUM(spend) AS spend FROM creator_performance GROUP BY platform, creator_tier"
+steps() { # label prefix, crest binary, lake
+  local who=$1 crest=$2 lake=$3
+  measure "$who crest load ($rows canonical rows, fresh lake)" "$crest" --log-format json load --input "$work/out" --target "lake:$lake"
+  secs=$(cut -d' ' -f1 "$work/t")
+  python3 -c "print(f'  load rate: {$rows / $secs:,.0f} canonical rows/s')"
+  measure "$who crest load again (already loaded: no-op)" "$crest" --log-format json load --input "$work/out" --target "lake:$lake"
+  measure "$who crest load --force (every date unchanged)" "$crest" --log-format json load --input "$work/out" --target "lake:$lake" --force
+  measure "$who query: totals by platform and tier" "$crest" query --target "lake:$lake" \
+      "SELECT platform, creator_tier, COUNT(*) AS n, SUM(impressions) AS imps, SUM(clicks) AS clicks, SUM(spend) AS spend FROM creator_performance GROUP BY platform, creator_tier"
+  head -5 "$work/stdout"
+  measure "$who query: one week (date filter)" "$crest" query --target "lake:$lake" \
+      "SELECT COUNT(*) AS n, SUM(spend) AS spend FROM creator_performance WHERE date BETWEEN '2018-03-01' AND '2018-03-07'"
+  cat "$work/stdout"
+  measure "$who query: v_creator_daily, 10 cheapest creators by CPC" "$crest" query --target "lake:$lake" \
+      "SELECT creator_id, SUM(clicks) AS clicks, SUM(spend_reporting) / SUM(clicks) AS cpc FROM v_creator_daily GROUP BY creator_id ORDER BY cpc LIMIT 10"
+  head -5 "$work/stdout"
+}
+if [ -n "${CREST_BASELINE:-}" ]; then
+  steps "[baseline]" "$CREST_BASELINE" "$work/lake-baseline"
+  rm -rf "$work/lake-baseline"
+fi
+steps "[this]" "$bin/crest" "$work/lake"
+# Hourly runs leave many small files: compaction, then the totals query again.
+measure "[this] crest lake optimize" "$bin/crest" lake optimize --target "lake:$work/lake"
 cat "$work/stdout"
-measure "query: v_creator_daily, 10 cheapest creators by CPC" "$bin/crest" query --target "lake:$work/lake" \
-    "SELECT creator_id, SUM(clicks) AS clicks, SUM(spend_reporting) / SUM(clicks) AS cpc FROM v_creator_daily GROUP BY creator_id ORDER BY cpc LIMIT 10"
-cat "$work/stdout"
+measure "[this] crest lake vacuum --dry-run" "$bin/crest" lake vacuum --target "lake:$work/lake" --dry-run

@@ -26,6 +26,7 @@ use deltalake::kernel::{Action, Add, Remove, StructField, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -400,6 +401,7 @@ impl Lake {
             // The transform files each date is made of now.
             let mut sources = self.current_sources(&table, t.dates.keys().copied().collect()).await?;
             let mut staged = StagedTable::default();
+            let mut work: Vec<(NaiveDate, &crest_core::raw::RawFile)> = Vec::new();
             for (date, files) in &t.dates {
                 let now: Option<Vec<String>> = sources.remove(date);
                 let mut new: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
@@ -408,14 +410,23 @@ impl Lake {
                     staged.unchanged.insert(*date);
                     continue;
                 }
-                let mut adds = Vec::new();
-                for f in files {
-                    adds.extend(
-                        self.write_file(plan, &table, &schema, t.table, *date, f, load_id)
-                            .await?,
-                    );
-                }
-                staged.adds.insert(*date, adds);
+                staged.adds.insert(*date, Vec::new());
+                work.extend(files.iter().map(|f| (*date, f)));
+            }
+            // Decoding and encoding is the work: one file per core at a time.
+            let written: Vec<(NaiveDate, Vec<Add>)> = futures::stream::iter(work)
+                .map(|(date, f)| {
+                    let (table, schema) = (&table, &schema);
+                    async move {
+                        let adds = self.write_file(plan, table, schema, t.table, date, f, load_id).await?;
+                        Ok::<_, Error>((date, adds))
+                    }
+                })
+                .buffer_unordered(parallelism())
+                .try_collect()
+                .await?;
+            for (date, adds) in written {
+                staged.adds.entry(date).or_default().extend(adds);
             }
             tables.insert(t.table, staged);
         }
@@ -494,28 +505,13 @@ impl Lake {
                 plan.input, f.path
             ))
         })?;
-        if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
-            return Err(Error::Data(format!(
-                "{}/{} does not match its checksum in the manifest: it changed after the transform; run crest transform again",
-                plan.input, f.path
-            )));
-        }
-        let unreadable =
-            |e: &dyn std::fmt::Display| Error::Data(format!("{}/{} is not readable: {e}", plan.input, f.path));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| unreadable(&e))?
-            .build()
-            .map_err(|e| unreadable(&e))?;
-        let mut writer = RecordBatchWriter::for_table(table)
+        let writer = RecordBatchWriter::for_table(table)
             .map_err(|e| delta_err(&format!("cannot write to {}/{name}", self.loc), e))?
             .with_writer_properties(writer_properties());
-        for b in reader {
-            let b = b.map_err(|e| unreadable(&e))?;
-            writer
-                .write(conform(&b, schema)?)
-                .await
-                .map_err(|e| Error::Data(crest_core::error::one_line(&format!("{}/{}: {e}", plan.input, f.path))))?;
-        }
+        let (input, path, sha, schema) = (plan.input.to_string(), f.path.clone(), f.sha256.clone(), schema.clone());
+        let mut writer = tokio::task::spawn_blocking(move || encode_file(bytes, &sha, writer, &schema, &input, &path))
+            .await
+            .map_err(|e| Error::Storage(format!("a load worker stopped: {e}")))??;
         let mut adds = writer
             .flush()
             .await
@@ -557,10 +553,12 @@ impl Lake {
                 match self.commit_once(plan, load_id, &table, t, &st, schema_changes).await {
                     Ok(report) => break report,
                     Err(Some(e)) => return Err(e),
-                    Err(None) if attempt + 1 >= MAX_COMMIT_ATTEMPTS => return Err(Error::Storage(format!(
+                    Err(None) if attempt + 1 >= MAX_COMMIT_ATTEMPTS => {
+                        return Err(Error::Storage(format!(
                         "{}/{}: other writers committed first {MAX_COMMIT_ATTEMPTS} times in a row; run the load again",
                         self.loc, t.table
-                    ))),
+                    )))
+                    }
                     Err(None) => {
                         attempt += 1;
                         // Another load won the version: back off a little, read the new one, redo.
@@ -856,6 +854,40 @@ impl Lake {
         }
         Ok(by_load.into_values().collect())
     }
+}
+
+/// Files encoded at once: one per core.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+}
+
+/// A transform file's rows into `writer`'s buffers, after its checksum is
+/// checked (CPU work, run off the async workers).
+fn encode_file(
+    bytes: bytes::Bytes,
+    sha256: &str,
+    mut writer: RecordBatchWriter,
+    schema: &SchemaRef,
+    input: &str,
+    path: &str,
+) -> Result<RecordBatchWriter> {
+    if hex::encode(Sha256::digest(&bytes)) != sha256 {
+        return Err(Error::Data(format!(
+            "{input}/{path} does not match its checksum in the manifest: it changed after the transform; run crest transform again"
+        )));
+    }
+    let unreadable = |e: &dyn std::fmt::Display| Error::Data(format!("{input}/{path} is not readable: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| unreadable(&e))?
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    for b in reader {
+        let b = b.map_err(|e| unreadable(&e))?;
+        // Buffers only: the writer's I/O is its flush, awaited by the caller.
+        futures::executor::block_on(writer.write(conform(&b, schema)?))
+            .map_err(|e| Error::Data(crest_core::error::one_line(&format!("{input}/{path}: {e}"))))?;
+    }
+    Ok(writer)
 }
 
 /// Data files as the transform writes them: zstd, which DuckDB, Spark,

@@ -30,10 +30,10 @@ DEFAULT_ARGS: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=30),
 }
 
-#: Writes to one embedded lake take turns (the lake holds a lease; a pool of
-#: one keeps waiting tasks out of worker slots). Create it before the first run:
-#: `airflow pools set crest_lake 1 "crest lake writes"` (with a warehouse as the
-#: target, give it more slots: the warehouse merges concurrent loads).
+#: Bounds how many tasks write to the target at once. Loads need no pool of one:
+#: a lake's tables take concurrent commits (Delta Lake; a load that lost the race
+#: redoes its commit) and warehouses merge concurrent loads. Create it before the
+#: first run: `airflow pools set crest_lake 4 "crest target writes"`.
 LAKE_POOL = "crest_lake"
 
 #: Days before the data interval the transform re-reads: the extracts' state

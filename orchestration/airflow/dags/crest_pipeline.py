@@ -120,7 +120,7 @@ def crest_pipeline():
     @task(pool=LAKE_POOL, outlets=[CANONICAL])
     def load(manifest: str) -> None:
         p = program()
-        args = ["load", "--input", manifest, "--create", "--wait-for-lease", "600"]
+        args = ["load", "--input", manifest, "--create"]
         if p.get("target"):
             args += ["--target", p["target"]]
         run_crest("crest", args, [])

@@ -250,6 +250,7 @@ impl Lake {
         let t = self.open_table_as_is(table, as_of).await?;
         if t.is_none() {
             self.refuse_legacy(table).await?;
+            self.refuse_foreign(table).await?;
         }
         Ok(t)
     }
@@ -308,7 +309,11 @@ impl Lake {
     /// with what differs and changes nothing.
     pub(crate) async fn prepare_tables(&self, schemas: &[(&'static str, SchemaRef)]) -> Result<Vec<String>> {
         for (table, _) in schemas {
+            // A migration cut off leaves Delta tables beside the marker.
             self.refuse_legacy(table).await?;
+            if self.open_table_as_is(table, None).await?.is_none() {
+                self.refuse_foreign(table).await?;
+            }
         }
         self.prepare_tables_unchecked(schemas).await
     }
@@ -413,7 +418,7 @@ impl Lake {
                 staged.adds.insert(*date, Vec::new());
                 work.extend(files.iter().map(|f| (*date, f)));
             }
-            // Decoding and encoding is the work: one file per core at a time.
+            // Decoding and encoding is the work: spread over the cores.
             let written: Vec<(NaiveDate, Vec<Add>)> = futures::stream::iter(work)
                 .map(|(date, f)| {
                     let (table, schema) = (&table, &schema);
@@ -509,9 +514,10 @@ impl Lake {
             .map_err(|e| delta_err(&format!("cannot write to {}/{name}", self.loc), e))?
             .with_writer_properties(writer_properties());
         let (input, path, sha, schema) = (plan.input.to_string(), f.path.clone(), f.sha256.clone(), schema.clone());
-        let mut writer = tokio::task::spawn_blocking(move || encode_file(bytes, &sha, writer, &schema, &input, &path))
-            .await
-            .map_err(|e| Error::Storage(format!("a load worker stopped: {e}")))??;
+        let mut writer =
+            tokio::task::spawn_blocking(move || encode_file(bytes, &sha, writer, &schema, date, &input, &path))
+                .await
+                .map_err(|e| Error::Storage(format!("a load worker stopped: {e}")))??;
         let mut adds = writer
             .flush()
             .await
@@ -856,9 +862,10 @@ impl Lake {
     }
 }
 
-/// Files encoded at once: one per core.
+/// Files encoded at once: two per core, so one's read or write overlaps
+/// another's encoding.
 fn parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
 }
 
 /// A transform file's rows into `writer`'s buffers, after its checksum is
@@ -868,6 +875,7 @@ fn encode_file(
     sha256: &str,
     mut writer: RecordBatchWriter,
     schema: &SchemaRef,
+    date: NaiveDate,
     input: &str,
     path: &str,
 ) -> Result<RecordBatchWriter> {
@@ -881,10 +889,23 @@ fn encode_file(
         .map_err(|e| unreadable(&e))?
         .build()
         .map_err(|e| unreadable(&e))?;
+    // A transform file is one date: its rows go to that partition as they
+    // are (no sorting them into partitions); a row of another date stops it.
+    let day = arrow::datatypes::Date32Type::from_naive_date(date);
+    let partition = indexmap::IndexMap::from([(PARTITION.to_string(), delta_kernel::expressions::Scalar::Date(day))]);
     for b in reader {
-        let b = b.map_err(|e| unreadable(&e))?;
+        let b = conform(&b.map_err(|e| unreadable(&e))?, schema)?;
+        let dates = b
+            .column_by_name(PARTITION)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Date32Type>())
+            .ok_or_else(|| Error::Data(format!("{input}/{path} has no date column")))?;
+        if dates.null_count() > 0 || dates.values().iter().any(|d| *d != day) {
+            return Err(Error::Data(format!(
+                "{input}/{path} holds rows of a date other than {date}, its date in the manifest: run crest transform again"
+            )));
+        }
         // Buffers only: the writer's I/O is its flush, awaited by the caller.
-        futures::executor::block_on(writer.write(conform(&b, schema)?))
+        futures::executor::block_on(writer.write_partition(b, &partition, deltalake::writer::WriteMode::Default))
             .map_err(|e| Error::Data(crest_core::error::one_line(&format!("{input}/{path}: {e}"))))?;
     }
     Ok(writer)

@@ -92,6 +92,19 @@ impl Lake {
         Ok(())
     }
 
+    /// A table's folder that holds files but no Delta log is refused: crest
+    /// never writes a table over files it did not write.
+    pub(crate) async fn refuse_foreign(&self, table: &str) -> Result<()> {
+        if let Some(other) = self.loc.list(table).await?.first() {
+            return Err(Error::Config(format!(
+                "{}/{table} holds files but is not a Delta table ({} among them): give --target a lake of crest's, or a new folder",
+                self.loc,
+                self.loc.relative(&other.location)
+            )));
+        }
+        Ok(())
+    }
+
     /// A DataFusion session with the lake's tables (Delta, at `as_of` when
     /// set), `crest_loads`, and the views in `{lake}/views/`. With `sql`, only
     /// what it names (directly or through a view) is registered: a table costs

@@ -247,9 +247,11 @@ impl Lake {
     /// The Delta table at `{lake}/{table}`, loaded (at `as_of` when given);
     /// `None` where there is none yet. A lake of the earlier format is refused.
     pub(crate) async fn open_table(&self, table: &str, as_of: Option<&AsOf>) -> Result<Option<DeltaTable>> {
+        // A migration under way (or cut off) has a Delta table beside the
+        // marker: its rows are not all there yet.
+        self.refuse_legacy(table).await?;
         let t = self.open_table_as_is(table, as_of).await?;
         if t.is_none() {
-            self.refuse_legacy(table).await?;
             self.refuse_foreign(table).await?;
         }
         Ok(t)
@@ -264,7 +266,20 @@ impl Lake {
             Some(AsOf::Timestamp(at)) => t.load_with_datetime(*at).await,
         };
         match loaded {
-            Ok(()) => Ok(Some(t)),
+            Ok(()) => {
+                if let Some(AsOf::Timestamp(at)) = as_of {
+                    // delta-rs answers a time before the oldest version it still
+                    // has with that version: a newer state, never shown as older.
+                    let v = t.version().unwrap_or(0);
+                    let kept = t.snapshot().ok().and_then(|s| s.snapshot().version_timestamp(v));
+                    if kept.is_some_and(|ms| ms > at.timestamp_millis()) {
+                        return Err(Error::Config(format!(
+                            "{table} has no version as old as {at}: its oldest is version {v}; see crest lake history"
+                        )));
+                    }
+                }
+                Ok(Some(t))
+            }
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(e) if as_of.is_some() => Err(Error::Config(crest_core::error::one_line(&format!(
                 "{table} cannot be read as of that point ({e}); see its versions with crest lake history"
@@ -294,6 +309,8 @@ impl Lake {
             .with_columns(delta_fields(schema)?)
             .with_partition_columns([PARTITION])
             .with_save_mode(SaveMode::ErrorIfExists)
+            // Another load creating it at once wins; this one then uses that table.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
         match created {
             Ok(t) => Ok(t),
@@ -562,14 +579,17 @@ impl Lake {
     ) -> Result<Vec<TableReport>> {
         let mut reports = Vec::new();
         for t in &plan.tables {
-            let st = staged.tables.remove(t.table).unwrap_or_default();
+            let mut st = staged.tables.remove(t.table).unwrap_or_default();
             let mut attempt = 0;
             let report = loop {
                 let table = self
                     .open_table(t.table, None)
                     .await?
                     .ok_or_else(|| Error::Storage(format!("{}/{} is gone", self.loc, t.table)))?;
-                match self.commit_once(plan, load_id, &table, t, &st, schema_changes).await {
+                match self
+                    .commit_once(plan, load_id, &table, t, &mut st, schema_changes)
+                    .await
+                {
                     Ok(report) => break report,
                     Err(Some(e)) => return Err(e),
                     Err(None) if attempt + 1 >= MAX_COMMIT_ATTEMPTS => {
@@ -605,13 +625,35 @@ impl Lake {
         load_id: &str,
         table: &DeltaTable,
         t: &crest_core::load::TablePlan,
-        st: &StagedTable,
+        st: &mut StagedTable,
         schema_changes: &[String],
     ) -> std::result::Result<TableReport, Option<Error>> {
         let mut report = TableReport {
             table: t.table.to_string(),
             ..TableReport::default()
         };
+        // A date found unchanged when staged may have been restated since by
+        // another load: on this version it is written like any other.
+        if !st.unchanged.is_empty() {
+            let mut now = self.current_sources(table, st.unchanged.clone()).await.map_err(Some)?;
+            let schema = arrow_schema(table).map_err(Some)?;
+            for d in st.unchanged.clone() {
+                let mut new: Vec<String> = t.dates[&d].iter().map(|f| f.sha256.clone()).collect();
+                new.sort();
+                if now.remove(&d).as_ref() != Some(&new) {
+                    let mut adds = Vec::new();
+                    for f in &t.dates[&d] {
+                        adds.extend(
+                            self.write_file(plan, table, &schema, t.table, d, f, load_id)
+                                .await
+                                .map_err(Some)?,
+                        );
+                    }
+                    st.adds.insert(d, adds);
+                    st.unchanged.remove(&d);
+                }
+            }
+        }
         let replaced: BTreeSet<NaiveDate> = t.dates.keys().filter(|d| !st.unchanged.contains(d)).copied().collect();
         let mut actions: Vec<Action> = Vec::new();
         let mut old_rows: BTreeMap<NaiveDate, u64> = BTreeMap::new();
@@ -690,6 +732,7 @@ impl Lake {
                 previous.map_or(0, |v| v + 1),
                 Some(now_ms),
             ))
+            .with_create_checkpoint(true)
             .with_metadata([(COMMIT_KEY.to_string(), metadata)])
             .with_max_retries(0);
         let snapshot = table
@@ -707,8 +750,12 @@ impl Lake {
                 },
             )
             .await;
+        let ours = previous.map_or(0, |v| v + 1);
         match committed {
             Ok(_) => Ok(report),
+            // The commit was written but what followed it failed (a checkpoint,
+            // log clean-up, an uncertain answer from the store): it stands.
+            Err(_) if self.landed(t.table, &plan.checksum, ours).await => Ok(report),
             Err(e) if lost_race(&e) => {
                 // The rows kept are read again on the new version.
                 for path in kept_paths {
@@ -722,6 +769,15 @@ impl Lake {
                 &format!("cannot commit to {}/{}", self.loc, t.table),
                 e,
             ))),
+        }
+    }
+
+    /// Whether this load's commit (transaction `version` of its manifest) is in
+    /// `table`'s latest version.
+    async fn landed(&self, table: &str, checksum: &str, version: i64) -> bool {
+        match self.open_table_as_is(table, None).await {
+            Ok(Some(t)) => matches!(Self::txn_version(&t, checksum).await, Ok(Some(v)) if v >= version),
+            _ => false,
         }
     }
 
@@ -759,15 +815,21 @@ impl Lake {
         let mut rows = 0u64;
         for b in reader {
             let b = b.map_err(|e| unreadable(&e))?;
-            let (Some(p), Some(a)) = (
-                b.column_by_name("platform").and_then(|c| c.as_string_opt::<i32>()),
-                b.column_by_name("account_id").and_then(|c| c.as_string_opt::<i32>()),
-            ) else {
-                continue;
+            // Any string type another engine wrote; a row without a platform
+            // or account is no run's to replace, so it stays.
+            let text = |name: &str| -> Result<ArrayRef> {
+                let c = b.column_by_name(name).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{rel} has no {name} column: the rows to keep cannot be told apart"
+                    ))
+                })?;
+                arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).map_err(|e| unreadable(&e))
             };
+            let (p, a) = (text("platform")?, text("account_id")?);
+            let (p, a) = (p.as_string::<i32>(), a.as_string::<i32>());
             let keep: BooleanArray = (0..b.num_rows())
                 .map(|i| {
-                    Some(p.is_valid(i) && a.is_valid(i) && !scope.contains(&format!("{}/{}", p.value(i), a.value(i))))
+                    Some(!(p.is_valid(i) && a.is_valid(i) && scope.contains(&format!("{}/{}", p.value(i), a.value(i)))))
                 })
                 .collect();
             let out = arrow::compute::filter_record_batch(&b, &keep).map_err(|e| unreadable(&e))?;

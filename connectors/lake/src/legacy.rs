@@ -68,7 +68,13 @@ impl Lake {
                 .clone();
             out.push(self.migrate_table(table, &schema, &loads).await?);
         }
-        // The records live on in the tables' commits now.
+        // The records live on in the tables' commits now, once no table is
+        // left to migrate (`--table` migrates one at a time).
+        for table in crate::KNOWN_TABLES {
+            if self.loc.get(&format!("{table}/{LEGACY_SCHEMA_FILE}")).await?.is_some() {
+                return Ok(out);
+            }
+        }
         for meta in self.loc.list("_loads").await? {
             let rel = self.loc.relative(&meta.location);
             self.loc.delete(&rel).await?;
@@ -180,6 +186,8 @@ impl Lake {
                 }
             }
             let snapshot = t.snapshot().map_err(|e| delta_err("cannot read the table", e))?;
+            // Two migrations at once: one commits, the other stops (run again: done).
+            properties = properties.with_max_retries(0);
             CommitBuilder::from(properties)
                 .with_actions(adds.into_iter().map(Action::Add).collect())
                 .build(
@@ -192,7 +200,12 @@ impl Lake {
                     },
                 )
                 .await
-                .map_err(|e| delta_err(&format!("cannot commit to {}/{table}", self.loc), e))?;
+                .map_err(|e| {
+                    Error::Storage(crest_core::error::one_line(&format!(
+                        "cannot commit the migration of {}/{table} ({e}): another migration may be running; run crest lake migrate again",
+                        self.loc
+                    )))
+                })?;
         }
         // Committed: the old files go, the schema marker last.
         for (dir, _, p) in &pointers {

@@ -47,6 +47,13 @@ const UTM_HYGIENE_DIR: &str = "utm_hygiene";
 /// A table's schema in crest's earlier lake format: its presence without a
 /// Delta log marks a lake to migrate.
 const LEGACY_SCHEMA_FILE: &str = "_schema.parquet";
+/// Every table a lake of an earlier crest may hold (`crest lake migrate`).
+const KNOWN_TABLES: &[&str] = &[
+    "creator_performance",
+    "attribution_windows",
+    "quarantine",
+    "creator_attribution",
+];
 /// The arrow field metadata key holding a column's description.
 const DESCRIPTION: &str = "description";
 

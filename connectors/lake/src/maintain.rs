@@ -51,21 +51,34 @@ impl Lake {
             let Some(t) = self.open_table(table, None).await? else {
                 continue;
             };
+            // Each version from its own log file, newest first, down to the
+            // oldest the log still holds.
             let latest = t.version().unwrap_or(0);
-            let infos = t
-                .history(limit)
-                .await
-                .map_err(|e| delta_err(&format!("cannot read the history of {}/{table}", self.loc), e))?;
-            for (i, info) in infos.enumerate() {
+            let oldest = limit.map_or(0, |n| (latest - n as i64 + 1).max(0));
+            for version in (oldest..=latest).rev() {
+                let Some(bytes) = self.loc.get(&format!("{table}/_delta_log/{version:020}.json")).await? else {
+                    break;
+                };
+                let info: serde_json::Value = String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find_map(|v| v.get("commitInfo").cloned())
+                    .unwrap_or_default();
                 let record = info
-                    .info
                     .get(COMMIT_KEY)
                     .and_then(|v| serde_json::from_value::<CommitRecord>(v.clone()).ok());
                 out.push(Commit {
                     table: table.to_string(),
-                    version: latest - i as i64,
-                    at: info.timestamp.and_then(chrono::DateTime::from_timestamp_millis),
-                    operation: info.operation.clone().unwrap_or_default(),
+                    version,
+                    at: info
+                        .get("timestamp")
+                        .and_then(serde_json::Value::as_i64)
+                        .and_then(chrono::DateTime::from_timestamp_millis),
+                    operation: info
+                        .get("operation")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     load_id: record.as_ref().map(|r| r.load_id.clone()),
                     run_id: record.as_ref().map(|r| r.run_id.clone()),
                     rows_in: record.as_ref().map(|r| r.table.inserted + r.table.replaced),

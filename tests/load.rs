@@ -942,7 +942,10 @@ async fn lake_history_time_travel_optimize_vacuum_and_a_killed_load() {
         .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let history = stdout(&o);
-    assert!(history.contains("      2  ") && history.contains("      0  "), "every version by its number: {history}");
+    assert!(
+        history.contains("      2  ") && history.contains("      0  "),
+        "every version by its number: {history}"
+    );
     let loads = lake
         .query("SELECT load_id FROM crest_loads WHERE target_table = 'creator_performance' ORDER BY load_id")
         .await;

@@ -69,6 +69,11 @@ pub(crate) struct CommitRecord {
     pub files: BTreeMap<NaiveDate, Vec<CommitFile>>,
 }
 
+/// A commit's `crest` record, if a crest load made it.
+pub(crate) fn commit_record(value: Option<&serde_json::Value>) -> Option<CommitRecord> {
+    value.and_then(|v| serde_json::from_value::<CommitRecord>(v.clone()).ok())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CommitFile {
     pub path: String,
@@ -494,11 +499,7 @@ impl Lake {
                 .await
                 .map_err(|e| delta_err(&format!("cannot read the history of {}", self.loc), e))?;
             for info in infos {
-                let Some(r) = info
-                    .info
-                    .get(COMMIT_KEY)
-                    .and_then(|v| serde_json::from_value::<CommitRecord>(v.clone()).ok())
-                else {
+                let Some(r) = commit_record(info.info.get(COMMIT_KEY)) else {
                     continue;
                 };
                 for (d, files) in &r.files {
@@ -912,11 +913,7 @@ impl Lake {
                         by_load.entry(r.load_id.clone()).or_insert(r);
                     }
                 }
-                let Some(r) = info
-                    .info
-                    .get(COMMIT_KEY)
-                    .and_then(|v| serde_json::from_value::<CommitRecord>(v.clone()).ok())
-                else {
+                let Some(r) = commit_record(info.info.get(COMMIT_KEY)) else {
                     continue;
                 };
                 let entry = by_load.entry(r.load_id.clone()).or_insert_with(|| LoadRecord {

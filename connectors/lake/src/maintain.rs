@@ -2,7 +2,7 @@
 //! compaction of the small files hourly runs leave, and removal of files no
 //! version needs any more.
 
-use crate::delta::{delta_err, CommitRecord, COMMIT_KEY};
+use crate::delta::{commit_record, delta_err, COMMIT_KEY};
 use crate::Lake;
 use crest_core::{Error, Result};
 use deltalake::operations::optimize::OptimizeType;
@@ -64,9 +64,7 @@ impl Lake {
                     .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                     .find_map(|v| v.get("commitInfo").cloned())
                     .unwrap_or_default();
-                let record = info
-                    .get(COMMIT_KEY)
-                    .and_then(|v| serde_json::from_value::<CommitRecord>(v.clone()).ok());
+                let record = commit_record(info.get(COMMIT_KEY));
                 out.push(Commit {
                     table: table.to_string(),
                     version,

@@ -26,7 +26,7 @@ use deltalake::kernel::{Action, Add, Remove, StructField, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -453,18 +453,28 @@ impl Lake {
                 staged.adds.insert(*date, Vec::new());
                 work.extend(files.iter().map(|f| (*date, f)));
             }
-            // Decoding and encoding is the work: spread over the cores.
-            let written: Vec<(NaiveDate, Vec<Add>)> = futures::stream::iter(work)
+            // Decoding and encoding is the work: spread over the cores. Every
+            // file under way is finished (and so known to `abort`) before an
+            // error returns; after one, no new file starts.
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let results: Vec<Result<(NaiveDate, Vec<Add>)>> = futures::stream::iter(work)
                 .map(|(date, f)| {
-                    let (table, schema) = (&table, &schema);
+                    let (table, schema, failed) = (&table, &schema, &failed);
                     async move {
-                        let adds = self.write_file(plan, table, schema, t.table, date, f, load_id).await?;
-                        Ok::<_, Error>((date, adds))
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok((date, Vec::new()));
+                        }
+                        let adds = self.write_file(plan, table, schema, t.table, date, f, load_id).await;
+                        if adds.is_err() {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok::<_, Error>((date, adds?))
                     }
                 })
                 .buffer_unordered(parallelism())
-                .try_collect()
-                .await?;
+                .collect()
+                .await;
+            let written = results.into_iter().collect::<Result<Vec<_>>>()?;
             for (date, adds) in written {
                 staged.adds.entry(date).or_default().extend(adds);
             }

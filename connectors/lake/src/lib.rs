@@ -102,7 +102,15 @@ impl Lake {
     /// A table's folder that holds files but no Delta log is refused: crest
     /// never writes a table over files it did not write.
     pub(crate) async fn refuse_foreign(&self, table: &str) -> Result<()> {
-        if let Some(other) = self.loc.list(table).await?.first() {
+        let listed = self.loc.list(table).await?;
+        // A log appearing: another load is creating the table right now.
+        if listed
+            .iter()
+            .any(|m| self.loc.relative(&m.location).contains("/_delta_log/"))
+        {
+            return Ok(());
+        }
+        if let Some(other) = listed.first() {
             return Err(Error::Config(format!(
                 "{}/{table} holds files but is not a Delta table ({} among them): give --target a lake of crest's, or a new folder",
                 self.loc,

@@ -21,10 +21,13 @@ bash scripts/emulators.sh start "$emulators"
 # shellcheck disable=SC1091
 source "$emulators/env"
 status=0
+# Every binary first: tests run crest's sibling binaries (crest-ga4, the
+# connectors), which `cargo test` builds only for their own package's tests,
+# so without this a fresh cache would miss them and a warm one test stale ones.
+cargo build --workspace --bins --locked -q
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 # The Airflow DAGs in real Airflow 3 (a venv it installs once), driving the
-# debug binaries the tests just built against the sandbox.
-cargo build --workspace --bins --locked -q
+# debug binaries built above against the sandbox.
 bash orchestration/airflow/test.sh 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      / passed| failed/ && !/^test / && !/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -27,8 +27,20 @@ fn roster(dir: &std::path::Path, creators: usize) -> (String, Roster) {
 
 /// Sandbox TikTok data from 2026-01-01 to `end` transformed with the sandbox's
 /// roster: (sandbox, folder, transform output, roster file).
+/// Its world has trafficking slips: some Spark Ads carry another creator's link.
 async fn transformed(end: &str) -> (crest_sandbox::Sandbox, tempfile::TempDir, String, String) {
-    let sb = sandbox().await;
+    let sb = crest_sandbox::Sandbox::start(crest_sandbox::SandboxConfig {
+        world: WorldConfig {
+            first_day: day("2026-01-01"),
+            days: 40,
+            creators: 40,
+            crossed_links: true,
+            ..WorldConfig::default()
+        },
+        ..crest_sandbox::SandboxConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     extract(&sb, &out, "2026-01-01", end).await;
@@ -242,6 +254,42 @@ async fn the_audit_counts_what_the_canonical_rows_hold_and_what_was_issued_but_n
         lost,
         rust_decimal::Decimal::from_i128_with_scale(expected, 6),
         "to the cent and below"
+    );
+
+    // With the roster, each Spark Ad on one creator's identity that carries
+    // another creator's link is counted on the creator whose ad it is.
+    let world = sb.world();
+    let mut crossed: std::collections::BTreeMap<String, u64> = Default::default();
+    for a in &world.ads {
+        let seen = ads.contains_key(&a.ad_id.to_string());
+        if seen && a.from_creator && a.link_creator.is_some_and(|l| l != a.creator) {
+            *crossed.entry(world.creators[a.creator].creator_id.clone()).or_default() += 1;
+        }
+    }
+    assert!(!crossed.is_empty(), "the world has crossed links in the range");
+    assert_eq!(sum(&rows, "other_creator"), 0, "not looked for without the roster");
+    let rows = audit(vec!["--roster".into(), roster_s.clone()]).await;
+    let found: std::collections::BTreeMap<String, u64> = rows
+        .iter()
+        .filter(|r| r["other_creator"].as_u64().unwrap() > 0)
+        .map(|r| {
+            (
+                r["creator_id"].as_str().unwrap().to_string(),
+                r["other_creator"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, crossed);
+    // The crossed ads' spend stays with the creator whose link they carry, as in the tiers.
+    assert_eq!(sum(&rows, "ads"), ads.len());
+    let o = crest(&["links", "audit", "--input", &out_s, "--roster", &roster_s, "--dry-run"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(table.contains("other_creator"), "{table}");
+    let o = crest(&["links", "audit", "--input", &out_s, "--dry-run"]).await;
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("give --roster"),
+        "says what it did not check"
     );
 
     // Links issued for this campaign, none yet on an ad: every one unseen,
@@ -468,7 +516,7 @@ async fn the_site_audit_finds_links_that_name_no_creator_and_issued_links_never_
 /// printed, and a second audit replaces what the view shows, never adds to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
-    let (_sb, dir, out_s, _) = transformed("2026-01-03").await;
+    let (_sb, dir, out_s, roster_s) = transformed("2026-01-03").await;
     for t in Target::all(&dir.path().join("lake")).await {
         let k = t.kind;
         let o = t.load(&out_s, &[]).await;
@@ -476,7 +524,9 @@ async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
         let mut printed = Vec::new();
         for _ in 0..2 {
             let o = t
-                .crest(&["links", "audit", "--input", &out_s, "--target", &t.spec, "--json"])
+                .crest(&[
+                    "links", "audit", "--input", &out_s, "--target", &t.spec, "--json", "--roster", &roster_s,
+                ])
                 .await;
             assert!(o.status.success(), "{k:?}: {}", stderr(&o));
             printed = serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap();
@@ -497,7 +547,7 @@ async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
         let v = t
             .query(
                 "SELECT COUNT(*) AS n, SUM(ads) AS ads, SUM(unresolvable) AS unresolvable, \
-                 SUM(clicks_unattributable) AS clicks_lost, \
+                 SUM(other_creator) AS other_creator, SUM(clicks_unattributable) AS clicks_lost, \
                  CAST(SUM(spend_unattributable) * 1000000 AS BIGINT) AS lost, \
                  SUM(CASE WHEN clean THEN 1 ELSE 0 END) AS clean FROM v_utm_hygiene",
             )
@@ -506,6 +556,8 @@ async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
         assert_eq!(int(&r["n"]), printed.len() as i64, "{k:?}: the latest audit only");
         assert_eq!(int(&r["ads"]), sum("ads"), "{k:?}");
         assert_eq!(int(&r["unresolvable"]), sum("unresolvable"), "{k:?}");
+        assert_eq!(int(&r["other_creator"]), sum("other_creator"), "{k:?}");
+        assert!(sum("other_creator") > 0, "{k:?}: the crossed links reach the target");
         assert_eq!(int(&r["clicks_lost"]), sum("clicks_unattributable"), "{k:?}");
         assert_eq!(
             rust_decimal::Decimal::from(int(&r["lost"])),
@@ -514,7 +566,9 @@ async fn every_target_holds_the_audit_and_v_utm_hygiene_reads_the_latest() {
         );
         let clean = printed
             .iter()
-            .filter(|r| r["no_utm"] == 0 && r["unresolvable"] == 0 && r["wrong_platform"] == 0)
+            .filter(|r| {
+                r["no_utm"] == 0 && r["unresolvable"] == 0 && r["wrong_platform"] == 0 && r["other_creator"] == 0
+            })
             .count();
         assert_eq!(int(&r["clean"]), clean as i64, "{k:?}");
         // Both audits are kept for history.

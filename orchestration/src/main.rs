@@ -103,6 +103,7 @@ utm_medium or a different campaign, content or term, is refused (exit 2) and not
 
   crest links audit --input ./crest-out --issued links.csv     # after a transform and load, during the flight
   crest links audit --input ./crest-out --target bigquery://my-project/crest --json
+  crest links audit --input ./crest-out --roster roster.csv     # also Spark Ads carrying another creator's link
 
 The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
 every creator × platform whose ads need attention, with the spend and clicks lost to attribution,
@@ -173,8 +174,9 @@ enum LinksCommand {
     /// One tracked link per creator × platform, as CSV.
     Issue(LinksIssueArgs),
     /// Per creator × platform: paid ads without UTMs, with UTMs that resolve to no creator,
-    /// with another platform's link or (with --issued) a link crest did not issue; issued
-    /// links no ad carries; the spend and clicks no creator can be credited with.
+    /// with another platform's link, (with --roster) another creator's link, or (with --issued)
+    /// a link crest did not issue; issued links no ad carries; the spend and clicks no creator
+    /// can be credited with.
     Audit(LinksAuditArgs),
 }
 
@@ -198,7 +200,8 @@ struct LinksAuditArgs {
     /// Also audit the site's sessions of the run's dates: a crest-ga4 extract output.
     #[arg(long, value_name = "URL", requires = "roster")]
     site: Option<String>,
-    /// The creator roster, to resolve the site's UTMs (with --site).
+    /// The creator roster: resolves the site's UTMs (with --site) and the creators behind
+    /// TikTok Spark Ads identities, to find ads carrying another creator's link.
     #[arg(long, value_name = "FILE")]
     roster: Option<String>,
 }

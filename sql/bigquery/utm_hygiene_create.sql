@@ -16,5 +16,6 @@ CREATE TABLE IF NOT EXISTS {{table}} (
   spend NUMERIC,
   spend_unattributable NUMERIC,
   clicks INT64 NOT NULL,
-  clicks_unattributable INT64 NOT NULL
+  clicks_unattributable INT64 NOT NULL,
+  other_creator INT64
 )

@@ -16,5 +16,6 @@ CREATE TABLE IF NOT EXISTS {{table}} (
   spend NUMBER(38, 6),
   spend_unattributable NUMBER(38, 6),
   clicks BIGINT NOT NULL,
-  clicks_unattributable BIGINT NOT NULL
+  clicks_unattributable BIGINT NOT NULL,
+  other_creator BIGINT
 )

@@ -51,6 +51,7 @@ pub mod bigquery {
     pub const ALERT_LOG_CREATE: &str = include_str!("../bigquery/alert_log_create.sql");
     pub const APPEND: &str = include_str!("../bigquery/append.sql");
     pub const UTM_HYGIENE_CREATE: &str = include_str!("../bigquery/utm_hygiene_create.sql");
+    pub const UTM_HYGIENE_EVOLVE: &str = include_str!("../bigquery/utm_hygiene_evolve.sql");
     pub const ALERT_LOG_DELIVERED: &str = include_str!("../bigquery/alert_log_delivered.sql");
     pub const VIEWS: &[(&str, &str)] = views!("bigquery");
 }
@@ -70,6 +71,7 @@ pub mod snowflake {
     pub const ALERT_LOG_CREATE: &str = include_str!("../snowflake/alert_log_create.sql");
     pub const APPEND: &str = include_str!("../snowflake/append.sql");
     pub const UTM_HYGIENE_CREATE: &str = include_str!("../snowflake/utm_hygiene_create.sql");
+    pub const UTM_HYGIENE_EVOLVE: &str = include_str!("../snowflake/utm_hygiene_evolve.sql");
     pub const ALERT_LOG_DELIVERED: &str = include_str!("../snowflake/alert_log_delivered.sql");
     pub const VIEWS: &[(&str, &str)] = views!("snowflake");
 }

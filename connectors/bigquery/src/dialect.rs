@@ -13,6 +13,7 @@ pub(crate) static STATEMENTS: Statements = Statements {
     alert_log_create: ALERT_LOG_CREATE,
     append: APPEND,
     utm_hygiene_create: UTM_HYGIENE_CREATE,
+    utm_hygiene_evolve: UTM_HYGIENE_EVOLVE,
     alert_log_delivered: ALERT_LOG_DELIVERED,
     views: VIEWS,
 };

@@ -27,6 +27,9 @@ pub struct Row {
     pub unresolvable: usize,
     /// A link whose `utm_medium` names another platform.
     pub wrong_platform: usize,
+    /// Ads on this creator's own identity (TikTok Spark Ads) whose link names
+    /// another creator, who is credited with them (only with the roster).
+    pub other_creator: usize,
     /// A link that is not among the issued ones (only with the issued links).
     pub not_issued: usize,
     /// Issued links for this creator × platform no ad carries.
@@ -46,7 +49,13 @@ impl Row {
     /// Nothing to fix: every ad carries an issued link of its own platform
     /// that resolves to the creator, and every issued link is in use.
     pub fn clean(&self) -> bool {
-        self.no_utm + self.unresolvable + self.wrong_platform + self.not_issued + self.issued_unseen == 0
+        self.no_utm
+            + self.unresolvable
+            + self.wrong_platform
+            + self.other_creator
+            + self.not_issued
+            + self.issued_unseen
+            == 0
     }
 }
 
@@ -79,6 +88,8 @@ pub fn schema() -> SchemaRef {
         money("spend_unattributable"),
         int("clicks"),
         int("clicks_unattributable"),
+        // Added after the first audits: tables and files written before it hold none.
+        Field::new("other_creator", DataType::Int64, true),
     ]))
 }
 
@@ -119,6 +130,7 @@ pub fn to_batch(rows: &[Row], audit_id: &str, audited_at_us: i64, run_id: &str) 
         money(&|r| r.spend_unattributable_micros)?,
         int(&|r| r.clicks),
         int(&|r| r.clicks_unattributable),
+        int(&|r| r.other_creator as i64),
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| Error::Data(format!("the links audit's rows: {e}")))
 }

@@ -322,6 +322,11 @@ const HYGIENE: &[Column] = &[
         "Ads carrying a link issued for another platform.",
     ),
     c(
+        "other_creator",
+        Additive,
+        "Ads on this creator's own identity (TikTok Spark Ads) carrying another creator's link, who is credited with them (when the audit was given the roster).",
+    ),
+    c(
         "not_issued",
         Additive,
         "Ads carrying a link crest did not issue (when the audit was given the issued links).",
@@ -382,7 +387,7 @@ pub const VIEWS: &[View] = &[
     View {
         name: "v_utm_hygiene",
         grain: "creator × platform",
-        about: "the latest crest links audit: ads without UTMs, with unresolvable or wrong-platform links, and the share of spend and clicks no creator can be credited with",
+        about: "the latest crest links audit: ads without UTMs, with unresolvable, wrong-platform or another creator's links, and the share of spend and clicks no creator can be credited with",
         columns: HYGIENE,
     },
     View {

@@ -499,6 +499,8 @@ pub struct Statements {
     /// `INSERT INTO {{table}} ({{columns}}) VALUES {{rows}}`: the alert log, links audits.
     pub append: &'static str,
     pub utm_hygiene_create: &'static str,
+    /// Adds the columns `utm_hygiene` gained to a table an earlier crest created.
+    pub utm_hygiene_evolve: &'static str,
     pub alert_log_delivered: &'static str,
     /// The decision layer's views: (name, SQL taking `{{columns}}`).
     pub views: &'static [(&'static str, &'static str)],
@@ -591,7 +593,7 @@ pub async fn drop_staging<W: Warehouse>(w: &W, plan: &crate::load::LoadPlan, loa
 pub async fn apply_views<W: Warehouse>(w: &W) -> Result<()> {
     ensure_table(w, w.statements().benchmarks_create, crate::benchmarks::TABLE).await?;
     ensure_alert_log(w).await?;
-    ensure_table(w, w.statements().utm_hygiene_create, crate::utm_hygiene::TABLE).await?;
+    ensure_utm_hygiene(w).await?;
     for (name, sql) in w.statements().views {
         let columns = view_columns(name, |c, about| w.view_column(c, about))?;
         let mut params = w.view_params();
@@ -606,6 +608,12 @@ pub async fn apply_views<W: Warehouse>(w: &W) -> Result<()> {
 
 async fn ensure_table<W: Warehouse>(w: &W, create: &str, table: &str) -> Result<()> {
     w.execute(&render(create, &[("table", &w.table_name(table))])?).await
+}
+
+/// `utm_hygiene`, created where missing and given the columns it gained.
+async fn ensure_utm_hygiene<W: Warehouse>(w: &W) -> Result<()> {
+    ensure_table(w, w.statements().utm_hygiene_create, crate::utm_hygiene::TABLE).await?;
+    ensure_table(w, w.statements().utm_hygiene_evolve, crate::utm_hygiene::TABLE).await
 }
 
 /// `crest alerts`: the log, created where it does not exist yet.
@@ -642,7 +650,7 @@ pub async fn append_alert_log<W: Warehouse>(w: &W, batch: &RecordBatch) -> Resul
 /// `crest links audit`: one audit's rows, appended in one INSERT (the table
 /// created where missing); `v_utm_hygiene` reads the latest audit.
 pub async fn append_utm_hygiene<W: Warehouse>(w: &W, batch: &RecordBatch) -> Result<()> {
-    ensure_table(w, w.statements().utm_hygiene_create, crate::utm_hygiene::TABLE).await?;
+    ensure_utm_hygiene(w).await?;
     append(w, crate::utm_hygiene::TABLE, batch).await
 }
 

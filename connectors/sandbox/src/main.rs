@@ -124,6 +124,10 @@ struct ServeArgs {
     /// some never convert (every tier occurs; the demo's program).
     #[arg(long)]
     spread: bool,
+    /// One creator Spark Ad in eleven carries the next creator's link (what
+    /// `crest links audit --roster` finds).
+    #[arg(long)]
+    crossed_links: bool,
     /// Developer token Google Ads accepts.
     #[arg(long, default_value = "sandbox-developer-token")]
     google_developer_token: String,
@@ -254,6 +258,7 @@ async fn main() -> ExitCode {
             videos_per_channel: args.videos_per_channel.max(2),
             revision: args.revision,
             spread: args.spread,
+            crossed_links: args.crossed_links,
         },
         faults,
         qps: args.qps,

@@ -39,6 +39,10 @@ pub struct WorldConfig {
     /// above, some never convert (the demo's program, where every tier
     /// occurs). Off, every creator is drawn alike.
     pub spread: bool,
+    /// Trafficking slips: one creator Spark Ad in eleven carries the next
+    /// creator's link, the copy-paste mistake `crest links audit --roster`
+    /// must find. Off, every creator ad carries its own creator's link.
+    pub crossed_links: bool,
 }
 
 /// A creator's standing on one platform: its clicks as a share (per mille)
@@ -77,6 +81,7 @@ impl Default for WorldConfig {
             videos_per_channel: 3,
             revision: 0,
             spread: false,
+            crossed_links: false,
         }
     }
 }
@@ -130,6 +135,9 @@ pub struct Ad {
     pub ad_id: u64,
     pub name: String,
     pub landing_page_url: String,
+    /// The creator whose handle the landing URL carries (`None`: it names
+    /// none); another than `creator` where [`WorldConfig::crossed_links`] slipped.
+    pub link_creator: Option<usize>,
     /// `None` for Smart+ ads, which TikTok serves without it.
     pub modify_time: Option<String>,
     pub create_time: String,
@@ -302,13 +310,22 @@ impl World {
                 let idx = ads.len() as u64;
                 // One ad in seventeen is the brand's own, with no creator behind it.
                 let from_creator = r % 17 != 4;
+                let linked = if config.crossed_links && r % 11 == 5 {
+                    (ci + 1) % creators.len()
+                } else {
+                    ci
+                };
+                let landing_page_url = landing_url(r, &campaign.slug, &creators[linked].handle, from_creator);
+                let link_creator =
+                    (from_creator && landing_page_url.contains(&creators[linked].handle)).then_some(linked);
                 let created = config.first_day - Days::new(3);
                 ads.push(Ad {
                     adgroup,
                     creator: ci,
                     ad_id: 1_790_000_000_000_000_000u64 + idx * 7_919 + (r % 7_919),
                     name: format!("{} × {} #{}", creator.handle, campaign.slug, k + 1),
-                    landing_page_url: landing_url(r, &campaign.slug, &creator.handle, from_creator),
+                    landing_page_url,
+                    link_creator,
                     from_creator,
                     identity_type: if from_creator { "TT_USER" } else { "CUSTOMIZED_USER" },
                     identity_id: if from_creator {

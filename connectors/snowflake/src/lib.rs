@@ -26,7 +26,7 @@ use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::snowflake::{
     ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COPY, COUNTS,
-    CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, UTM_HYGIENE_CREATE, VIEWS,
+    CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, UTM_HYGIENE_CREATE, UTM_HYGIENE_EVOLVE, VIEWS,
 };
 use snowflake_api::{
     AuthArgs, AuthType, CertificateArgs, PasswordArgs, QueryResult, SnowflakeApi, SnowflakeApiBuilder,
@@ -496,6 +496,7 @@ static STATEMENTS: Statements = Statements {
     alert_log_create: ALERT_LOG_CREATE,
     append: APPEND,
     utm_hygiene_create: UTM_HYGIENE_CREATE,
+    utm_hygiene_evolve: UTM_HYGIENE_EVOLVE,
     alert_log_delivered: ALERT_LOG_DELIVERED,
     views: VIEWS,
 };

@@ -5,6 +5,10 @@
 //! ad carries yet; and the share of spend and clicks that cannot be credited
 //! to a creator. The creator behind a row is the transform's own resolution
 //! (UTMs, then the platform's handle), so the audit and the tiers agree.
+//! With the roster, TikTok Spark Ads are also read from the run's raw input:
+//! an ad running on one creator's identity whose link names another creator
+//! credits the other with this one's post, so it is counted on the creator
+//! whose ad it is (`other_creator`), the one whose link must be fixed.
 
 use super::issue::PLATFORMS;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -12,7 +16,7 @@ use arrow::datatypes::{Decimal128Type, Int64Type};
 use crest_core::storage::read_file;
 use crest_core::utm_hygiene::Row;
 use crest_core::{Error, Result};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub struct AuditOptions {
     /// A transform run (its manifest, or the output folder: its newest run).
@@ -28,6 +32,8 @@ pub struct AuditOptions {
     /// A `crest-ga4 extract` output: the site's sessions of the run's dates
     /// are audited too, their creators resolved with `roster`.
     pub site: Option<String>,
+    /// The creator roster: resolves the site's UTMs, and the creators behind
+    /// Spark Ads identities (ads carrying another creator's link).
     pub roster: Option<String>,
 }
 
@@ -65,6 +71,17 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         None => None,
     };
     let plan = crest_core::load::plan(&options.input).await?;
+    let roster = match &options.roster {
+        Some(spec) => Some(crest_transforms::Roster::parse(
+            spec,
+            &crate::read_required("--roster", spec).await?,
+        )?),
+        None => None,
+    };
+    let crossed = match &roster {
+        Some(roster) => Some(crossed_links(&plan, roster).await?),
+        None => None,
+    };
     let files: Vec<&crest_core::raw::RawFile> = plan
         .tables
         .iter()
@@ -78,8 +95,8 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
             missing_spend += read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
         }
     }
-    let report = summarise(ads, issued.as_ref());
-    let site = match (&options.site, &options.roster) {
+    let report = summarise(ads, issued.as_ref(), crossed.as_ref());
+    let site = match (&options.site, roster) {
         (None, _) => None,
         (Some(_), None) => {
             return Err(Error::Config(
@@ -87,7 +104,6 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
             ))
         }
         (Some(site), Some(roster)) => {
-            let roster = crest_transforms::Roster::parse(roster, &crate::read_required("--roster", roster).await?)?;
             let input = crest_core::storage::Location::parse_existing(site)?;
             let campaigns = crest_transforms::attribution::run::session_campaigns(&input, plan.range, roster).await?;
             Some(site_rows(campaigns, issued.as_ref()))
@@ -107,6 +123,9 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         println!("{text}");
     } else {
         print(&report, plan.range, issued.is_some(), missing_spend);
+        if crossed.is_none() {
+            println!("(give --roster to also find Spark Ads carrying another creator's link)");
+        }
         if let Some(site) = &site {
             print_site(site);
         }
@@ -177,6 +196,118 @@ async fn read_issued(spec: &str) -> Result<Issued> {
             .1 += 1;
     }
     Ok(issued)
+}
+
+/// Ads (platform, `account/ad`) that run on one creator's identity and carry
+/// another creator's link, with the creator whose ad it is.
+type Crossed = HashMap<(String, String), Owner>;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Owner {
+    creator_id: String,
+    handle: String,
+}
+
+/// Reads the TikTok ads of the run's dates from its raw input (what the
+/// extracts committed) and resolves both the landing URL's UTMs and the
+/// Spark Ads identity with the roster: where both name a creator and they
+/// differ, the ad is crossed. A raw input that is gone is said, not fatal:
+/// the rest of the audit stands on the canonical rows.
+async fn crossed_links(plan: &crest_core::load::LoadPlan, roster: &crest_transforms::Roster) -> Result<Crossed> {
+    use crest_transforms::utm::{parse_url, Utm};
+    let manifest: serde_json::Value = match plan.input.get(&plan.manifest).await? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Data(format!("{}/{} is not JSON: {e}", plan.input, plan.manifest)))?,
+        None => return Err(Error::Config(format!("{}/{} is gone", plan.input, plan.manifest))),
+    };
+    let Some(raw) = manifest["inputs"]["input"].as_str() else {
+        tracing::warn!("the run names no raw input: Spark Ads identities are not checked");
+        return Ok(Crossed::new());
+    };
+    let raw = match crest_core::storage::Location::parse_existing(raw) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::warn!(error = %e, "the run's raw input cannot be read: Spark Ads identities are not checked");
+            return Ok(Crossed::new());
+        }
+    };
+    let committed = crest_core::manifest::committed_raw_files(&raw).await?;
+    // `raw/tiktok/`: every TikTok report; levels above the ad are skipped below.
+    let prefix = crest_core::raw::raw_table("tiktok", "");
+    let mut files: Vec<&String> = committed
+        .files
+        .iter()
+        .filter(|f| f.starts_with(&prefix) && f.ends_with(".parquet"))
+        .filter(|f| {
+            f.split('/')
+                .find_map(|seg| seg.strip_prefix("date="))
+                .and_then(|d| d.parse::<chrono::NaiveDate>().ok())
+                .is_some_and(|d| plan.range.contains(d))
+        })
+        .collect();
+    files.sort();
+    let mut crossed = Crossed::new();
+    // A (link, identity) pair resolves the same on every row and day.
+    let mut seen: HashMap<(String, String), Option<usize>> = HashMap::new();
+    for rel in files {
+        let Some(bytes) = raw.get(rel).await? else { continue };
+        let what = format!("{raw}/{rel}");
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| Error::Data(format!("{what} is not readable Parquet: {e}")))?;
+        let wanted = ["advertiser_id", "ad_id", "landing_page_url", "identity_id"];
+        let fields = builder.parquet_schema().columns();
+        let indices: Vec<usize> = wanted
+            .iter()
+            .filter_map(|w| fields.iter().position(|c| c.path().string() == *w))
+            .collect();
+        // Report levels above the ad carry no identity.
+        if indices.len() < wanted.len() {
+            continue;
+        }
+        let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), indices);
+        let reader = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| Error::Data(format!("{what}: {e}")))?;
+        for batch in reader {
+            let b = batch.map_err(|e| Error::Data(format!("reading {what}: {e}")))?;
+            let text = |n: &str| {
+                b.column_by_name(n)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| Error::Data(format!("{what}: {n} is not text")))
+            };
+            let (account, ad, link, identity) = (
+                text("advertiser_id")?,
+                text("ad_id")?,
+                text("landing_page_url")?,
+                text("identity_id")?,
+            );
+            for i in 0..b.num_rows() {
+                let (Some(ad), Some(link), Some(identity)) = (value(ad, i), value(link, i), value(identity, i)) else {
+                    continue;
+                };
+                let owner = *seen.entry((link.to_string(), identity.to_string())).or_insert_with(|| {
+                    let by_link = roster.resolve(&parse_url(link), None);
+                    let by_identity = roster.resolve(&Utm::default(), Some(identity));
+                    match (by_link, by_identity) {
+                        (Some(l), Some(o)) if l != o => Some(o),
+                        _ => None,
+                    }
+                });
+                if let Some(o) = owner {
+                    let c = &roster.creators()[o];
+                    crossed.insert(
+                        ("tiktok".to_string(), format!("{}/{ad}", account.value(i))),
+                        Owner {
+                            creator_id: c.creator_id.clone(),
+                            handle: c.handle.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(crossed)
 }
 
 /// Adds a batch's paid rows to their ads; returns how many paid rows have
@@ -258,10 +389,14 @@ fn value(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_empty())
 }
 
-fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
+fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>, crossed: Option<&Crossed>) -> Vec<Row> {
     let mut out: BTreeMap<(Option<String>, String), Row> = BTreeMap::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    for ((platform, creator, handle, _), ad) in ads {
+    let mut owners: Vec<(Owner, String)> = Vec::new();
+    for ((platform, creator, handle, key), ad) in ads {
+        if let Some(owner) = crossed.and_then(|c| c.get(&(platform.clone(), key))) {
+            owners.push((owner.clone(), platform.clone()));
+        }
         let h = out.entry((creator.clone(), platform.clone())).or_insert_with(|| Row {
             creator_id: creator.clone(),
             creator_handle: handle.clone(),
@@ -294,6 +429,18 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>) -> Vec<Row> {
                 h.not_issued += 1;
             }
         }
+    }
+    // A crossed ad is the fix of the creator whose ad it is; its spend stays
+    // where the transform (and so the tiers) credited it.
+    for (owner, platform) in owners {
+        out.entry((Some(owner.creator_id.clone()), platform.clone()))
+            .or_insert_with(|| Row {
+                creator_id: Some(owner.creator_id),
+                creator_handle: Some(owner.handle),
+                platform,
+                ..Row::default()
+            })
+            .other_creator += 1;
     }
     if let Some(issued) = issued {
         for ((creator, platform), (handle, links)) in &issued.by_creator {
@@ -414,8 +561,8 @@ fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool
         return;
     }
     let mut header = format!(
-        "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14}",
-        "creator", "handle", "platform", "ads", "no_utm", "unresolvable", "wrong_platform"
+        "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14} {:>13}",
+        "creator", "handle", "platform", "ads", "no_utm", "unresolvable", "wrong_platform", "other_creator"
     );
     if with_issued {
         header.push_str(&format!(" {:>10} {:>13}", "not_issued", "issued_unseen"));
@@ -424,14 +571,15 @@ fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool
     println!("{header}");
     for h in dirty {
         let mut line = format!(
-            "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14}",
+            "{:<16} {:<20} {:<8} {:>5} {:>7} {:>12} {:>14} {:>13}",
             h.creator_id.as_deref().unwrap_or("(none)"),
             h.creator_handle.as_deref().unwrap_or(""),
             h.platform,
             h.ads,
             h.no_utm,
             h.unresolvable,
-            h.wrong_platform
+            h.wrong_platform,
+            h.other_creator
         );
         if with_issued {
             line.push_str(&format!(" {:>10} {:>13}", h.not_issued, h.issued_unseen));
@@ -483,7 +631,15 @@ mod tests {
         for (c, p) in [("cr_1", "tiktok"), ("cr_1", "meta"), ("cr_2", "tiktok")] {
             issued.by_creator.insert((c.into(), p.into()), (format!("@{c}"), 1));
         }
-        let report = summarise(ads, Some(&issued));
+        let mut crossed = Crossed::new();
+        crossed.insert(
+            ("tiktok".to_string(), "a1".to_string()),
+            Owner {
+                creator_id: "cr_3".into(),
+                handle: "@cr_3".into(),
+            },
+        );
+        let report = summarise(ads, Some(&issued), Some(&crossed));
         let get = |c: Option<&str>, p: &str| {
             report
                 .iter()
@@ -499,6 +655,11 @@ mod tests {
         assert_eq!((m.wrong_platform, m.not_issued, m.issued_unseen), (1, 1, 1));
         let none = get(None, "meta");
         assert_eq!((none.unresolvable, none.spend_unattributable_micros), (1, 4_000_000));
+        // The crossed ad is cr_3's to fix; its spend stays with cr_1, whose link it carries.
+        let owner = get(Some("cr_3"), "tiktok");
+        assert_eq!((owner.ads, owner.other_creator, owner.spend_micros), (0, 1, 0));
+        assert!(!owner.clean());
+        assert_eq!((t.other_creator, t.spend_micros), (0, 3_000_000));
         let unseen = get(Some("cr_2"), "tiktok");
         assert_eq!((unseen.ads, unseen.issued_unseen), (0, 1));
         assert!(!unseen.clean() && !t.clean());

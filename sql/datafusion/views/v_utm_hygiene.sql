@@ -13,6 +13,7 @@ SELECT
     no_utm,
     unresolvable,
     wrong_platform,
+    COALESCE(other_creator, 0) AS other_creator,
     not_issued,
     issued_unseen,
     spend,
@@ -21,6 +22,6 @@ SELECT
     clicks,
     clicks_unattributable,
     CAST(clicks_unattributable AS DOUBLE) / NULLIF(CAST(clicks AS DOUBLE), 0) AS clicks_unattributable_share,
-    (no_utm + unresolvable + wrong_platform + not_issued + issued_unseen) = 0 AS clean
+    (no_utm + unresolvable + wrong_platform + COALESCE(other_creator, 0) + not_issued + issued_unseen) = 0 AS clean
 FROM utm_hygiene
 WHERE audited_at = (SELECT MAX(audited_at) FROM utm_hygiene)

@@ -42,6 +42,21 @@ use std::sync::Arc;
 const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
 /// `crest alerts`' log: one file per evaluation, rewritten whole when delivered.
 const ALERT_LOG_DIR: &str = "alert_log";
+/// A file written before its table gained nullable columns, read as the
+/// table is now: the columns it lacks are null.
+fn fit(batch: &RecordBatch, schema: &SchemaRef, what: &str) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Ok(c.clone()),
+            None if f.is_nullable() => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(Error::Data(format!("{what} has no column {}", f.name()))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Data(format!("{what}: {e}")))
+}
+
 /// Where `crest links audit` puts each audit's rows: one file per audit.
 const UTM_HYGIENE_DIR: &str = "utm_hygiene";
 /// A table's schema in crest's earlier lake format: its presence without a
@@ -243,7 +258,10 @@ impl Lake {
                     continue;
                 }
                 if let Some(bytes) = self.loc.get(&rel).await? {
-                    batches.extend(read_parquet(bytes, &format!("{}/{rel}", self.loc))?);
+                    let what = format!("{}/{rel}", self.loc);
+                    for b in read_parquet(bytes, &what)? {
+                        batches.push(fit(&b, &schema, &what)?);
+                    }
                 }
             }
             let provider = MemTable::try_new(schema, vec![batches]).map_err(df)?;

@@ -334,3 +334,108 @@ async fn a_bad_benchmarks_file_is_one_line_exit_2_and_replaces_nothing() {
     assert_eq!(lake.query("SELECT COUNT(*) AS n FROM benchmarks").await, before);
     assert_eq!(before[0]["n"], 5);
 }
+
+/// A team that takes conversions from its own site: the benchmark row's
+/// conversion_source picks `crest attribute`'s credits under one model for
+/// the no-conversion rule, on every target; before any attribution the
+/// site's conversions are not tracked (never read as zero), and switching
+/// back to the platforms' conversions is one benchmarks load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_attribution_as_the_conversion_source_decides_the_no_conversion_rule_on_every_target() {
+    use common::scenario::{conversion_source_scenario, write_attribution_run, SITE_CREDITS};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let perf = write_run(&out, &conversion_source_scenario());
+    let site = write_attribution_run(&out, "2026-01-01", "2026-01-12", SITE_CREDITS);
+    let bench = |source: &str| {
+        let path = dir.path().join(format!("benchmarks-{source}.csv"));
+        std::fs::write(
+            &path,
+            format!(
+                "platform,creator_tier,ctr_benchmark,cpc_ceiling,conversion_source\nmeta,micro,0.010,1.20,{source}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (by_site, by_platform) = (bench("site_last"), bench("platform"));
+    type Seen = BTreeMap<String, (Option<String>, String, Option<String>, Option<f64>)>;
+    async fn seen(t: &Target) -> Seen {
+        let v = t
+            .query("SELECT creator_id, tier, tier_reason, conversion_source, site_conversions FROM v_creator_tier")
+            .await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().map(str::to_string);
+                let n = match &r["site_conversions"] {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.parse::<f64>().unwrap()),
+                    v => v.as_f64(),
+                };
+                (
+                    s("creator_id").unwrap(),
+                    (
+                        s("tier"),
+                        s("tier_reason").unwrap_or_default(),
+                        s("conversion_source"),
+                        n,
+                    ),
+                )
+            })
+            .collect()
+    }
+    for t in Target::all(&dir.path().join("lake")).await {
+        let k = t.kind;
+        prepare(&t, &perf, &by_site).await;
+        // No attribution loaded yet: not tracked, so the rule does not fire.
+        let before = seen(&t).await;
+        for c in ["site_closes", "site_silent", "site_late"] {
+            let (tier, reason, source, n) = &before[c];
+            assert_eq!(tier.as_deref(), Some("green"), "{k:?} {c}: {reason}");
+            assert!(reason.ends_with("(conversions not tracked)"), "{k:?} {c}: {reason}");
+            assert_eq!((source.as_deref(), *n), (Some("site_last"), None), "{k:?} {c}");
+        }
+
+        let o = t.load(&site, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let o = t.crest(&["views", "apply", "--target", &t.spec]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let after = seen(&t).await;
+        let closes = &after["site_closes"];
+        assert_eq!(
+            (closes.0.as_deref(), closes.3),
+            (Some("green"), Some(2.0)),
+            "{k:?}: {closes:?}"
+        );
+        for c in ["site_silent", "site_late"] {
+            let (tier, reason, _, n) = &after[c];
+            assert_eq!((tier.as_deref(), *n), (Some("red"), Some(0.0)), "{k:?} {c}: {reason}");
+            assert!(
+                reason.starts_with("no conversion credited on the site (site_last) after 240 h active"),
+                "{k:?} {c}: {reason}"
+            );
+        }
+
+        // Back to the platforms' conversions: the creator they credit with none is red.
+        let o = t
+            .crest(&["benchmarks", "load", by_platform.to_str().unwrap(), "--target", &t.spec])
+            .await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let platform = seen(&t).await;
+        let (tier, reason, source, n) = &platform["site_closes"];
+        assert_eq!(
+            (tier.as_deref(), source.as_deref(), *n),
+            (Some("red"), Some("platform"), None),
+            "{k:?}"
+        );
+        assert!(
+            reason.starts_with("no attributed conversion after 240 h active"),
+            "{k:?}: {reason}"
+        );
+        for c in ["site_silent", "site_late"] {
+            assert_eq!(platform[c].0.as_deref(), Some("green"), "{k:?} {c}: {}", platform[c].1);
+        }
+    }
+}

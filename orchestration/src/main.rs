@@ -345,9 +345,10 @@ Examples:
   crest benchmarks load benchmarks/default.csv
   crest benchmarks load my-benchmarks.csv --target snowflake://acct/crest/analytics?warehouse=wh
 
-The CSV: platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days]
+The CSV: platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days][,conversion_source]
 (platform tiktok|meta|youtube, tier nano|micro|mid|macro, CTR a fraction: 0.012 = 1.2 %,
-CPC ceiling in the reporting currency). The file replaces the target's benchmarks whole;
+CPC ceiling in the reporting currency; conversion_source platform (default) or the site's
+conversions under a crest attribute model: site_first|site_last|site_linear|site_position|site_time_decay). The file replaces the target's benchmarks whole;
 a bad cell stops the load (exit 2) with its line and column, and nothing is replaced.";
 
 #[derive(Subcommand)]

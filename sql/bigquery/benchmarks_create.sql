@@ -6,5 +6,6 @@ CREATE TABLE IF NOT EXISTS {{table}} (
   ctr_benchmark NUMERIC NOT NULL,
   cpc_ceiling NUMERIC NOT NULL,
   effective_from DATE NOT NULL,
-  evaluation_days INT64
+  evaluation_days INT64,
+  conversion_source STRING
 )

@@ -6,5 +6,6 @@ CREATE TABLE IF NOT EXISTS {{table}} (
   ctr_benchmark NUMBER(38, 6) NOT NULL,
   cpc_ceiling NUMBER(38, 6) NOT NULL,
   effective_from DATE NOT NULL,
-  evaluation_days BIGINT
+  evaluation_days BIGINT,
+  conversion_source VARCHAR
 )

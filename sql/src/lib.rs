@@ -48,6 +48,7 @@ pub mod bigquery {
     pub const ADD_COLUMN: &str = include_str!("../bigquery/add_column.sql");
     pub const BENCHMARKS_CREATE: &str = include_str!("../bigquery/benchmarks_create.sql");
     pub const BENCHMARKS_REPLACE: &str = include_str!("../bigquery/benchmarks_replace.sql");
+    pub const BENCHMARKS_EVOLVE: &str = include_str!("../bigquery/benchmarks_evolve.sql");
     pub const ALERT_LOG_CREATE: &str = include_str!("../bigquery/alert_log_create.sql");
     pub const APPEND: &str = include_str!("../bigquery/append.sql");
     pub const UTM_HYGIENE_CREATE: &str = include_str!("../bigquery/utm_hygiene_create.sql");
@@ -68,6 +69,7 @@ pub mod snowflake {
     pub const COPY: &str = include_str!("../snowflake/copy.sql");
     pub const BENCHMARKS_CREATE: &str = include_str!("../snowflake/benchmarks_create.sql");
     pub const BENCHMARKS_REPLACE: &str = include_str!("../snowflake/benchmarks_replace.sql");
+    pub const BENCHMARKS_EVOLVE: &str = include_str!("../snowflake/benchmarks_evolve.sql");
     pub const ALERT_LOG_CREATE: &str = include_str!("../snowflake/alert_log_create.sql");
     pub const APPEND: &str = include_str!("../snowflake/append.sql");
     pub const UTM_HYGIENE_CREATE: &str = include_str!("../snowflake/utm_hygiene_create.sql");

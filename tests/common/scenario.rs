@@ -219,3 +219,92 @@ pub fn write_run(out: &Path, rows: &[Row]) -> String {
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     path.to_string_lossy().into_owned()
 }
+
+/// One site conversion credit: (date, creator, platform, model, conversions in millionths).
+pub type Credit = (&'static str, &'static str, &'static str, &'static str, i128);
+
+/// Writes credits as a `crest attribute` run (creator_attribution files and
+/// manifest) over `start..=end`.
+pub fn write_attribution_run(out: &Path, start: &str, end: &str, credits: &[Credit]) -> String {
+    let schema = crest_transforms::canonical::creator_attribution_schema();
+    let run_id = "20260113T000000Z-a77b0c11";
+    let mut by_date: BTreeMap<&str, Vec<&Credit>> = BTreeMap::new();
+    for c in credits {
+        by_date.entry(c.0).or_default().push(c);
+    }
+    let mut files = Vec::new();
+    for (date, rows) in &by_date {
+        let n = rows.len();
+        let s = |f: &dyn Fn(&Credit) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
+        };
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "date" => Arc::new(Date32Array::from(vec![Date32Type::from_naive_date(day(date)); n])),
+                    "property_id" => s(&|_| Some("123456".into())),
+                    "creator_id" => s(&|r| Some(r.1.into())),
+                    "platform" => s(&|r| Some(r.2.into())),
+                    "model" => s(&|r| Some(r.3.into())),
+                    "conversions" => Arc::new(
+                        rows.iter()
+                            .map(|r| Some(r.4))
+                            .collect::<Decimal128Array>()
+                            .with_precision_and_scale(38, 6)
+                            .unwrap(),
+                    ),
+                    "touchpoints" | "assisted_conversions" => Arc::new(Int64Array::from(vec![1; n])),
+                    "lookback_days" => Arc::new(Int32Array::from(vec![30; n])),
+                    "run_id" => s(&|_| Some(run_id.into())),
+                    _ => new_null_array(field.data_type(), n),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let rel = format!("canonical/creator_attribution/date={date}/{run_id}-0.parquet");
+        let path = out.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        std::fs::write(&path, &buf).unwrap();
+        files.push(serde_json::json!({"path": rel, "date": date, "rows": n, "bytes": buf.len(), "sha256": hex::encode(Sha256::digest(&buf))}));
+    }
+    let manifest = serde_json::json!({
+        "run_id": run_id, "stage": "attribute", "status": "succeeded",
+        "inputs": {"range": {"start": start, "end": end}},
+        "tables": ["creator_attribution"],
+        "files": files,
+        "finished_at": "2026-01-13T00:00:00Z",
+    });
+    std::fs::create_dir_all(out.join("_runs")).unwrap();
+    let path = out.join(format!("_runs/{run_id}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Three Meta micro creators, green on CTR (+20 %), ten days active: one the
+/// platforms credit with no conversion that the site credits (last click),
+/// one the platforms credit that the site never does, and one the site
+/// credits only after the platform's as-of date.
+pub fn conversion_source_scenario() -> Vec<Row> {
+    let mut rows = Vec::new();
+    ten_days(&mut rows, "site_closes", "meta", "micro", |r| r.conversions = Some(0));
+    ten_days(&mut rows, "site_silent", "meta", "micro", |_| {});
+    ten_days(&mut rows, "site_late", "meta", "micro", |_| {});
+    rows
+}
+
+/// The site's credits for [`conversion_source_scenario`].
+pub const SITE_CREDITS: &[Credit] = &[
+    ("2026-01-04", "site_closes", "meta", "last", 1_000_000),
+    ("2026-01-09", "site_closes", "meta", "last", 1_000_000),
+    ("2026-01-09", "site_closes", "meta", "linear", 500_000),
+    // A linear share only: nothing under last click.
+    ("2026-01-05", "site_silent", "meta", "linear", 250_000),
+    // After 2026-01-10, the platform's latest date: outside the window.
+    ("2026-01-12", "site_late", "meta", "last", 1_000_000),
+];

@@ -10,6 +10,7 @@ pub(crate) static STATEMENTS: Statements = Statements {
     counts: COUNTS,
     benchmarks_create: BENCHMARKS_CREATE,
     benchmarks_replace: BENCHMARKS_REPLACE,
+    benchmarks_evolve: BENCHMARKS_EVOLVE,
     alert_log_create: ALERT_LOG_CREATE,
     append: APPEND,
     utm_hygiene_create: UTM_HYGIENE_CREATE,

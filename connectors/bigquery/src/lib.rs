@@ -40,8 +40,8 @@ use crest_core::retry;
 use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::bigquery::{
-    ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COUNTS, LOADED,
-    MERGE, UTM_HYGIENE_CREATE, UTM_HYGIENE_EVOLVE, VIEWS,
+    ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_EVOLVE,
+    BENCHMARKS_REPLACE, COUNTS, LOADED, MERGE, UTM_HYGIENE_CREATE, UTM_HYGIENE_EVOLVE, VIEWS,
 };
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::error::BQError;

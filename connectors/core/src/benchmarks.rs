@@ -2,7 +2,10 @@
 //! against (a fraction) and the CPC ceiling (reporting currency), in force
 //! from `effective_from` so a recalibration does not rewrite earlier
 //! evaluations, and optionally the trailing `evaluation_days` the tier is
-//! judged over (campaign-to-date when empty).
+//! judged over (campaign-to-date when empty), and optionally the
+//! `conversion_source` its no-conversion rule reads: the platforms' reported
+//! conversions (`platform`, the default) or the brand's site conversions
+//! credited by `crest attribute` under one model (`site_last`, …).
 //!
 //! The file is read whole and checked before anything is written: one bad
 //! cell stops the load with its line and column, and the target keeps the
@@ -28,6 +31,17 @@ const ALWAYS: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
     None => NaiveDate::MIN,
 };
 
+/// Where a tier's conversions come from: the platforms' reports, or the
+/// site's conversions under one of `crest attribute`'s models.
+pub const CONVERSION_SOURCES: &[&str] = &[
+    "platform",
+    "site_first",
+    "site_last",
+    "site_linear",
+    "site_position",
+    "site_time_decay",
+];
+
 /// The benchmarks that ship with crest (`benchmarks/default.csv`).
 pub const DEFAULT_CSV: &str = include_str!("../benchmarks/default.csv");
 
@@ -39,6 +53,8 @@ pub struct Benchmark {
     pub cpc_ceiling: Decimal,
     pub effective_from: NaiveDate,
     pub evaluation_days: Option<i64>,
+    /// One of [`CONVERSION_SOURCES`].
+    pub conversion_source: String,
 }
 
 pub fn schema() -> SchemaRef {
@@ -49,11 +65,13 @@ pub fn schema() -> SchemaRef {
         Field::new("cpc_ceiling", DataType::Decimal128(38, SCALE as i8), false),
         Field::new("effective_from", DataType::Date32, false),
         Field::new("evaluation_days", DataType::Int64, true),
+        // Added later: benchmarks loaded before it read null, the platforms' conversions.
+        Field::new("conversion_source", DataType::Utf8, true),
     ]))
 }
 
 /// Parses and checks a benchmarks CSV:
-/// `platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days]`.
+/// `platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days][,conversion_source]`.
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Benchmark>> {
     let bad = |line: usize, column: &str, m: String| Error::Config(format!("{name} line {line}, {column}: {m}"));
     let mut reader = csv::ReaderBuilder::new()
@@ -71,16 +89,16 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Benchmark>> {
     let missing: Vec<&str> = required.iter().copied().filter(|n| col(n).is_none()).collect();
     if !missing.is_empty() {
         return Err(Error::Config(format!(
-            "{name}: the header has no {} column; write platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days]",
+            "{name}: the header has no {} column; write platform,creator_tier,ctr_benchmark,cpc_ceiling[,effective_from][,evaluation_days][,conversion_source]",
             missing.join(", ")
         )));
     }
-    if let Some(extra) = headers
-        .iter()
-        .find(|h| !required.contains(&h.as_str()) && *h != "effective_from" && *h != "evaluation_days")
-    {
+    if let Some(extra) = headers.iter().find(|h| {
+        !required.contains(&h.as_str())
+            && !["effective_from", "evaluation_days", "conversion_source"].contains(&h.as_str())
+    }) {
         return Err(Error::Config(format!(
-            "{name}: unknown column '{extra}': the columns are platform, creator_tier, ctr_benchmark, cpc_ceiling, effective_from, evaluation_days"
+            "{name}: unknown column '{extra}': the columns are platform, creator_tier, ctr_benchmark, cpc_ceiling, effective_from, evaluation_days, conversion_source"
         )));
     }
     let mut out = Vec::new();
@@ -148,6 +166,17 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Benchmark>> {
                 }
             },
         };
+        let conversion_source = match get("conversion_source").to_lowercase() {
+            e if e.is_empty() => "platform".to_string(),
+            c if CONVERSION_SOURCES.contains(&c.as_str()) => c,
+            c => {
+                return Err(bad(
+                    line,
+                    "conversion_source",
+                    format!("'{c}' is not one of {}", CONVERSION_SOURCES.join(", ")),
+                ))
+            }
+        };
         if !seen.insert((platform.clone(), creator_tier.clone(), effective_from)) {
             return Err(bad(
                 line,
@@ -162,6 +191,7 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Benchmark>> {
             cpc_ceiling,
             effective_from,
             evaluation_days,
+            conversion_source,
         });
     }
     if out.is_empty() {
@@ -184,7 +214,7 @@ pub fn to_batch(rows: &[Benchmark]) -> Result<RecordBatch> {
     let mut cpc = Decimal128Builder::new()
         .with_precision_and_scale(38, SCALE as i8)
         .map_err(arrow_err)?;
-    let (mut from, mut days) = (Date32Builder::new(), Int64Builder::new());
+    let (mut from, mut days, mut source) = (Date32Builder::new(), Int64Builder::new(), StringBuilder::new());
     for b in rows {
         platform.append_value(&b.platform);
         tier.append_value(&b.creator_tier);
@@ -192,6 +222,7 @@ pub fn to_batch(rows: &[Benchmark]) -> Result<RecordBatch> {
         cpc.append_value(scaled(b.cpc_ceiling));
         from.append_value(Date32Type::from_naive_date(b.effective_from));
         days.append_option(b.evaluation_days);
+        source.append_value(&b.conversion_source);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(platform.finish()),
@@ -200,6 +231,7 @@ pub fn to_batch(rows: &[Benchmark]) -> Result<RecordBatch> {
         Arc::new(cpc.finish()),
         Arc::new(from.finish()),
         Arc::new(days.finish()),
+        Arc::new(source.finish()),
     ];
     RecordBatch::try_new(schema(), columns).map_err(arrow_err)
 }
@@ -219,21 +251,24 @@ pub fn select_sql(rows: &[Benchmark], lit: &dyn Literal, decimal: &str, string: 
                 format!(
                     "SELECT CAST({} AS {string}) AS platform, CAST({} AS {string}) AS creator_tier, \
                      CAST('{}' AS {decimal}) AS ctr_benchmark, CAST('{}' AS {decimal}) AS cpc_ceiling, \
-                     CAST('{}' AS DATE) AS effective_from, CAST({days} AS {int}) AS evaluation_days",
+                     CAST('{}' AS DATE) AS effective_from, CAST({days} AS {int}) AS evaluation_days, \
+                     CAST({} AS {string}) AS conversion_source",
                     lit.string(&b.platform),
                     lit.string(&b.creator_tier),
                     b.ctr_benchmark,
                     b.cpc_ceiling,
                     b.effective_from,
+                    lit.string(&b.conversion_source),
                 )
             } else {
                 format!(
-                    "SELECT {}, {}, CAST('{}' AS {decimal}), CAST('{}' AS {decimal}), CAST('{}' AS DATE), CAST({days} AS {int})",
+                    "SELECT {}, {}, CAST('{}' AS {decimal}), CAST('{}' AS {decimal}), CAST('{}' AS DATE), CAST({days} AS {int}), {}",
                     lit.string(&b.platform),
                     lit.string(&b.creator_tier),
                     b.ctr_benchmark,
                     b.cpc_ceiling,
                     b.effective_from,
+                    lit.string(&b.conversion_source),
                 )
             }
         })
@@ -286,6 +321,25 @@ mod tests {
             assert!(e.contains(says), "{body:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+        let e = parse(
+            "b.csv",
+            b"platform,creator_tier,ctr_benchmark,cpc_ceiling,conversion_source\ntiktok,nano,0.012,0.8,site\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 2, conversion_source: 'site' is not one of platform, site_first"),
+            "{e}"
+        );
+        let ok = parse(
+            "b.csv",
+            b"platform,creator_tier,ctr_benchmark,cpc_ceiling,conversion_source\ntiktok,nano,0.012,0.8,Site_Last\nmeta,nano,0.01,0.9,\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (ok[0].conversion_source.as_str(), ok[1].conversion_source.as_str()),
+            ("site_last", "platform")
+        );
         let e = parse("b.csv", b"platform,creator_tier,ctr\n").unwrap_err().to_string();
         assert!(e.contains("no ctr_benchmark, cpc_ceiling column"), "{e}");
     }

@@ -39,6 +39,9 @@ use Kind::*;
 const CTR: &str = "Link clicks / impressions (a fraction), as a ratio of sums.";
 const CPC: &str = "Spend in the reporting currency / link clicks, as a ratio of sums.";
 
+const SOURCE: &str = "Where the no-conversion rule, cvr and cpa take conversions from (the benchmark row's): platform, or the site under one model (site_first, site_last, site_linear, site_position, site_time_decay).";
+const SITE_CONVERSIONS: &str = "Site conversions credited to the creator under that model (crest attribute) in the window; empty for platform, or before any attribution.";
+
 const DAILY: &[Column] = &[
     c("date", Date, "Reporting date in the account's time zone."),
     c("platform", Text, "tiktok, meta or youtube."),
@@ -100,8 +103,8 @@ const PERFORMANCE: &[Column] = &[
     c("ctr", Ratio, CTR),
     c("cpc", Ratio, CPC),
     c("cpm", Ratio, "Spend per 1,000 impressions."),
-    c("cvr", Ratio, "Conversions / link clicks."),
-    c("cpa", Ratio, "Spend / conversions."),
+    c("cvr", Ratio, "Conversions of the conversion source / link clicks."),
+    c("cpa", Ratio, "Spend / conversions of the conversion source."),
     c(
         "first_active_at",
         Time,
@@ -123,6 +126,8 @@ const PERFORMANCE: &[Column] = &[
         Date,
         "From when that benchmark row is in force.",
     ),
+    c("conversion_source", Text, SOURCE),
+    c("site_conversions", Additive, SITE_CONVERSIONS),
 ];
 
 const TIER: &[Column] = &[
@@ -167,6 +172,8 @@ const TIER: &[Column] = &[
         YesNo,
         "Green or accelerate while not disclosed: do not amplify until disclosed.",
     ),
+    c("conversion_source", Text, SOURCE),
+    c("site_conversions", Additive, SITE_CONVERSIONS),
 ];
 
 const REALLOCATION: &[Column] = &[

@@ -495,6 +495,8 @@ pub struct Statements {
     pub counts: &'static str,
     pub benchmarks_create: &'static str,
     pub benchmarks_replace: &'static str,
+    /// Adds the columns `benchmarks` gained to a table an earlier crest created.
+    pub benchmarks_evolve: &'static str,
     pub alert_log_create: &'static str,
     /// `INSERT INTO {{table}} ({{columns}}) VALUES {{rows}}`: the alert log, links audits.
     pub append: &'static str,
@@ -592,6 +594,7 @@ pub async fn drop_staging<W: Warehouse>(w: &W, plan: &crate::load::LoadPlan, loa
 /// then each view with its columns' descriptions.
 pub async fn apply_views<W: Warehouse>(w: &W) -> Result<()> {
     ensure_table(w, w.statements().benchmarks_create, crate::benchmarks::TABLE).await?;
+    ensure_table(w, w.statements().benchmarks_evolve, crate::benchmarks::TABLE).await?;
     ensure_alert_log(w).await?;
     ensure_utm_hygiene(w).await?;
     for (name, sql) in w.statements().views {

@@ -227,7 +227,13 @@ impl Lake {
         }
         if needs(crest_core::benchmarks::TABLE) {
             let batch = match self.loc.get(BENCHMARKS_FILE).await? {
-                Some(bytes) => read_parquet(bytes, &format!("{}/{BENCHMARKS_FILE}", self.loc))?,
+                Some(bytes) => {
+                    let what = format!("{}/{BENCHMARKS_FILE}", self.loc);
+                    read_parquet(bytes, &what)?
+                        .iter()
+                        .map(|b| fit(b, &crest_core::benchmarks::schema(), &what))
+                        .collect::<Result<Vec<_>>>()?
+                }
                 // No benchmarks loaded: the table is empty and every tier says so.
                 None => Vec::new(),
             };

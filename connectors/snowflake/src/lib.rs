@@ -25,8 +25,9 @@ use crest_core::retry::RetryMiddleware;
 use crest_core::warehouse::{self, Literal, Quote, Statements};
 use crest_core::{Error, Result, Secret};
 use crest_sql::snowflake::{
-    ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_REPLACE, COPY, COUNTS,
-    CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, UTM_HYGIENE_CREATE, UTM_HYGIENE_EVOLVE, VIEWS,
+    ADD_COLUMN, ALERT_LOG_CREATE, ALERT_LOG_DELIVERED, APPEND, BENCHMARKS_CREATE, BENCHMARKS_EVOLVE,
+    BENCHMARKS_REPLACE, COPY, COUNTS, CREATE_STAGING, CREATE_TABLE, LOADED, MERGE, REPLACE, UTM_HYGIENE_CREATE,
+    UTM_HYGIENE_EVOLVE, VIEWS,
 };
 use snowflake_api::{
     AuthArgs, AuthType, CertificateArgs, PasswordArgs, QueryResult, SnowflakeApi, SnowflakeApiBuilder,
@@ -493,6 +494,7 @@ static STATEMENTS: Statements = Statements {
     counts: COUNTS,
     benchmarks_create: BENCHMARKS_CREATE,
     benchmarks_replace: BENCHMARKS_REPLACE,
+    benchmarks_evolve: BENCHMARKS_EVOLVE,
     alert_log_create: ALERT_LOG_CREATE,
     append: APPEND,
     utm_hygiene_create: UTM_HYGIENE_CREATE,

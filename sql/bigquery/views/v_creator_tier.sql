@@ -7,7 +7,9 @@
 -- exactly (clicks x 100 against benchmark x impressions x 75, in decimals),
 -- so a gap of exactly -25 % is red on every target; the gaps in percent are
 -- for reading. A green or accelerate creator whose disclosure status is not
--- `disclosed` carries a compliance flag.
+-- `disclosed` carries a compliance flag. The no-conversion rule reads the
+-- benchmark row's conversion_source: the platforms' conversions, or the
+-- site's credited under one attribution model.
 CREATE OR REPLACE VIEW {{dataset}}.v_creator_tier ({{columns}}) AS
 WITH p AS (
     SELECT
@@ -15,7 +17,13 @@ WITH p AS (
         CASE platform WHEN 'tiktok' THEN 'TikTok' WHEN 'meta' THEN 'Meta' WHEN 'youtube' THEN 'YouTube' ELSE platform END
             AS platform_name,
         impressions > 0 AND ctr_benchmark IS NOT NULL AS judged,
-        conversions IS NOT NULL AS conversions_tracked
+        CASE WHEN conversion_source = 'platform' THEN conversions IS NOT NULL ELSE site_conversions IS NOT NULL END
+            AS conversions_tracked,
+        CASE WHEN conversion_source = 'platform' THEN conversions = 0 ELSE site_conversions = 0 END AS none_converted,
+        CASE
+            WHEN conversion_source = 'platform' THEN 'no attributed conversion'
+            ELSE 'no conversion credited on the site (' || conversion_source || ')'
+        END AS no_conversion_text
     FROM {{dataset}}.v_creator_performance
 ),
 rules AS (
@@ -28,7 +36,7 @@ rules AS (
         judged AND CAST(clicks AS NUMERIC) * 100 >= ctr_benchmark * CAST(impressions AS NUMERIC) * 130
             AS ctr_accelerate,
         judged AND clicks > 0 AND spend_reporting > cpc_ceiling * CAST(clicks AS NUMERIC) AS cpc_over,
-        judged AND conversions_tracked AND conversions = 0 AND hours_active >= 72 AS no_conversion,
+        judged AND conversions_tracked AND none_converted AND hours_active >= 72 AS no_conversion,
         CAST(ROUND(ABS(ctr / CAST(ctr_benchmark AS FLOAT64) - 1) * 100) AS INT64) AS ctr_gap_abs,
         FORMAT('%.2f', ROUND(CAST(ctr_benchmark AS FLOAT64) * 100, 2)) AS benchmark_text,
         FORMAT('%.2f', ROUND(cpc, 2)) AS cpc_text,
@@ -76,9 +84,9 @@ SELECT
         WHEN ctr_benchmark IS NULL THEN 'no benchmark for ' || platform_name || ' ' || creator_tier
         WHEN NOT judged THEN 'no impressions in the evaluation window'
         WHEN tier = 'red' AND ctr_red AND no_conversion
-            THEN ctr_text || '; no attributed conversion after ' || CAST(hours_active AS STRING) || ' h active'
+            THEN ctr_text || '; ' || no_conversion_text || ' after ' || CAST(hours_active AS STRING) || ' h active'
         WHEN tier = 'red' AND ctr_red THEN ctr_text
-        WHEN tier = 'red' THEN 'no attributed conversion after ' || CAST(hours_active AS STRING) || ' h active'
+        WHEN tier = 'red' THEN no_conversion_text || ' after ' || CAST(hours_active AS STRING) || ' h active'
         WHEN tier = 'yellow' AND ctr_yellow AND cpc_over
             THEN ctr_text || '; CPC ' || cpc_text || ' above the ' || ceiling_text || ' ceiling'
         WHEN tier = 'yellow' AND ctr_yellow THEN ctr_text
@@ -86,5 +94,7 @@ SELECT
         ELSE ctr_text
     END || CASE WHEN judged AND NOT conversions_tracked THEN ' (conversions not tracked)' ELSE '' END AS tier_reason,
     COALESCE(tier IN ('green', 'accelerate') AND COALESCE(disclosure_status, '') <> 'disclosed', FALSE)
-        AS compliance_flag
+        AS compliance_flag,
+    conversion_source,
+    site_conversions
 FROM tiered

@@ -7,7 +7,9 @@
 -- point is the end of the platform's latest hour (or day) with data; times
 -- are whole hours since 1970-01-01 UTC so every dialect does the same integer
 -- arithmetic. The rows are read once: summed per creator, platform and day
--- first, everything after works on those sums.
+-- first, everything after works on those sums. cvr and cpa count the
+-- benchmark row's conversion_source: the platforms' conversions, or the
+-- site's under one attribution model (site_conversions).
 CREATE OR REPLACE VIEW v_creator_performance AS
 WITH daily AS (
     SELECT
@@ -59,6 +61,7 @@ judged AS (
         b.cpc_ceiling,
         b.effective_from AS benchmark_effective_from,
         b.evaluation_days,
+        COALESCE(b.conversion_source, 'platform') AS conversion_source,
         ROW_NUMBER() OVER (PARTITION BY f.platform, f.creator_id, f.date ORDER BY b.effective_from DESC) AS newest
     FROM framed f
     LEFT JOIN benchmarks b
@@ -73,36 +76,89 @@ windowed AS (
             AS in_window
     FROM judged
     WHERE newest = 1
+),
+summed AS (
+    SELECT
+        platform,
+        creator_id,
+        MAX(creator_handle) AS creator_handle,
+        MAX(creator_tier) AS creator_tier,
+        MAX(disclosure_status) AS disclosure_status,
+        MAX(as_of_date) AS as_of_date,
+        MAX(evaluation_days) AS evaluation_days,
+        MAX(conversion_source) AS conversion_source,
+        SUM(CASE WHEN in_window THEN paid_rows ELSE 0 END) AS paid_rows,
+        SUM(CASE WHEN in_window THEN impressions END) AS impressions,
+        SUM(CASE WHEN in_window THEN clicks END) AS clicks,
+        SUM(CASE WHEN in_window THEN spend_reporting END) AS spend_reporting,
+        SUM(CASE WHEN in_window THEN conversions END) AS conversions,
+        SUM(CASE WHEN in_window THEN conversion_value END) AS conversion_value,
+        SUM(CASE WHEN in_window THEN video_views END) AS video_views,
+        MIN(CASE WHEN in_window THEN first_h END) AS first_h,
+        MAX(as_of_h) AS as_of_h,
+        MAX(ctr_benchmark) AS ctr_benchmark,
+        MAX(cpc_ceiling) AS cpc_ceiling,
+        MAX(benchmark_effective_from) AS benchmark_effective_from
+    FROM windowed
+    GROUP BY platform, creator_id
+),
+-- Where the benchmark row names a site model (conversion_source site_last,
+-- ...): the site's conversions credited to the creator under that model by
+-- crest attribute, on the conversion dates of the same window.
+site AS (
+    SELECT s.platform, s.creator_id, SUM(a.conversions) AS conversions
+    FROM summed s
+    JOIN creator_attribution a
+        ON a.platform = s.platform AND a.creator_id = s.creator_id AND 'site_' || a.model = s.conversion_source
+    WHERE a.date <= s.as_of_date
+        AND (s.evaluation_days IS NULL
+            OR CAST(date_part('epoch', a.date) AS BIGINT) / 3600
+                >= CAST(date_part('epoch', s.as_of_date) AS BIGINT) / 3600 + 24 - CAST(s.evaluation_days AS BIGINT) * 24)
+    GROUP BY s.platform, s.creator_id
+),
+-- No attribution at all: site conversions are not tracked (null), not zero.
+attributed AS (
+    SELECT MAX(date) AS last_date FROM creator_attribution
+),
+chosen AS (
+    SELECT
+        s.*,
+        CASE
+            WHEN s.conversion_source = 'platform' OR t.last_date IS NULL THEN NULL
+            ELSE COALESCE(site.conversions, 0)
+        END AS site_conversions
+    FROM summed s
+    CROSS JOIN attributed t
+    LEFT JOIN site ON site.platform = s.platform AND site.creator_id = s.creator_id
 )
 SELECT
     platform,
     creator_id,
-    MAX(creator_handle) AS creator_handle,
-    MAX(creator_tier) AS creator_tier,
-    MAX(disclosure_status) AS disclosure_status,
-    MAX(as_of_date) AS as_of_date,
-    MAX(evaluation_days) AS evaluation_days,
-    SUM(CASE WHEN in_window THEN paid_rows ELSE 0 END) AS paid_rows,
-    SUM(CASE WHEN in_window THEN impressions END) AS impressions,
-    SUM(CASE WHEN in_window THEN clicks END) AS clicks,
-    SUM(CASE WHEN in_window THEN spend_reporting END) AS spend_reporting,
-    SUM(CASE WHEN in_window THEN conversions END) AS conversions,
-    SUM(CASE WHEN in_window THEN conversion_value END) AS conversion_value,
-    SUM(CASE WHEN in_window THEN video_views END) AS video_views,
-    CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE)
-        / NULLIF(CAST(SUM(CASE WHEN in_window THEN impressions END) AS DOUBLE), 0) AS ctr,
-    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE)
-        / NULLIF(CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE), 0) AS cpc,
-    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE) * 1000
-        / NULLIF(CAST(SUM(CASE WHEN in_window THEN impressions END) AS DOUBLE), 0) AS cpm,
-    CAST(SUM(CASE WHEN in_window THEN conversions END) AS DOUBLE)
-        / NULLIF(CAST(SUM(CASE WHEN in_window THEN clicks END) AS DOUBLE), 0) AS cvr,
-    CAST(SUM(CASE WHEN in_window THEN spend_reporting END) AS DOUBLE)
-        / NULLIF(CAST(SUM(CASE WHEN in_window THEN conversions END) AS DOUBLE), 0) AS cpa,
-    to_timestamp_seconds(MIN(CASE WHEN in_window THEN first_h END) * 3600) AS first_active_at,
-    MAX(as_of_h) - MIN(CASE WHEN in_window THEN first_h END) AS hours_active,
-    MAX(ctr_benchmark) AS ctr_benchmark,
-    MAX(cpc_ceiling) AS cpc_ceiling,
-    MAX(benchmark_effective_from) AS benchmark_effective_from
-FROM windowed
-GROUP BY platform, creator_id
+    creator_handle,
+    creator_tier,
+    disclosure_status,
+    as_of_date,
+    evaluation_days,
+    paid_rows,
+    impressions,
+    clicks,
+    spend_reporting,
+    conversions,
+    conversion_value,
+    video_views,
+    CAST(clicks AS DOUBLE) / NULLIF(CAST(impressions AS DOUBLE), 0) AS ctr,
+    CAST(spend_reporting AS DOUBLE) / NULLIF(CAST(clicks AS DOUBLE), 0) AS cpc,
+    CAST(spend_reporting AS DOUBLE) * 1000 / NULLIF(CAST(impressions AS DOUBLE), 0) AS cpm,
+    CAST(CASE WHEN conversion_source = 'platform' THEN conversions ELSE site_conversions END AS DOUBLE)
+        / NULLIF(CAST(clicks AS DOUBLE), 0) AS cvr,
+    CAST(spend_reporting AS DOUBLE)
+        / NULLIF(CAST(CASE WHEN conversion_source = 'platform' THEN conversions ELSE site_conversions END AS DOUBLE), 0)
+        AS cpa,
+    to_timestamp_seconds(first_h * 3600) AS first_active_at,
+    as_of_h - first_h AS hours_active,
+    ctr_benchmark,
+    cpc_ceiling,
+    benchmark_effective_from,
+    conversion_source,
+    site_conversions
+FROM chosen

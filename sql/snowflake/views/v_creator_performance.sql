@@ -6,7 +6,9 @@
 -- `evaluation_days` of the creator's benchmark row (data, not SQL). The as-of
 -- point is the end of the platform's latest hour (or day) with data; times
 -- are whole hours since 1970-01-01 UTC so every dialect does the same integer
--- arithmetic.
+-- arithmetic. cvr and cpa count the benchmark row's conversion_source: the
+-- platforms' conversions, or the site's under one attribution model
+-- (site_conversions).
 CREATE OR REPLACE VIEW v_creator_performance ({{columns}}) AS
 WITH scoped AS (
     SELECT
@@ -45,7 +47,7 @@ creators AS (
 ),
 -- Per platform x creator tier, the benchmark in force on the as-of date.
 benchmark AS (
-    SELECT platform, creator_tier, ctr_benchmark, cpc_ceiling, effective_from, evaluation_days
+    SELECT platform, creator_tier, ctr_benchmark, cpc_ceiling, effective_from, evaluation_days, conversion_source
     FROM (
         SELECT
             b.platform,
@@ -54,6 +56,7 @@ benchmark AS (
             b.cpc_ceiling,
             b.effective_from,
             b.evaluation_days,
+            b.conversion_source,
             ROW_NUMBER() OVER (PARTITION BY b.platform, b.creator_tier ORDER BY b.effective_from DESC) AS newest
         FROM benchmarks b
         JOIN as_of a ON a.platform = b.platform
@@ -74,6 +77,7 @@ judged AS (
         bm.cpc_ceiling,
         bm.effective_from AS benchmark_effective_from,
         bm.evaluation_days,
+        COALESCE(bm.conversion_source, 'platform') AS conversion_source,
         CASE
             WHEN bm.evaluation_days IS NULL THEN NULL
             ELSE DATEDIFF('day', CAST('1970-01-01' AS DATE), a.as_of_date) * 24 + 24 - CAST(bm.evaluation_days AS BIGINT) * 24
@@ -98,6 +102,33 @@ summed AS (
     JOIN scoped s ON s.platform = j.platform AND s.creator_id = j.creator_id
     WHERE j.window_start_h IS NULL OR s.start_h >= j.window_start_h
     GROUP BY j.platform, j.creator_id
+),
+-- Where the benchmark row names a site model (conversion_source site_last,
+-- ...): the site's conversions credited to the creator under that model by
+-- crest attribute, on the conversion dates of the same window.
+site AS (
+    SELECT j.platform, j.creator_id, SUM(a.conversions) AS conversions
+    FROM judged j
+    JOIN creator_attribution a
+        ON a.platform = j.platform AND a.creator_id = j.creator_id AND 'site_' || a.model = j.conversion_source
+    WHERE a.date <= j.as_of_date AND (j.window_start_h IS NULL OR DATEDIFF('day', CAST('1970-01-01' AS DATE), a.date) * 24 >= j.window_start_h)
+    GROUP BY j.platform, j.creator_id
+),
+-- No attribution at all: site conversions are not tracked (null), not zero.
+attributed AS (
+    SELECT MAX(date) AS last_date FROM creator_attribution
+),
+site_window AS (
+    SELECT
+        j.platform,
+        j.creator_id,
+        CASE
+            WHEN j.conversion_source = 'platform' OR t.last_date IS NULL THEN NULL
+            ELSE COALESCE(x.conversions, 0)
+        END AS site_conversions
+    FROM judged j
+    CROSS JOIN attributed t
+    LEFT JOIN site x ON x.platform = j.platform AND x.creator_id = j.creator_id
 )
 SELECT
     j.platform,
@@ -117,12 +148,18 @@ SELECT
     CAST(s.clicks AS DOUBLE) / NULLIF(CAST(s.impressions AS DOUBLE), 0) AS ctr,
     CAST(s.spend_reporting AS DOUBLE) / NULLIF(CAST(s.clicks AS DOUBLE), 0) AS cpc,
     CAST(s.spend_reporting AS DOUBLE) * 1000 / NULLIF(CAST(s.impressions AS DOUBLE), 0) AS cpm,
-    CAST(s.conversions AS DOUBLE) / NULLIF(CAST(s.clicks AS DOUBLE), 0) AS cvr,
-    CAST(s.spend_reporting AS DOUBLE) / NULLIF(CAST(s.conversions AS DOUBLE), 0) AS cpa,
+    CAST(CASE WHEN j.conversion_source = 'platform' THEN s.conversions ELSE sw.site_conversions END AS DOUBLE)
+        / NULLIF(CAST(s.clicks AS DOUBLE), 0) AS cvr,
+    CAST(s.spend_reporting AS DOUBLE)
+        / NULLIF(CAST(CASE WHEN j.conversion_source = 'platform' THEN s.conversions ELSE sw.site_conversions END AS DOUBLE), 0)
+        AS cpa,
     TO_TIMESTAMP_NTZ(s.first_active_h * 3600) AS first_active_at,
     j.as_of_h - s.first_active_h AS hours_active,
     j.ctr_benchmark,
     j.cpc_ceiling,
-    j.benchmark_effective_from
+    j.benchmark_effective_from,
+    j.conversion_source,
+    sw.site_conversions
 FROM judged j
 LEFT JOIN summed s ON s.platform = j.platform AND s.creator_id = j.creator_id
+LEFT JOIN site_window sw ON sw.platform = j.platform AND sw.creator_id = j.creator_id

@@ -346,7 +346,7 @@ async fn site_attribution_as_the_conversion_source_decides_the_no_conversion_rul
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let perf = write_run(&out, &conversion_source_scenario());
-    let site = write_attribution_run(&out, "2026-01-01", "2026-01-12", SITE_CREDITS);
+    let site = write_attribution_run(&out, "2025-12-31", "2026-01-12", SITE_CREDITS);
     let bench = |source: &str| {
         let path = dir.path().join(format!("benchmarks-{source}.csv"));
         std::fs::write(
@@ -437,5 +437,44 @@ async fn site_attribution_as_the_conversion_source_decides_the_no_conversion_rul
         for c in ["site_silent", "site_late"] {
             assert_eq!(platform[c].0.as_deref(), Some("green"), "{k:?} {c}: {}", platform[c].1);
         }
+    }
+
+    // The site reports late: its attribution reaches 2026-01-02 while the
+    // platforms reach 2026-01-10. Only the 48 hours the site has seen count,
+    // so nobody is red for days the site has not reported yet.
+    let lagging = dir.path().join("lagging");
+    let perf = write_run(&lagging, &conversion_source_scenario());
+    let site = write_attribution_run(
+        &lagging,
+        "2026-01-01",
+        "2026-01-02",
+        &[("2026-01-02", "site_closes", "meta", "last", 1_000_000)],
+    );
+    for t in Target::all(&lagging.join("lake")).await {
+        let k = t.kind;
+        prepare(&t, &perf, &by_site).await;
+        let o = t.load(&site, &[]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let o = t.crest(&["views", "apply", "--target", &t.spec]).await;
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+        let v = t
+            .query("SELECT creator_id, conversion_hours_active, hours_active FROM v_creator_performance")
+            .await;
+        for r in v.as_array().unwrap() {
+            assert_eq!(
+                (int(&r["conversion_hours_active"]), int(&r["hours_active"])),
+                (48, 240),
+                "{k:?}: {r}"
+            );
+        }
+        let lag = seen(&t).await;
+        for c in ["site_closes", "site_silent", "site_late"] {
+            assert_eq!(lag[c].0.as_deref(), Some("green"), "{k:?} {c}: {}", lag[c].1);
+        }
+        assert_eq!(
+            (lag["site_closes"].3, lag["site_silent"].3),
+            (Some(1.0), Some(0.0)),
+            "{k:?}"
+        );
     }
 }

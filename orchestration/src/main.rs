@@ -105,7 +105,8 @@ utm_medium or a different campaign, content or term, is refused (exit 2) and not
   crest links audit --input ./crest-out --target bigquery://my-project/crest --json
   crest links audit --input ./crest-out --roster roster.csv     # also Spark Ads carrying another creator's link
 
-The audit reads a transform run's paid rows (the creator as the transform resolved it) and lists
+The audit reads a transform run's paid rows (the creator as the transform resolved it; with
+--roster also the run's raw TikTok reports, for Spark Ads identities) and lists
 every creator × platform whose ads need attention, with the spend and clicks lost to attribution,
 and appends the audit to the target's utm_hygiene table (v_utm_hygiene: the latest audit).
 

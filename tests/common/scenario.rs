@@ -228,6 +228,10 @@ pub type Credit = (&'static str, &'static str, &'static str, &'static str, i128)
 pub fn write_attribution_run(out: &Path, start: &str, end: &str, credits: &[Credit]) -> String {
     let schema = crest_transforms::canonical::creator_attribution_schema();
     let run_id = "20260113T000000Z-a77b0c11";
+    assert!(
+        !out.join(format!("_runs/{run_id}.json")).exists(),
+        "one attribution run per folder"
+    );
     let mut by_date: BTreeMap<&str, Vec<&Credit>> = BTreeMap::new();
     for c in credits {
         by_date.entry(c.0).or_default().push(c);
@@ -303,8 +307,10 @@ pub const SITE_CREDITS: &[Credit] = &[
     ("2026-01-04", "site_closes", "meta", "last", 1_000_000),
     ("2026-01-09", "site_closes", "meta", "last", 1_000_000),
     ("2026-01-09", "site_closes", "meta", "linear", 500_000),
-    // A linear share only: nothing under last click.
+    // A linear share only: nothing under last click; and a last click the
+    // day before the creator's first day: another flight, not this one's.
     ("2026-01-05", "site_silent", "meta", "linear", 250_000),
+    ("2025-12-31", "site_silent", "meta", "last", 1_000_000),
     // After 2026-01-10, the platform's latest date: outside the window.
     ("2026-01-12", "site_late", "meta", "last", 1_000_000),
 ];

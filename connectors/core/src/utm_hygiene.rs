@@ -28,8 +28,10 @@ pub struct Row {
     /// A link whose `utm_medium` names another platform.
     pub wrong_platform: usize,
     /// Ads on this creator's own identity (TikTok Spark Ads) whose link names
-    /// another creator, who is credited with them (only with the roster).
-    pub other_creator: usize,
+    /// another creator: that creator is credited with them (their `ads`,
+    /// spend and clicks are on the other creator's row), this one must fix
+    /// the link. `None`: not looked for (no roster, or no raw input to read).
+    pub other_creator: Option<usize>,
     /// A link that is not among the issued ones (only with the issued links).
     pub not_issued: usize,
     /// Issued links for this creator × platform no ad carries.
@@ -52,7 +54,7 @@ impl Row {
         self.no_utm
             + self.unresolvable
             + self.wrong_platform
-            + self.other_creator
+            + self.other_creator.unwrap_or(0)
             + self.not_issued
             + self.issued_unseen
             == 0
@@ -130,7 +132,12 @@ pub fn to_batch(rows: &[Row], audit_id: &str, audited_at_us: i64, run_id: &str) 
         money(&|r| r.spend_unattributable_micros)?,
         int(&|r| r.clicks),
         int(&|r| r.clicks_unattributable),
-        int(&|r| r.other_creator as i64),
+        {
+            let mut b = Int64Builder::new();
+            rows.iter()
+                .for_each(|r| b.append_option(r.other_creator.map(|n| n as i64)));
+            Arc::new(b.finish()) as ArrayRef
+        },
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| Error::Data(format!("the links audit's rows: {e}")))
 }

@@ -128,6 +128,11 @@ const PERFORMANCE: &[Column] = &[
     ),
     c("conversion_source", Text, SOURCE),
     c("site_conversions", Additive, SITE_CONVERSIONS),
+    c(
+        "conversion_hours_active",
+        Ratio,
+        "Hours the conversion source has seen the creator active: hours_active for platform; for the site, up to the end of the last date crest attribute has credited. The no-conversion rule needs 72.",
+    ),
 ];
 
 const TIER: &[Column] = &[
@@ -331,7 +336,7 @@ const HYGIENE: &[Column] = &[
     c(
         "other_creator",
         Additive,
-        "Ads on this creator's own identity (TikTok Spark Ads) carrying another creator's link, who is credited with them (when the audit was given the roster).",
+        "This creator's own Spark Ads (TikTok identity) whose link names another creator: that creator is credited with them (the ads, spend and clicks sit on that creator's row); this one must fix the link. Empty: not looked for (the audit had no roster).",
     ),
     c(
         "not_issued",
@@ -356,7 +361,7 @@ const HYGIENE: &[Column] = &[
     c(
         "clean",
         YesNo,
-        "Nothing to fix: every ad carries an issued link of its own platform that resolves to the creator.",
+        "Nothing to fix: every ad carries an issued link of its own platform that resolves to the creator, and none of the creator's own Spark Ads carries another creator's link.",
     ),
 ];
 

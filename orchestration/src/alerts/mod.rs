@@ -28,7 +28,9 @@ pub struct Channels {
     pub initial_delay: Duration,
 }
 
-const EVALUATE: &str = "SELECT platform, creator_id, creator_handle, tier, tier_reason, compliance_flag, ctr, cpc, conversions FROM v_creator_tier";
+/// The conversions an alert quotes are the ones the tier was judged by.
+const EVALUATE: &str = "SELECT platform, creator_id, creator_handle, tier, tier_reason, compliance_flag, ctr, cpc, \
+    CASE WHEN conversion_source = 'platform' THEN conversions ELSE site_conversions END AS conversions FROM v_creator_tier";
 const LAST_DELIVERED: &str = "SELECT platform, creator_id, creator_handle, tier, tier_reason, compliance_flag, ctr, cpc, conversions FROM alert_log WHERE evaluation_id = (SELECT MAX(evaluation_id) FROM alert_log WHERE delivered_at IS NOT NULL)";
 
 pub struct Outcome {

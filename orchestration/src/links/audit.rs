@@ -78,8 +78,9 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         )?),
         None => None,
     };
+    // None: not looked for (no roster) or not readable (said below).
     let crossed = match &roster {
-        Some(roster) => Some(crossed_links(&plan, roster).await?),
+        Some(roster) => crossed_links(&plan, roster).await?,
         None => None,
     };
     let files: Vec<&crest_core::raw::RawFile> = plan
@@ -95,7 +96,7 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
             missing_spend += read_rows(&batch?, issued.as_ref().map(|i| &i.links), &mut ads)?;
         }
     }
-    let report = summarise(ads, issued.as_ref(), crossed.as_ref());
+    let (report, crossed_ads) = summarise(ads, issued.as_ref(), crossed.as_ref());
     let site = match (&options.site, roster) {
         (None, _) => None,
         (Some(_), None) => {
@@ -123,8 +124,14 @@ pub async fn audit(options: AuditOptions) -> Result<()> {
         println!("{text}");
     } else {
         print(&report, plan.range, issued.is_some(), missing_spend);
-        if crossed.is_none() {
-            println!("(give --roster to also find Spark Ads carrying another creator's link)");
+        match (options.roster.is_some(), &crossed) {
+            (false, _) => println!("(give --roster to also find Spark Ads carrying another creator's link)"),
+            (true, None) => {
+                println!(
+                    "(Spark Ads identities not checked: the run's raw input cannot be read; other_creator is empty)"
+                )
+            }
+            (true, Some(_)) => print_crossed(&crossed_ads),
         }
         if let Some(site) = &site {
             print_site(site);
@@ -211,9 +218,12 @@ struct Owner {
 /// Reads the TikTok ads of the run's dates from its raw input (what the
 /// extracts committed) and resolves both the landing URL's UTMs and the
 /// Spark Ads identity with the roster: where both name a creator and they
-/// differ, the ad is crossed. A raw input that is gone is said, not fatal:
-/// the rest of the audit stands on the canonical rows.
-async fn crossed_links(plan: &crest_core::load::LoadPlan, roster: &crest_transforms::Roster) -> Result<Crossed> {
+/// differ, the ad is crossed. A raw input that is gone is said (`None`), not
+/// fatal: the rest of the audit stands on the canonical rows.
+async fn crossed_links(
+    plan: &crest_core::load::LoadPlan,
+    roster: &crest_transforms::Roster,
+) -> Result<Option<Crossed>> {
     use crest_transforms::utm::{parse_url, Utm};
     let manifest: serde_json::Value = match plan.input.get(&plan.manifest).await? {
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -222,13 +232,16 @@ async fn crossed_links(plan: &crest_core::load::LoadPlan, roster: &crest_transfo
     };
     let Some(raw) = manifest["inputs"]["input"].as_str() else {
         tracing::warn!("the run names no raw input: Spark Ads identities are not checked");
-        return Ok(Crossed::new());
+        return Ok(None);
     };
     let raw = match crest_core::storage::Location::parse_existing(raw) {
         Ok(raw) => raw,
+        // A relative path is the transform's working folder's; the usual
+        // layout keeps raw/ beside the run's canonical/.
+        Err(_) if !plan.input.list("raw/tiktok").await?.is_empty() => plan.input.clone(),
         Err(e) => {
             tracing::warn!(error = %e, "the run's raw input cannot be read: Spark Ads identities are not checked");
-            return Ok(Crossed::new());
+            return Ok(None);
         }
     };
     let committed = crest_core::manifest::committed_raw_files(&raw).await?;
@@ -307,7 +320,7 @@ async fn crossed_links(plan: &crest_core::load::LoadPlan, roster: &crest_transfo
             }
         }
     }
-    Ok(crossed)
+    Ok(Some(crossed))
 }
 
 /// Adds a batch's paid rows to their ads; returns how many paid rows have
@@ -389,13 +402,24 @@ fn value(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_empty())
 }
 
-fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>, crossed: Option<&Crossed>) -> Vec<Row> {
+/// An ad carrying another creator's link: platform, `account/ad`, the
+/// creator whose ad it is, the creator its link credits.
+type CrossedAd = (String, String, Owner, Option<String>);
+
+fn summarise(
+    ads: BTreeMap<AdKey, Ad>,
+    issued: Option<&Issued>,
+    crossed: Option<&Crossed>,
+) -> (Vec<Row>, Vec<CrossedAd>) {
     let mut out: BTreeMap<(Option<String>, String), Row> = BTreeMap::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut owners: Vec<(Owner, String)> = Vec::new();
+    // Per ad once, even where its rows were credited to more than one creator.
+    let mut owners: BTreeMap<(String, String), (Owner, Option<String>)> = BTreeMap::new();
     for ((platform, creator, handle, key), ad) in ads {
-        if let Some(owner) = crossed.and_then(|c| c.get(&(platform.clone(), key))) {
-            owners.push((owner.clone(), platform.clone()));
+        if let Some(owner) = crossed.and_then(|c| c.get(&(platform.clone(), key.clone()))) {
+            owners
+                .entry((platform.clone(), key))
+                .or_insert_with(|| (owner.clone(), creator.clone()));
         }
         let h = out.entry((creator.clone(), platform.clone())).or_insert_with(|| Row {
             creator_id: creator.clone(),
@@ -432,15 +456,18 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>, crossed: Option<
     }
     // A crossed ad is the fix of the creator whose ad it is; its spend stays
     // where the transform (and so the tiers) credited it.
-    for (owner, platform) in owners {
-        out.entry((Some(owner.creator_id.clone()), platform.clone()))
+    let mut listed = Vec::new();
+    for ((platform, key), (owner, credited)) in owners {
+        let h = out
+            .entry((Some(owner.creator_id.clone()), platform.clone()))
             .or_insert_with(|| Row {
-                creator_id: Some(owner.creator_id),
-                creator_handle: Some(owner.handle),
-                platform,
+                creator_id: Some(owner.creator_id.clone()),
+                creator_handle: Some(owner.handle.clone()),
+                platform: platform.clone(),
                 ..Row::default()
-            })
-            .other_creator += 1;
+            });
+        *h.other_creator.get_or_insert(0) += 1;
+        listed.push((platform, key, owner, credited));
     }
     if let Some(issued) = issued {
         for ((creator, platform), (handle, links)) in &issued.by_creator {
@@ -458,7 +485,32 @@ fn summarise(ads: BTreeMap<AdKey, Ad>, issued: Option<&Issued>, crossed: Option<
             h.issued_unseen += links;
         }
     }
-    out.into_values().collect()
+    // Looked for: a creator without such ads has none, not an unknown count.
+    if crossed.is_some() {
+        for h in out.values_mut() {
+            h.other_creator.get_or_insert(0);
+        }
+    }
+    (out.into_values().collect(), listed)
+}
+
+fn print_crossed(ads: &[CrossedAd]) {
+    if ads.is_empty() {
+        println!("no Spark Ad carries another creator's link");
+        return;
+    }
+    println!("Spark Ads carrying another creator's link (fix the link: the other creator is credited with the post)");
+    println!(
+        "{:<10} {:<40} {:<16} {:<16}",
+        "platform", "account/ad", "ad of", "credited to"
+    );
+    for (platform, ad, owner, credited) in ads {
+        println!(
+            "{platform:<10} {ad:<40} {:<16} {:<16}",
+            owner.creator_id,
+            credited.as_deref().unwrap_or("(none)")
+        );
+    }
 }
 
 fn site_rows(campaigns: crest_transforms::attribution::run::SessionCampaigns, issued: Option<&Issued>) -> Vec<SiteRow> {
@@ -579,7 +631,7 @@ fn print(report: &[Row], range: crest_core::window::DateRange, with_issued: bool
             h.no_utm,
             h.unresolvable,
             h.wrong_platform,
-            h.other_creator
+            h.other_creator.map_or("-".to_string(), |n| n.to_string())
         );
         if with_issued {
             line.push_str(&format!(" {:>10} {:>13}", h.not_issued, h.issued_unseen));
@@ -639,7 +691,8 @@ mod tests {
                 handle: "@cr_3".into(),
             },
         );
-        let report = summarise(ads, Some(&issued), Some(&crossed));
+        let (report, listed) = summarise(ads, Some(&issued), Some(&crossed));
+        assert_eq!(listed.len(), 1);
         let get = |c: Option<&str>, p: &str| {
             report
                 .iter()
@@ -657,9 +710,9 @@ mod tests {
         assert_eq!((none.unresolvable, none.spend_unattributable_micros), (1, 4_000_000));
         // The crossed ad is cr_3's to fix; its spend stays with cr_1, whose link it carries.
         let owner = get(Some("cr_3"), "tiktok");
-        assert_eq!((owner.ads, owner.other_creator, owner.spend_micros), (0, 1, 0));
+        assert_eq!((owner.ads, owner.other_creator, owner.spend_micros), (0, Some(1), 0));
         assert!(!owner.clean());
-        assert_eq!((t.other_creator, t.spend_micros), (0, 3_000_000));
+        assert_eq!((t.other_creator, t.spend_micros), (Some(0), 3_000_000));
         let unseen = get(Some("cr_2"), "tiktok");
         assert_eq!((unseen.ads, unseen.issued_unseen), (0, 1));
         assert!(!unseen.clean() && !t.clean());

@@ -1,8 +1,9 @@
 -- Per platform and campaign: move red creators' recent daily spend (their
 -- average over the as-of date's last 7 days in that campaign) to the
 -- campaign's accelerate creators, in proportion to their efficiency:
--- conversions per unit of spend when every receiving creator has
--- conversions, else CTR. Never to a creator with a compliance flag. One row
+-- conversions (of the benchmark row's conversion_source) per unit of spend
+-- when every receiving creator has conversions, else CTR. Never to a
+-- creator with a compliance flag. One row
 -- per creator that gives (`reduce`) or receives (`increase`), with the
 -- arithmetic in columns: pool x share = suggested_daily_change.
 CREATE OR REPLACE VIEW {{dataset}}.v_budget_reallocation ({{columns}}) AS
@@ -30,7 +31,8 @@ movers AS (
         t.tier,
         r.recent_daily_spend,
         CASE WHEN t.tier = 'red' THEN 'reduce' ELSE 'increase' END AS action,
-        CAST(t.conversions AS FLOAT64) / NULLIF(CAST(t.spend_reporting AS FLOAT64), 0) AS conversions_per_spend,
+        CAST(CASE WHEN t.conversion_source = 'platform' THEN t.conversions ELSE t.site_conversions END AS FLOAT64)
+            / NULLIF(CAST(t.spend_reporting AS FLOAT64), 0) AS conversions_per_spend,
         t.ctr
     FROM recent r
     JOIN {{dataset}}.v_creator_tier t ON t.platform = r.platform AND t.creator_id = r.creator_id

@@ -97,7 +97,8 @@ summed AS (
         SUM(CASE WHEN s.channel = 'paid' THEN s.conversions END) AS conversions,
         SUM(CASE WHEN s.channel = 'paid' THEN s.conversion_value END) AS conversion_value,
         SUM(s.video_views) AS video_views,
-        MIN(CASE WHEN s.channel = 'paid' AND s.impressions > 0 THEN s.start_h END) AS first_active_h
+        MIN(CASE WHEN s.channel = 'paid' AND s.impressions > 0 THEN s.start_h END) AS first_active_h,
+        MIN(s.date) AS first_date
     FROM judged j
     JOIN scoped s ON s.platform = j.platform AND s.creator_id = j.creator_id
     WHERE j.window_start_h IS NULL OR s.start_h >= j.window_start_h
@@ -105,18 +106,21 @@ summed AS (
 ),
 -- Where the benchmark row names a site model (conversion_source site_last,
 -- ...): the site's conversions credited to the creator under that model by
--- crest attribute, on the conversion dates of the same window.
+-- crest attribute, on the conversion dates of the same window: from the
+-- creator's first day in it to the platform's as-of date.
 site AS (
     SELECT j.platform, j.creator_id, SUM(a.conversions) AS conversions
     FROM judged j
+    JOIN summed sm ON sm.platform = j.platform AND sm.creator_id = j.creator_id
     JOIN {{dataset}}.creator_attribution a
         ON a.platform = j.platform AND a.creator_id = j.creator_id AND 'site_' || a.model = j.conversion_source
-    WHERE a.date <= j.as_of_date AND (j.window_start_h IS NULL OR UNIX_DATE(a.date) * 24 >= j.window_start_h)
+    WHERE a.date >= sm.first_date AND a.date <= j.as_of_date
     GROUP BY j.platform, j.creator_id
 ),
--- No attribution at all: site conversions are not tracked (null), not zero.
+-- How far the site's attribution reaches: no attribution at all is not
+-- tracked (null), not zero, and hours after its last date are not judged.
 attributed AS (
-    SELECT MAX(date) AS last_date FROM {{dataset}}.creator_attribution
+    SELECT MAX(date) AS last_date, UNIX_DATE(MAX(date)) * 24 + 24 AS end_h FROM {{dataset}}.creator_attribution
 ),
 site_window AS (
     SELECT
@@ -125,7 +129,11 @@ site_window AS (
         CASE
             WHEN j.conversion_source = 'platform' OR t.last_date IS NULL THEN NULL
             ELSE COALESCE(x.conversions, 0)
-        END AS site_conversions
+        END AS site_conversions,
+        CASE
+            WHEN j.conversion_source <> 'platform' AND t.end_h < j.as_of_h THEN t.end_h
+            ELSE j.as_of_h
+        END AS conversion_as_of_h
     FROM judged j
     CROSS JOIN attributed t
     LEFT JOIN site x ON x.platform = j.platform AND x.creator_id = j.creator_id
@@ -159,7 +167,8 @@ SELECT
     j.cpc_ceiling,
     j.benchmark_effective_from,
     j.conversion_source,
-    sw.site_conversions
+    sw.site_conversions,
+    sw.conversion_as_of_h - s.first_active_h AS conversion_hours_active
 FROM judged j
 LEFT JOIN summed s ON s.platform = j.platform AND s.creator_id = j.creator_id
 LEFT JOIN site_window sw ON sw.platform = j.platform AND sw.creator_id = j.creator_id

@@ -1,7 +1,9 @@
 -- One row per creator x platform from the latest `crest links audit`: the
 -- paid ads whose links need attention and the share of spend and clicks no
 -- creator can be credited with; `clean` when every ad carries an issued link
--- of its own platform that resolves to its creator.
+-- of its own platform that resolves to its creator, and none of the
+-- creator's own Spark Ads carries another creator's link (other_creator,
+-- empty where the audit had no roster to look).
 CREATE OR REPLACE VIEW {{dataset}}.v_utm_hygiene ({{columns}}) AS
 SELECT
     audited_at,
@@ -13,7 +15,7 @@ SELECT
     no_utm,
     unresolvable,
     wrong_platform,
-    COALESCE(other_creator, 0) AS other_creator,
+    other_creator,
     not_issued,
     issued_unseen,
     spend,

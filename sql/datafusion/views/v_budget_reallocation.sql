@@ -1,8 +1,9 @@
 -- Per platform and campaign: move red creators' recent daily spend (their
 -- average over the as-of date's last 7 days in that campaign) to the
 -- campaign's accelerate creators, in proportion to their efficiency:
--- conversions per unit of spend when every receiving creator has
--- conversions, else CTR. Never to a creator with a compliance flag. One row
+-- conversions (of the benchmark row's conversion_source) per unit of spend
+-- when every receiving creator has conversions, else CTR. Never to a
+-- creator with a compliance flag. One row
 -- per creator that gives (`reduce`) or receives (`increase`), with the
 -- arithmetic in columns: pool x share = suggested_daily_change.
 CREATE OR REPLACE VIEW v_budget_reallocation AS
@@ -14,7 +15,8 @@ WITH candidates AS (
         tier,
         as_of_date,
         CASE WHEN tier = 'red' THEN 'reduce' ELSE 'increase' END AS action,
-        CAST(conversions AS DOUBLE) / NULLIF(CAST(spend_reporting AS DOUBLE), 0) AS conversions_per_spend,
+        CAST(CASE WHEN conversion_source = 'platform' THEN conversions ELSE site_conversions END AS DOUBLE)
+            / NULLIF(CAST(spend_reporting AS DOUBLE), 0) AS conversions_per_spend,
         ctr
     FROM v_creator_tier
     WHERE tier = 'red' OR (tier = 'accelerate' AND NOT compliance_flag)

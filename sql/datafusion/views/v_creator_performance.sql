@@ -95,6 +95,7 @@ summed AS (
         SUM(CASE WHEN in_window THEN conversion_value END) AS conversion_value,
         SUM(CASE WHEN in_window THEN video_views END) AS video_views,
         MIN(CASE WHEN in_window THEN first_h END) AS first_h,
+        MIN(CASE WHEN in_window THEN date END) AS first_date,
         MAX(as_of_h) AS as_of_h,
         MAX(ctr_benchmark) AS ctr_benchmark,
         MAX(cpc_ceiling) AS cpc_ceiling,
@@ -104,21 +105,21 @@ summed AS (
 ),
 -- Where the benchmark row names a site model (conversion_source site_last,
 -- ...): the site's conversions credited to the creator under that model by
--- crest attribute, on the conversion dates of the same window.
+-- crest attribute, on the conversion dates of the same window: from the
+-- creator's first day in it to the platform's as-of date.
 site AS (
     SELECT s.platform, s.creator_id, SUM(a.conversions) AS conversions
     FROM summed s
     JOIN creator_attribution a
         ON a.platform = s.platform AND a.creator_id = s.creator_id AND 'site_' || a.model = s.conversion_source
-    WHERE a.date <= s.as_of_date
-        AND (s.evaluation_days IS NULL
-            OR CAST(date_part('epoch', a.date) AS BIGINT) / 3600
-                >= CAST(date_part('epoch', s.as_of_date) AS BIGINT) / 3600 + 24 - CAST(s.evaluation_days AS BIGINT) * 24)
+    WHERE a.date >= s.first_date AND a.date <= s.as_of_date
     GROUP BY s.platform, s.creator_id
 ),
--- No attribution at all: site conversions are not tracked (null), not zero.
+-- How far the site's attribution reaches: no attribution at all is not
+-- tracked (null), not zero, and hours after its last date are not judged.
 attributed AS (
-    SELECT MAX(date) AS last_date FROM creator_attribution
+    SELECT MAX(date) AS last_date, CAST(date_part('epoch', MAX(date)) AS BIGINT) / 3600 + 24 AS end_h
+    FROM creator_attribution
 ),
 chosen AS (
     SELECT
@@ -126,7 +127,12 @@ chosen AS (
         CASE
             WHEN s.conversion_source = 'platform' OR t.last_date IS NULL THEN NULL
             ELSE COALESCE(site.conversions, 0)
-        END AS site_conversions
+        END AS site_conversions,
+        CASE
+            WHEN s.conversion_source = 'platform' THEN s.as_of_h - s.first_h
+            WHEN t.end_h < s.as_of_h THEN t.end_h - s.first_h
+            ELSE s.as_of_h - s.first_h
+        END AS conversion_hours_active
     FROM summed s
     CROSS JOIN attributed t
     LEFT JOIN site ON site.platform = s.platform AND site.creator_id = s.creator_id
@@ -160,5 +166,6 @@ SELECT
     cpc_ceiling,
     benchmark_effective_from,
     conversion_source,
-    site_conversions
+    site_conversions,
+    conversion_hours_active
 FROM chosen

@@ -9,7 +9,8 @@
 -- for reading. A green or accelerate creator whose disclosure status is not
 -- `disclosed` carries a compliance flag. The no-conversion rule reads the
 -- benchmark row's conversion_source: the platforms' conversions, or the
--- site's credited under one attribution model.
+-- site's credited under one attribution model, over the hours the site's
+-- attribution reaches (conversion_hours_active).
 CREATE OR REPLACE VIEW v_creator_tier AS
 WITH p AS (
     SELECT
@@ -36,7 +37,7 @@ rules AS (
         judged AND CAST(clicks AS DECIMAL(38, 6)) * 100 >= ctr_benchmark * CAST(impressions AS DECIMAL(38, 6)) * 130
             AS ctr_accelerate,
         judged AND clicks > 0 AND spend_reporting > cpc_ceiling * CAST(clicks AS DECIMAL(38, 6)) AS cpc_over,
-        judged AND conversions_tracked AND none_converted AND hours_active >= 72 AS no_conversion,
+        judged AND conversions_tracked AND none_converted AND conversion_hours_active >= 72 AS no_conversion,
         CAST(ROUND(ABS(ctr / CAST(ctr_benchmark AS DOUBLE) - 1) * 100) AS BIGINT) AS ctr_gap_abs,
         CAST(CAST(ROUND(CAST(ctr_benchmark AS DOUBLE) * 100, 2) AS DECIMAL(12, 2)) AS VARCHAR) AS benchmark_text,
         CAST(CAST(ROUND(cpc, 2) AS DECIMAL(12, 2)) AS VARCHAR) AS cpc_text,
@@ -84,9 +85,9 @@ SELECT
         WHEN ctr_benchmark IS NULL THEN 'no benchmark for ' || platform_name || ' ' || creator_tier
         WHEN NOT judged THEN 'no impressions in the evaluation window'
         WHEN tier = 'red' AND ctr_red AND no_conversion
-            THEN ctr_text || '; ' || no_conversion_text || ' after ' || CAST(hours_active AS VARCHAR) || ' h active'
+            THEN ctr_text || '; ' || no_conversion_text || ' after ' || CAST(conversion_hours_active AS VARCHAR) || ' h active'
         WHEN tier = 'red' AND ctr_red THEN ctr_text
-        WHEN tier = 'red' THEN no_conversion_text || ' after ' || CAST(hours_active AS VARCHAR) || ' h active'
+        WHEN tier = 'red' THEN no_conversion_text || ' after ' || CAST(conversion_hours_active AS VARCHAR) || ' h active'
         WHEN tier = 'yellow' AND ctr_yellow AND cpc_over
             THEN ctr_text || '; CPC ' || cpc_text || ' above the ' || ceiling_text || ' ceiling'
         WHEN tier = 'yellow' AND ctr_yellow THEN ctr_text

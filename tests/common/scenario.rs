@@ -191,15 +191,13 @@ pub fn write_run(out: &Path, rows: &[Row]) -> String {
             })
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-        let rel = format!("canonical/creator_performance/date={date}/{run_id}-0.parquet");
-        let path = out.join(&rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        std::fs::write(&path, &buf).unwrap();
-        files.push(serde_json::json!({"path": rel, "date": date, "rows": n, "bytes": buf.len(), "sha256": hex::encode(Sha256::digest(&buf))}));
+        files.push(write_file(
+            out,
+            "creator_performance",
+            &date.to_string(),
+            run_id,
+            &batch,
+        ));
         let mut p: Vec<String> = rows
             .iter()
             .map(|r| format!("{}/acct_{}", r.platform, r.platform))
@@ -218,6 +216,19 @@ pub fn write_run(out: &Path, rows: &[Row]) -> String {
     let path = out.join(format!("_runs/{run_id}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     path.to_string_lossy().into_owned()
+}
+
+/// One date's rows of a canonical table as a run writes them; its manifest entry.
+fn write_file(out: &Path, table: &str, date: &str, run_id: &str, batch: &RecordBatch) -> serde_json::Value {
+    let rel = format!("canonical/{table}/date={date}/{run_id}-0.parquet");
+    let path = out.join(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    std::fs::write(&path, &buf).unwrap();
+    serde_json::json!({"path": rel, "date": date, "rows": batch.num_rows(), "bytes": buf.len(), "sha256": hex::encode(Sha256::digest(&buf))})
 }
 
 /// One site conversion credit: (date, creator, platform, model, conversions in millionths).
@@ -267,15 +278,7 @@ pub fn write_attribution_run(out: &Path, start: &str, end: &str, credits: &[Cred
             })
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-        let rel = format!("canonical/creator_attribution/date={date}/{run_id}-0.parquet");
-        let path = out.join(&rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        std::fs::write(&path, &buf).unwrap();
-        files.push(serde_json::json!({"path": rel, "date": date, "rows": n, "bytes": buf.len(), "sha256": hex::encode(Sha256::digest(&buf))}));
+        files.push(write_file(out, "creator_attribution", date, run_id, &batch));
     }
     let manifest = serde_json::json!({
         "run_id": run_id, "stage": "attribute", "status": "succeeded",

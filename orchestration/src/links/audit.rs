@@ -500,13 +500,10 @@ fn print_crossed(ads: &[CrossedAd]) {
         return;
     }
     println!("Spark Ads carrying another creator's link (fix the link: the other creator is credited with the post)");
-    println!(
-        "{:<10} {:<40} {:<16} {:<16}",
-        "platform", "account/ad", "ad of", "credited to"
-    );
+    println!("{:<10} {:<40} {:<16} credited to", "platform", "account/ad", "ad of");
     for (platform, ad, owner, credited) in ads {
         println!(
-            "{platform:<10} {ad:<40} {:<16} {:<16}",
+            "{platform:<10} {ad:<40} {:<16} {}",
             owner.creator_id,
             credited.as_deref().unwrap_or("(none)")
         );

@@ -199,6 +199,8 @@ pub struct LoadPlan {
     /// The `platform/account` pairs the run speaks for (`None` for a run of a
     /// crest that did not record them): a load deletes keys only of these.
     pub scope: Option<std::collections::BTreeSet<String>>,
+    /// Where the run read its input, as it was given (`inputs.input`).
+    pub source: Option<String>,
 }
 
 impl LoadPlan {
@@ -284,6 +286,7 @@ pub async fn plan(spec: &str) -> Result<LoadPlan> {
         range,
         tables,
         scope: m.pairs.map(|p| p.into_values().flatten().collect()),
+        source: m.inputs["input"].as_str().map(str::to_string),
     })
 }
 

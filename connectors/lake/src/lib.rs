@@ -44,17 +44,8 @@ const BENCHMARKS_FILE: &str = "benchmarks/benchmarks.parquet";
 const ALERT_LOG_DIR: &str = "alert_log";
 /// A file written before its table gained nullable columns, read as the
 /// table is now: the columns it lacks are null.
-fn fit(batch: &RecordBatch, schema: &SchemaRef, what: &str) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => Ok(c.clone()),
-            None if f.is_nullable() => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
-            None => Err(Error::Data(format!("{what} has no column {}", f.name()))),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Data(format!("{what}: {e}")))
+fn written_before(batch: &RecordBatch, schema: &SchemaRef, what: &str) -> Result<RecordBatch> {
+    delta::conform(batch, schema).map_err(|e| e.context(what))
 }
 
 /// Where `crest links audit` puts each audit's rows: one file per audit.
@@ -231,7 +222,7 @@ impl Lake {
                     let what = format!("{}/{BENCHMARKS_FILE}", self.loc);
                     read_parquet(bytes, &what)?
                         .iter()
-                        .map(|b| fit(b, &crest_core::benchmarks::schema(), &what))
+                        .map(|b| written_before(b, &crest_core::benchmarks::schema(), &what))
                         .collect::<Result<Vec<_>>>()?
                 }
                 // No benchmarks loaded: the table is empty and every tier says so.
@@ -266,7 +257,7 @@ impl Lake {
                 if let Some(bytes) = self.loc.get(&rel).await? {
                     let what = format!("{}/{rel}", self.loc);
                     for b in read_parquet(bytes, &what)? {
-                        batches.push(fit(&b, &schema, &what)?);
+                        batches.push(written_before(&b, &schema, &what)?);
                     }
                 }
             }

@@ -42,6 +42,10 @@ pub struct WorldConfig {
     /// Trafficking slips: one creator Spark Ad in eleven carries the next
     /// creator's link, the copy-paste mistake `crest links audit --roster`
     /// must find. Off, every creator ad carries its own creator's link.
+    /// Nothing the real API refuses: TikTok's `/ad/get/` (Business API v1.3,
+    /// "Get ads") returns `identity_id`/`identity_type` and
+    /// `landing_page_url` as independent fields of an ad, and ad creation
+    /// accepts any landing URL with any authorized Spark Ads identity.
     pub crossed_links: bool,
 }
 

@@ -225,12 +225,7 @@ async fn crossed_links(
     roster: &crest_transforms::Roster,
 ) -> Result<Option<Crossed>> {
     use crest_transforms::utm::{parse_url, Utm};
-    let manifest: serde_json::Value = match plan.input.get(&plan.manifest).await? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Data(format!("{}/{} is not JSON: {e}", plan.input, plan.manifest)))?,
-        None => return Err(Error::Config(format!("{}/{} is gone", plan.input, plan.manifest))),
-    };
-    let Some(raw) = manifest["inputs"]["input"].as_str() else {
+    let Some(raw) = plan.source.as_deref() else {
         tracing::warn!("the run names no raw input: Spark Ads identities are not checked");
         return Ok(None);
     };
